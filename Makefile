@@ -1,0 +1,37 @@
+# Two commands for a fresh machine (Python 3.11 and make):
+#   make reproduce   the whole notebook chain on the embedded synthetic benchmark (laptop profile, CPU)
+#   make test        the test suite (pytest + nbval on the smoke profile)
+# Each creates or updates the local virtual environment .venv first.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= laptop
+STAMP := $(VENV)/.mdbd-installed
+# The real CUHK/DUT pieces, when a folder laid out like ../shared/data sits beside the repository.
+export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk),$(abspath ../shared/data),)
+
+.PHONY: install reproduce test lab bench clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[notebooks,test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(VENV)/bin/mdbd weights fetch --source oxford
+	$(VENV)/bin/mdbd reproduce --profile $(PROFILE)
+
+test: $(STAMP)
+	$(VENV)/bin/mdbd weights fetch --source oxford
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(PY) -m ipykernel install --user --name mdbd --display-name "Python (mdbd)"
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+bench: $(STAMP)
+	$(VENV)/bin/mdbd bench --quick

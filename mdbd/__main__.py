@@ -1,0 +1,3 @@
+from mdbd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per `mdbd` sub-command; each exposes `register(subparsers)`."""

@@ -1,0 +1,160 @@
+"""A run is one declared configuration: a profile (YAML under mdbd/profiles/) plus per-field overrides.
+
+    cfg = load_config("laptop", preset="hl", epochs=3)
+    cfg.to_dict()  # recorded next to every checkpoint and result
+
+Profiles:
+- smoke:  tiny sizes for tests; a training finishes in well under a minute on CPU.
+- laptop: a 2-core CPU in minutes, where learning is clearly visible; the README's main job.
+- paper:  the paper's settings (320x320, batch 6, Adam 4e-4), for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mdbd.errors import ConfigError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES = ("smoke", "laptop", "paper")
+
+
+@dataclass
+class SynthConfig:
+    """Size of the synthetic defocus benchmark generated for a profile."""
+
+    train_images: int = 24
+    test_images: int = 8
+    image_size: int = 96  # side of the square crops written to disk
+
+
+@dataclass
+class RunConfig:
+    profile: str = "smoke"
+    # data
+    dataset: str = "synthetic"  # synthetic | cuhk | dut | folder
+    data_root: str | None = None  # None: the dataset's default folder under data/
+    polarity: str = "infocus_white"  # folder datasets only: infocus_white | blur_white
+    image_size: int = 320  # training (and network input) size, square
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    # model
+    preset: str = "multianet"
+    backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
+    # optimisation (the paper: cross-entropy, Adam, lr 4e-4, batch 6)
+    epochs: int = 2
+    batch_size: int = 6
+    lr: float = 4e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "poly"  # poly | constant
+    poly_power: float = 0.9
+    freeze_backbone_blocks: int = 0  # VGG blocks (1..5) kept frozen; 0 = train everything
+    # augmentation (the paper: random flip, crop, resize, rotation)
+    augment: bool = True
+    max_rotation_deg: float = 10.0
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    # bookkeeping
+    val_every: int = 1
+    seed: int = 0
+    num_workers: int = 0
+    device: str | None = None  # None: cuda when available, else cpu
+    bf16: bool = True  # autocast to bf16 on CUDA only; CPU runs stay fp32 and deterministic
+    channels_last: bool = True  # CUDA only
+    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>
+
+    def __post_init__(self) -> None:
+        if isinstance(self.synth, dict):
+            self.synth = SynthConfig(**self.synth)
+        if isinstance(self.crop_scale, list):
+            self.crop_scale = tuple(self.crop_scale)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.dataset not in ("synthetic", "cuhk", "dut", "folder"):
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
+        if self.polarity not in ("infocus_white", "blur_white"):
+            raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
+        for name in ("image_size", "epochs", "batch_size", "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.image_size % 2:
+            raise ConfigError(f"image_size must be even, got {self.image_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if self.lr_schedule not in ("poly", "constant"):
+            raise ConfigError(f"lr_schedule must be poly or constant, got {self.lr_schedule!r}")
+        if not 0 <= self.freeze_backbone_blocks <= 5:
+            raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+
+    # -- derived values -------------------------------------------------------------------------
+    def resolved_data_root(self) -> Path:
+        from mdbd.paths import DATA_DIR, resolve
+
+        if self.data_root:
+            return resolve(self.data_root)
+        if self.dataset == "synthetic":
+            return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}"
+        return DATA_DIR / self.dataset
+
+    def resolved_run_dir(self) -> Path:
+        from mdbd.paths import RESULTS_DIR, resolve
+
+        if self.run_dir:
+            return resolve(self.run_dir)
+        return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["crop_scale"] = list(self.crop_scale)
+        return d
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        return _apply(self.to_dict(), overrides)
+
+
+def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None and key not in ("device", "data_root", "run_dir"):
+            continue
+        if key.startswith("synth."):
+            sub = key.split(".", 1)[1]
+            if sub not in {f.name for f in fields(SynthConfig)}:
+                raise ConfigError(f"unknown field {key!r}")
+            merged["synth"] = {**merged.get("synth", {}), sub: value}
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown configuration field {key!r}; known fields: {', '.join(sorted(known))}")
+        merged[key] = value
+    return RunConfig(**merged)
+
+
+def load_config(profile: str = "smoke", **overrides: Any) -> RunConfig:
+    """The profile's YAML, then `overrides` field by field (None leaves a field as the profile has it)."""
+    path = PROFILES_DIR / f"{profile}.yaml"
+    if profile not in PROFILES or not path.is_file():
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    base = yaml.safe_load(path.read_text()) or {}
+    base["profile"] = profile
+    return _apply(base, overrides)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings from the command line, values parsed as YAML scalars (`epochs=3`, `bf16=false`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
