@@ -1,0 +1,20 @@
+"""`mdbd reproduce`: the whole notebook chain with papermill."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="run the numbered notebooks in order (papermill) for a profile")
+    p.add_argument("--profile", default="laptop", choices=("smoke", "laptop", "paper"))
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
+    p.add_argument("--out", default=None, help="folder for the executed copies (default results/<profile>/executed)")
+    p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from mdbd.reproduce import print_summary, run_chain
+
+    result = run_chain(args.profile, args.only, out_dir=args.out, prepare_only=args.prepare_only)
+    print_summary(result)
+    return 0

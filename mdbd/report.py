@@ -1,0 +1,127 @@
+"""Tables and figures under results/<profile>/, each with its provenance, and our numbers beside the paper's.
+
+Rules enforced here so that no notebook can forget them:
+- every table row carries dataset, split, protocol, profile, device, seed and weights columns;
+- numbers quoted from the paper sit in a column named `paper (quoted)`, never mixed with ours;
+- a table computed on the synthetic benchmark says so in its title, and synthetic rows are never compared with a quoted
+  real-data number without that title (`benchmark` column: synthetic | real).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from mdbd.errors import ConfigError
+from mdbd.paths import RESULTS_DIR
+from mdbd.provenance import code_version
+
+PAPER_TABLES = Path(__file__).resolve().parent / "reference" / "paper_tables.csv"
+QUOTED = "paper (quoted)"
+REAL_DATASETS = ("cuhk", "dut")
+
+
+def results_dir(profile: str) -> Path:
+    """results/<profile>/: `laptop` is the tracked reference set, `smoke` is scratch for tests, `paper` is for GPU runs."""
+    return RESULTS_DIR / profile
+
+
+def load_paper_tables(table: str | None = None) -> pd.DataFrame:
+    """The paper's Tables I-III as transcribed once in mdbd/reference/paper_tables.csv (all values QUOTED)."""
+    df = pd.read_csv(PAPER_TABLES, dtype={"table": str})
+    if table is not None:
+        if table not in set(df["table"]):
+            raise ConfigError(f"the paper has no Table {table!r}; choose I, II or III")
+        df = df[df["table"] == table].reset_index(drop=True)
+    return df
+
+
+def benchmark_kind(dataset: str) -> str:
+    return "real" if dataset in REAL_DATASETS else "synthetic"
+
+
+def table_title(base: str, dataset: str, split: str, protocol: str | None = None) -> str:
+    """A title that can never hide that numbers come from the synthetic benchmark."""
+    kind = benchmark_kind(dataset)
+    where = f"{dataset} / {split}" + (f", protocol {protocol}" if protocol else "")
+    if kind == "synthetic":
+        return f"{base} — OURS ON THE SYNTHETIC BENCHMARK ({where}); paper numbers are on real data and quoted for reference only"
+    return f"{base} — ours on {where}, beside the paper's quoted numbers"
+
+
+def beside_paper(ours: pd.DataFrame, table: str, *, method_col: str = "method", paper_dataset: str,
+                 metrics: Iterable[str] = ("fbeta", "mae")) -> pd.DataFrame:
+    """Join our rows (columns: method, metric, value, ...) with the paper's quoted values for the same method and metric.
+
+    `paper_dataset` names which of the paper's datasets to quote (cuhk or dut). The `difference` column (ours - quoted) is
+    only filled when our dataset is that same real dataset; on the synthetic benchmark it stays empty, since the two
+    numbers do not measure the same thing.
+    """
+    paper = load_paper_tables(table)
+    paper = paper[(paper["dataset"] == paper_dataset) & paper["metric"].isin(list(metrics))]
+    paper = paper[["method", "metric", "value"]].rename(columns={"value": QUOTED, "method": method_col})
+    merged = ours.merge(paper, on=[method_col, "metric"], how="outer")
+    same_data = merged.get("dataset", pd.Series(dtype=str)).eq(paper_dataset)
+    merged["difference (ours - quoted)"] = (merged["value"] - merged[QUOTED]).where(same_data)
+    merged["quoted_from"] = f"Jiang et al. MMSP 2020, Table {table}, {paper_dataset}"
+    return merged
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provenance: dict[str, Any],
+               required: Iterable[str] = ("dataset", "split", "profile", "device", "seed")) -> dict[str, Path]:
+    """Write results/<profile>/tables/<name>.csv and .md (title + provenance + table), atomically.
+
+    Provenance fields are also added as constant columns where the frame lacks them, and the required ones must end up
+    present, so a CSV read on its own still says where its numbers came from.
+    """
+    out = df.copy()
+    prov = {"code_version": code_version(), "profile": profile, **provenance}
+    for key, value in prov.items():
+        if key not in out.columns:
+            out[key] = value if not isinstance(value, (list, dict)) else json.dumps(value)
+    missing = [c for c in required if c not in out.columns]
+    if missing:
+        raise ConfigError(f"table {name!r} lacks provenance columns {missing}")
+    folder = results_dir(profile) / "tables"
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    _atomic_write_text(csv_path, out.to_csv(index=False))
+    shown = df.copy()
+    lines = [f"# {title}", ""]
+    lines += [f"- {k}: {v}" for k, v in prov.items()]
+    lines += ["", shown.to_markdown(index=False, floatfmt=".4f"), ""]
+    _atomic_write_text(md_path, "\n".join(lines))
+    return {"csv": csv_path, "md": md_path}
+
+
+def save_figure(fig, name: str, *, profile: str, provenance: dict[str, Any]) -> dict[str, Path]:
+    """Write results/<profile>/figures/<name>.png and .pdf plus <name>.json with the provenance."""
+    folder = results_dir(profile) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext in ("png", "pdf"):
+        target = folder / f"{name}.{ext}"
+        tmp = folder / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"Title": name} if ext == "pdf" else None)
+        os.replace(tmp, target)
+        paths[ext] = target
+    prov = {"code_version": code_version(), "profile": profile, **provenance}
+    _atomic_write_text(folder / f"{name}.json", json.dumps(prov, indent=2, default=str))
+    paths["json"] = folder / f"{name}.json"
+    return paths

@@ -1,0 +1,98 @@
+"""Run the numbered notebooks in order with papermill: `mdbd reproduce --profile smoke|laptop|paper`.
+
+Executed copies go to results/<profile>/executed/; the runner stops at the first failing notebook, naming it and the cell,
+and ends by listing every table and figure the chain wrote.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdbd.config import PROFILES
+from mdbd.errors import ConfigError, MdbdError
+from mdbd.paths import NOTEBOOKS_DIR
+from mdbd.report import results_dir
+
+NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves", "06_runtime", "07_visual")
+
+
+class NotebookFailed(MdbdError):
+    """A notebook of the chain raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class ChainResult:
+    profile: str
+    executed: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def notebook_path(name: str) -> Path:
+    path = NOTEBOOKS_DIR / f"{name}.ipynb"
+    if not path.is_file():
+        raise ConfigError(f"notebook {path} does not exist; the chain is {', '.join(NOTEBOOKS)}")
+    return path
+
+
+def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
+              out_dir: Path | None = None, prepare_only: bool = False, extra_parameters: dict | None = None,
+              kernel_name: str | None = None, progress: bool = True) -> ChainResult:
+    """Execute (or, with `prepare_only`, only parameterise) the chain for `profile`."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    names = list(notebooks or NOTEBOOKS)
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise ConfigError(f"unknown notebook(s) {unknown}; the chain is {', '.join(NOTEBOOKS)}")
+    out_dir = Path(out_dir) if out_dir else results_dir(profile) / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    result = ChainResult(profile=profile)
+    parameters = {"profile": profile, **(extra_parameters or {})}
+    for name in names:
+        source, target = notebook_path(name), out_dir / f"{name}.ipynb"
+        if progress:
+            print(f"[mdbd reproduce] {name} (profile {profile}) ...", flush=True)
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(source), str(target), parameters=parameters, prepare_only=prepare_only,
+                                kernel_name=kernel_name, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                                log_output=False, stdout_file=None, stderr_file=None)
+        except PapermillExecutionError as exc:
+            raise NotebookFailed(
+                f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
+        result.executed.append(target)
+        result.seconds[name] = time.time() - t0
+        if progress:
+            print(f"[mdbd reproduce] {name} done in {result.seconds[name]:.0f} s", flush=True)
+    if not prepare_only:
+        result.outputs = sorted(p for p in results_dir(profile).rglob("*")
+                                if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
+                                and p.stat().st_mtime >= started - 1 and "executed" not in p.parts)
+    return result
+
+
+def print_summary(result: ChainResult, stream=sys.stdout) -> None:
+    total = sum(result.seconds.values())
+    print(f"\nmdbd reproduce --profile {result.profile}: {len(result.executed)} notebooks in {total / 60:.1f} min", file=stream)
+    for name, sec in result.seconds.items():
+        print(f"  {name:<14} {sec:7.1f} s", file=stream)
+    print("Executed notebooks:", file=stream)
+    for p in result.executed:
+        print(f"  {p}", file=stream)
+    tables = [p for p in result.outputs if p.suffix in (".csv", ".md")]
+    figures = [p for p in result.outputs if p.suffix in (".png", ".pdf")]
+    print(f"Tables ({len(tables)}):", file=stream)
+    for p in tables:
+        print(f"  {p}", file=stream)
+    print(f"Figures ({len(figures)}):", file=stream)
+    for p in figures:
+        print(f"  {p}", file=stream)
