@@ -1,0 +1,72 @@
+"""The few lines every numbered notebook starts with, kept here so that notebooks stay thin and tested.
+
+    ctx = start("02_train", profile=profile, seed=seed, device=device)
+
+resolves `device = None` to cuda or cpu, loads the run profile, fixes the seed, and prints what the notebook needs from the
+earlier ones and how long it takes per profile.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from mdbd.config import RunConfig, load_config
+from mdbd.errors import ConfigError
+from mdbd.paths import REPO_ROOT
+from mdbd.provenance import device_name, resolve_device
+from mdbd.report import results_dir
+
+#: name -> (what it needs, typical minutes on a 2-core CPU for smoke / laptop, on one GPU for paper)
+NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
+    "01_data": ("nothing (generates the synthetic benchmark; real data only if you point `data_root` at it)",
+                "smoke < 0.5 min, laptop ~ 0.5 min, paper ~ 1.5 min"),
+    "02_train": ("01_data (the dataset folder)", "smoke < 0.5 min, laptop <= 5 min, paper ~ 10-20 min on an H100"),
+    "03_ablation": ("01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 7 presets x 3 seeds x 10-20 min on an H100"),
+    "04_comparison": ("02_train (the full model's checkpoint)", "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST)"),
+    "05_curves": ("04_comparison (its curves CSV)", "under a minute for every profile"),
+    "06_runtime": ("nothing (times the model on random input; baselines on the test images)",
+                   "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min"),
+    "07_visual": ("03_ablation and 04_comparison (checkpoints and baseline maps)", "under a minute for every profile"),
+}
+
+
+@dataclass
+class NotebookContext:
+    name: str
+    profile: str
+    cfg: RunConfig
+    device: str
+    device_name: str
+    seed: int
+
+    @property
+    def results(self) -> Path:
+        return results_dir(self.profile)
+
+    def provenance(self, **extra) -> dict:
+        """The provenance fields every table and figure of this notebook carries."""
+        return {"profile": self.profile, "device": self.device_name, "seed": self.seed,
+                "weights": self.cfg.backbone_weights, "notebook": self.name, **extra}
+
+
+def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, **overrides) -> NotebookContext:
+    if name not in NOTEBOOK_INFO:
+        raise ConfigError(f"unknown notebook {name!r}")
+    resolved = resolve_device(device)
+    cfg = load_config(profile, seed=seed, device=resolved, **overrides)
+    random.seed(seed)
+    try:
+        import numpy as np
+        import torch
+
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - both are hard dependencies
+        pass
+    needs, minutes = NOTEBOOK_INFO[name]
+    ctx = NotebookContext(name=name, profile=profile, cfg=cfg, device=resolved, device_name=device_name(resolved), seed=seed)
+    print(f"{name} | profile {profile} | device {ctx.device_name} | seed {seed}")
+    print(f"needs: {needs}\ntypical time: {minutes}\nresults: {ctx.results.relative_to(REPO_ROOT) if ctx.results.is_relative_to(REPO_ROOT) else ctx.results}")
+    return ctx
