@@ -72,7 +72,7 @@ def beside_paper(ours: pd.DataFrame, table: str, *, method_col: str = "method", 
     return merged
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -101,12 +101,12 @@ def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provena
         raise ConfigError(f"table {name!r} lacks provenance columns {missing}")
     folder = results_dir(profile) / "tables"
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
-    _atomic_write_text(csv_path, out.to_csv(index=False))
+    atomic_write_text(csv_path, out.to_csv(index=False))
     shown = df.copy()
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in prov.items()]
     lines += ["", shown.to_markdown(index=False, floatfmt=".4f"), ""]
-    _atomic_write_text(md_path, "\n".join(lines))
+    atomic_write_text(md_path, "\n".join(lines))
     return {"csv": csv_path, "md": md_path}
 
 
@@ -122,6 +122,6 @@ def save_figure(fig, name: str, *, profile: str, provenance: dict[str, Any]) -> 
         os.replace(tmp, target)
         paths[ext] = target
     prov = {"code_version": code_version(), "profile": profile, **provenance}
-    _atomic_write_text(folder / f"{name}.json", json.dumps(prov, indent=2, default=str))
+    atomic_write_text(folder / f"{name}.json", json.dumps(prov, indent=2, default=str))
     paths["json"] = folder / f"{name}.json"
     return paths

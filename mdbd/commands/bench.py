@@ -1,0 +1,32 @@
+"""`mdbd bench`: speed of the plain baseline vs the optimised path on the current device."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="inference/training/metrics speed, baseline vs optimised, on this device")
+    p.add_argument("--quick", action="store_true", help="small sizes on CPU, under two minutes")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--preset", default="multianet")
+    p.add_argument("--out", default=None, help="CSV path (default results/bench/bench-<device>[-quick].csv)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import re
+
+    from mdbd.bench import BenchSettings, run_bench
+    from mdbd.paths import RESULTS_DIR, resolve
+    from mdbd.report import atomic_write_text
+
+    settings = BenchSettings.quick() if args.quick else BenchSettings()
+    settings.preset = args.preset
+    table = run_bench(args.device, settings, quick=args.quick)
+    slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
+    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"bench-{slug}{'-quick' if args.quick else ''}.csv"
+    atomic_write_text(out, table.to_csv(index=False))
+    shown = table[["task", "path", "value", "unit"] + [c for c in ("ratio", "target", "note") if c in table]]
+    print(f"\ndevice: {table['device'].iloc[0]} | size {settings.size} | preset {settings.preset}")
+    print(shown.to_markdown(index=False, floatfmt=".3g"))
+    print(f"\nwritten: {out}")
+    return 0
