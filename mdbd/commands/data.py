@@ -1,0 +1,106 @@
+"""`mdbd data`: generate the synthetic benchmark, summarise a dataset, fetch the real ones."""
+
+from __future__ import annotations
+
+import logging
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="datasets: synthetic benchmark, summaries, downloads")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    s = cmds.add_parser("synth", help="generate the synthetic defocus benchmark (no download)")
+    s.add_argument("--profile", default="smoke", choices=("smoke", "laptop", "paper"))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="output folder (default data/synthetic/<profile>-seed<N>)")
+    s.add_argument("--masks", default="auto", choices=("auto", "cuhk", "procedural"),
+                   help="mask shapes: CUHK ground truth when found (auto), or procedural")
+    s.add_argument("--cuhk-gt", default=None, help="CUHK gt/ folder (default $MDBD_SHARED_DATA/cuhk/gt or data/cuhk/gt)")
+    s.set_defaults(func=_synth)
+
+    m = cmds.add_parser("summary", help="pairs, mean in-focus fraction and size range per split")
+    m.add_argument("--dataset", required=True, choices=("cuhk", "dut", "folder", "synthetic"))
+    m.add_argument("--root", default=None, help="dataset folder (default data/<dataset>)")
+    m.add_argument("--split", default=None, help="one split (default: every split found)")
+    m.add_argument("--split-file", default=None, help="a list of sample ids (e.g. Zhao's 100 CUHK test images)")
+    m.add_argument("--polarity", default=None, choices=("infocus_white", "blur_white"), help="folder datasets")
+    m.set_defaults(func=_summary)
+
+    f = cmds.add_parser("fetch", help="download/unpack CUHK (official address) or DUT (an archive you give)")
+    f.add_argument("--dataset", required=True, choices=("cuhk", "dut"))
+    f.add_argument("--archive", default=None, help="DUT archive: a path or URL (required for dut)")
+    f.add_argument("--raw-dir", default=None, help="where archives are kept (default data/raw)")
+    f.add_argument("--out", default=None, help="extracted dataset folder (default data/<dataset>)")
+    f.set_defaults(func=_fetch)
+
+
+def _synth(args) -> int:
+    import time
+
+    from mdbd.data.synth import generate_synthetic
+    from mdbd.paths import DATA_DIR, resolve
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = resolve(args.out) if args.out else DATA_DIR / "synthetic" / f"{args.profile}-seed{args.seed}"
+    started = time.perf_counter()
+    root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks)
+    print(f"synthetic benchmark ({args.profile}, seed {args.seed}) written to {root} in "
+          f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _splits(args) -> list[str]:
+    from pathlib import Path
+
+    from mdbd.data.readers import folder_splits
+
+    if args.split or args.split_file:
+        return [args.split or "test"]
+    if args.dataset in ("cuhk", "dut"):
+        return ["train", "test"]
+    order = {"train": 0, "val": 1, "test": 2}
+    found = folder_splits(Path(args.root)) if args.root else []
+    return sorted(found, key=lambda s: (order.get(s, 3), s)) or ["test"]
+
+
+def _summary(args) -> int:
+    from mdbd.data.readers import open_dataset, summarize
+    from mdbd.errors import DataError
+
+    rows = []
+    for split in _splits(args):
+        try:
+            ds = open_dataset(args.dataset, args.root, split=split, polarity=args.polarity, split_file=args.split_file)
+        except DataError as exc:
+            if args.dataset == "dut" and not args.split and "not a DUT dataset folder" in str(exc):
+                continue  # e.g. Zhao's redistribution has the test split only
+            raise
+        rows.append(summarize(ds))
+    if not rows:
+        raise DataError(f"no {args.dataset} split found under {args.root}")
+    print(f"{args.dataset} at {rows[0]['root']} (mask 1 = in focus; sizes from the masks)")
+    w = max(12, *(len(r["split"]) + 2 for r in rows))
+    print(f"{'split':<{w}}{'pairs':>7}{'images':>8}{'in-focus':>10}  size range (HxW)")
+    for r in rows:
+        (h0, h1), (w0, w1) = r["height_range"], r["width_range"]
+        print(f"{r['split']:<{w}}{r['pairs']:>7}{r['images_present']:>8}{r['mean_infocus_fraction']:>10.3f}  "
+              f"{h0}-{h1} x {w0}-{w1}")
+    if len(rows) > 1:
+        total = sum(r["pairs"] for r in rows)
+        mean = sum(r["mean_infocus_fraction"] * r["pairs"] for r in rows) / total
+        print(f"{'all':<{w}}{total:>7}{sum(r['images_present'] for r in rows):>8}{mean:>10.3f}")
+    return 0
+
+
+def _fetch(args) -> int:
+    from mdbd.data.download import fetch_cuhk, fetch_dut
+    from mdbd.errors import DataError
+
+    if args.dataset == "cuhk":
+        out = fetch_cuhk(args.raw_dir, args.out)
+    else:
+        if not args.archive:
+            raise DataError("--archive PATH_OR_URL is required for dut (the lab page is dead; mirrors: docs/data.md)")
+        out = fetch_dut(args.archive, args.raw_dir, args.out)
+    print(f"{args.dataset} ready in {out}")
+    return 0

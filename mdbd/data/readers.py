@@ -1,0 +1,392 @@
+"""Readers for defocus-blur-detection datasets, all converted to ONE convention on load.
+
+    ds = open_dataset("cuhk", "/path/to/cuhk", split="test")   # Shi's: image/ + gt/
+    image, mask, sample_id = ds[0]      # image uint8 (H, W, 3) RGB; mask uint8 (H, W), 1 = IN FOCUS
+
+Layouts (docs/data.md has the details):
+- ``cuhk``: ``image/out_of_focusNNNN.jpg|.JPG`` and ``gt/out_of_focusNNNN.png`` (white = BLURRED: inverted on load);
+  ordered by the 4-digit number; split ``train`` = 0001..0604, ``test`` = 0605..0704, ``all`` = 0001..0704,
+  or any list file (``split_file``). Motion-blur files are never used.
+- ``dut``: ``DUT600S_Training`` + ``DUT600GT_Training`` (train), ``DUT500S-Testing`` + ``DUT500GT-Testing`` (test),
+  or Zhao's redistribution ``dut500-source`` + ``dut500-gt`` (test). White = in focus already.
+- ``folder`` / ``synthetic``: ``images/`` + ``masks/`` with matching stems, optionally under ``<root>/<split>/``;
+  polarity declared (``infocus_white`` | ``blur_white``) or read from ``dataset.json``.
+
+Masks can be read without the images (``load_mask``), so statistics work on mask-only folders; asking for a missing
+image raises a DataError naming the expected file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mdbd.errors import DataError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
+POLARITIES = ("infocus_white", "blur_white")
+DATASETS = ("cuhk", "dut", "folder", "synthetic")
+
+CUHK_DEFOCUS_COUNT = 704
+CUHK_TRAIN = range(1, 605)  # the DeFusionNet / MultiANet split
+CUHK_TEST = range(605, 705)
+_CUHK_NAME = re.compile(r"^(out_of_focus|motion)(\d{4})$", re.IGNORECASE)
+
+DUT_LAYOUTS = {  # split -> candidate (image folder, mask folder) pairs, first found wins
+    "train": [("DUT600S_Training", "DUT600GT_Training")],
+    "test": [("DUT500S-Testing", "DUT500GT-Testing"), ("dut500-source", "dut500-gt")],
+}
+
+
+class Sample(NamedTuple):
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    mask: np.ndarray  # uint8 (H, W) in {0, 1}, 1 = in focus
+    id: str
+
+
+# -- decoding -------------------------------------------------------------------------------------
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()  # decode now, so a truncated file fails here and not later
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot decode {path}: corrupt or truncated image ({exc})") from None
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3). Grayscale is replicated to 3 channels, RGBA/LA drop alpha (composited on nothing:
+    alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8)."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img)
+        peak = 65535 if img.mode.startswith("I;16") or arr.max() > 255 else 255
+        arr = (arr.astype(np.float64) * (255.0 / peak)).round().clip(0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise DataError(f"{path}: floating-point images are not supported; save it as 8- or 16-bit")
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
+    """Binary mask uint8 (H, W), 1 = in focus. Any mode is converted to a gray level in [0, 1] (RGBA: alpha dropped,
+    16-bit: scaled); values not strictly 0/max (anti-aliased edges) are binarised at 0.5 with a warning naming the file."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        level = arr / peak if arr.max() > 1 else arr
+    elif img.mode == "1":
+        level = np.asarray(img, dtype=np.float64)
+    else:
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA").convert("RGB")
+        level = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    binary = level >= 0.5
+    if not np.all((level == 0) | (level == 1)):
+        frac = float(np.mean((level > 0) & (level < 1)))
+        warnings.warn(f"{path}: mask is not binary ({frac:.2%} of pixels strictly between black and white, "
+                      f"e.g. anti-aliased edges); binarised at 0.5", stacklevel=2)
+    if not white_is_infocus:
+        binary = ~binary
+    return binary.astype(np.uint8)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    return h, w
+
+
+# -- the dataset ----------------------------------------------------------------------------------
+
+class PairDataset(Sequence):
+    """An ordered list of (image, mask) files read as `Sample`s in the internal convention (mask 1 = in focus).
+
+    `image_paths[i]` is None when only the mask exists (mask-only statistics); loading that image raises DataError."""
+
+    def __init__(self, name: str, split: str, root: Path, ids: list[str], image_paths: list[Path | None],
+                 mask_paths: list[Path], white_is_infocus: bool, missing_image_hint: str = ""):
+        if not ids:
+            raise DataError(f"{name} dataset at {root} (split {split!r}) has no image/mask pairs")
+        self.name, self.split, self.root = name, split, Path(root)
+        self.ids, self.image_paths, self.mask_paths = list(ids), list(image_paths), list(mask_paths)
+        self.white_is_infocus = white_is_infocus
+        self._missing_image_hint = missing_image_hint
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        image = self.load_image(i)
+        mask = self.load_mask(i)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"image and mask sizes differ for {self.ids[i]}: {self.image_paths[i]} is "
+                            f"{image.shape[1]}x{image.shape[0]}, {self.mask_paths[i]} is {mask.shape[1]}x{mask.shape[0]}")
+        return Sample(image, mask, self.ids[i])
+
+    @property
+    def has_images(self) -> bool:
+        return all(p is not None for p in self.image_paths)
+
+    def load_mask(self, i: int) -> np.ndarray:
+        """The mask alone (1 = in focus), without decoding the image."""
+        return read_mask(self.mask_paths[i], white_is_infocus=self.white_is_infocus)
+
+    def load_image(self, i: int) -> np.ndarray:
+        path = self.image_paths[i]
+        if path is None:
+            raise DataError(f"image for {self.ids[i]} is missing: no file {self.ids[i]}.* next to the other images "
+                            f"of {self.name} in {self.root} (mask: {self.mask_paths[i]}).{self._missing_image_hint}")
+        return read_image(path)
+
+    def require_images(self) -> None:
+        """Raise a DataError naming the first missing image (and how many are missing)."""
+        missing = [k for k, p in enumerate(self.image_paths) if p is None]
+        if missing:
+            try:
+                self.load_image(missing[0])
+            except DataError as exc:
+                raise DataError(f"{len(missing)} of {len(self)} images missing; first: {exc}") from None
+
+    def subset(self, indices: Sequence[int], split: str | None = None) -> "PairDataset":
+        return PairDataset(self.name, split or self.split, self.root, [self.ids[k] for k in indices],
+                           [self.image_paths[k] for k in indices], [self.mask_paths[k] for k in indices],
+                           self.white_is_infocus, self._missing_image_hint)
+
+    def __repr__(self) -> str:
+        return f"PairDataset(name={self.name!r}, split={self.split!r}, root='{self.root}', n={len(self)})"
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _files_by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."):
+            if p.stem in out:
+                raise DataError(f"two files for one sample in {folder}: {out[p.stem].name} and {p.name}")
+            out[p.stem] = p
+    return out
+
+
+def _number_or_name(stem: str) -> tuple[int, int | str]:
+    return (0, int(stem)) if stem.isdigit() else (1, stem)
+
+
+def _pair_folders(name: str, split: str, root: Path, image_dir: Path, mask_dir: Path, white_is_infocus: bool,
+                  numeric: bool = False) -> PairDataset:
+    if not mask_dir.is_dir():
+        raise DataError(f"mask folder not found: {mask_dir}")
+    masks = _files_by_stem(mask_dir, MASK_EXTS)
+    images = _files_by_stem(image_dir, IMAGE_EXTS) if image_dir.is_dir() else {}
+    if not masks and not images:
+        raise DataError(f"empty dataset folder: no images in {image_dir} and no masks in {mask_dir}")
+    orphans = sorted(set(images) - set(masks))
+    if orphans:
+        raise DataError(f"missing mask for {images[orphans[0]]}: expected {mask_dir / orphans[0]}.png (or "
+                        f"{'/'.join(MASK_EXTS)}); {len(orphans)} image(s) without a mask")
+    stems = sorted(masks, key=_number_or_name if numeric else str)
+    return PairDataset(name, split, root, stems, [images.get(s) for s in stems], [masks[s] for s in stems],
+                       white_is_infocus)
+
+
+# -- CUHK / Shi's -----------------------------------------------------------------------------------
+
+def _cuhk_root(root: Path) -> Path:
+    for cand in (root, root / "cuhk"):
+        if (cand / "gt").is_dir():
+            return cand
+    raise DataError(f"not a CUHK (Shi's) dataset folder: {root} has no gt/ (expected image/ and gt/ from "
+                    f"BlurDatasetImage.zip and BlurDatasetGT.zip; `mdbd data fetch --dataset cuhk`)")
+
+
+def _read_split_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    ids = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    ids = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS + MASK_EXTS else s for s in ids if s]
+    if not ids:
+        raise DataError(f"split file {path} lists no samples")
+    return ids
+
+
+def _cuhk_numbers(ids: list[str], split_file: Path) -> list[int]:
+    numbers = []
+    for s in ids:
+        s_norm = f"out_of_focus{int(s):04d}" if s.isdigit() else s
+        m = _CUHK_NAME.match(s_norm)
+        if not m:
+            raise DataError(f"{split_file}: {s!r} is not a CUHK defocus image name (out_of_focusNNNN)")
+        if m.group(1).lower() == "motion":
+            raise DataError(f"{split_file}: {s!r} is a motion-blur image; the study uses only the "
+                            f"{CUHK_DEFOCUS_COUNT} out_of_focus (defocus) images")
+        numbers.append(int(m.group(2)))
+    return numbers
+
+
+def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | None = None) -> PairDataset:
+    """Shi's CUHK defocus set (the 704 out_of_focus pairs; motion-blur files ignored). Ground truth inverted on load."""
+    root = _cuhk_root(Path(root))
+    gt_dir, image_dir = root / "gt", root / "image"
+    masks: dict[int, Path] = {}
+    for p in gt_dir.iterdir():
+        m = _CUHK_NAME.match(p.stem)
+        if m and m.group(1).lower() == "out_of_focus" and p.suffix.lower() in MASK_EXTS:
+            masks[int(m.group(2))] = p
+    images: dict[int, Path] = {}
+    if image_dir.is_dir():
+        for p in image_dir.iterdir():
+            m = _CUHK_NAME.match(p.stem)
+            if m and m.group(1).lower() == "out_of_focus" and p.suffix.lower() in IMAGE_EXTS:
+                images[int(m.group(2))] = p
+    if not masks:
+        raise DataError(f"empty CUHK ground-truth folder: no out_of_focusNNNN.png in {gt_dir}")
+    if split_file is not None:
+        numbers = _cuhk_numbers(_read_split_file(Path(split_file)), Path(split_file))
+        split = Path(split_file).stem if split in ("train", "test", "all") else split
+    elif split == "train":
+        numbers = list(CUHK_TRAIN)
+    elif split == "test":
+        numbers = list(CUHK_TEST)
+    elif split == "all":
+        numbers = list(CUHK_TRAIN) + list(CUHK_TEST)
+    else:
+        raise DataError(f"unknown CUHK split {split!r}: use train (0001..0604), test (0605..0704), all, "
+                        f"or a list file (split_file)")
+    missing = [n for n in numbers if n not in masks]
+    if missing:
+        raise DataError(f"missing mask {gt_dir / f'out_of_focus{missing[0]:04d}.png'} "
+                        f"({len(missing)} of {len(numbers)} masks of split {split!r} missing)")
+    orphans = sorted(set(images) - set(masks))
+    if orphans:
+        raise DataError(f"missing mask for {images[orphans[0]]}: expected {gt_dir / f'out_of_focus{orphans[0]:04d}.png'}")
+    ids = [f"out_of_focus{n:04d}" for n in numbers]
+    hint = (f" Only {len(images)} of the {len(masks)} defocus images are present: put the full image/ folder "
+            f"from BlurDatasetImage.zip there (`mdbd data fetch --dataset cuhk`).")
+    return PairDataset("cuhk", split, root, ids, [images.get(n) for n in numbers], [masks[n] for n in numbers],
+                       white_is_infocus=False, missing_image_hint=hint)
+
+
+# -- DUT ----------------------------------------------------------------------------------------------
+
+def open_dut(root: str | Path, split: str = "test") -> PairDataset:
+    """Zhao's DUT defocus set, official folder names or the `dut500-source`/`dut500-gt` redistribution (test)."""
+    root = Path(root)
+    if split not in DUT_LAYOUTS:
+        raise DataError(f"unknown DUT split {split!r}: use train (DUT600) or test (DUT500)")
+    for base in (root, root / "dut", root / "dut-samples"):
+        for image_name, mask_name in DUT_LAYOUTS[split]:
+            if (base / mask_name).is_dir():
+                return _pair_folders("dut", split, base, base / image_name, base / mask_name,
+                                     white_is_infocus=True, numeric=True)
+    expected = " or ".join(f"{i}/ + {m}/" for i, m in DUT_LAYOUTS[split])
+    raise DataError(f"not a DUT dataset folder for split {split!r}: {root} has no {expected}")
+
+
+# -- generic folders ------------------------------------------------------------------------------------
+
+def read_manifest(root: str | Path) -> dict | None:
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"corrupt manifest {path}: {exc}") from None
+
+
+def folder_splits(root: str | Path) -> list[str]:
+    """Split subfolders (`<root>/<split>/images`) of a generic folder dataset; [] for a flat one."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "masks").is_dir() or (p / "images").is_dir())
+
+
+def open_folder(root: str | Path, split: str = "test", polarity: str | None = None, name: str = "folder") -> PairDataset:
+    """`images/` + `masks/` with matching stems, under `<root>/<split>/` when split subfolders exist."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    manifest = read_manifest(root)
+    if polarity is None:
+        polarity = (manifest or {}).get("polarity")
+        if polarity is None:
+            raise DataError(f"declare the mask polarity of {root}: polarity='infocus_white' (white = in focus) or "
+                            f"'blur_white' (white = blurred), or write it in {root / 'dataset.json'}")
+    if polarity not in POLARITIES:
+        raise DataError(f"unknown polarity {polarity!r} for {root}; use infocus_white or blur_white")
+    base = root / split if (root / split / "masks").is_dir() or (root / split / "images").is_dir() else root
+    if base is root and not (root / "masks").is_dir() and not (root / "images").is_dir():
+        splits = folder_splits(root)
+        if splits:
+            raise DataError(f"no split {split!r} in {root}; it has {', '.join(splits)}")
+        raise DataError(f"empty dataset folder: {root} has no images/ and masks/ (nor <split>/images, <split>/masks)")
+    return _pair_folders(name, split, root, base / "images", base / "masks", polarity == "infocus_white")
+
+
+def open_dataset(name: str, root: str | Path | None = None, split: str = "test", polarity: str | None = None,
+                 split_file: str | Path | None = None) -> PairDataset:
+    """One entry point for every reader; `root=None` means the dataset's folder under data/."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if root is None:
+        from mdbd.paths import DATA_DIR
+
+        root = DATA_DIR / name
+    if name == "cuhk":
+        return open_cuhk(root, split=split, split_file=split_file)
+    if split_file is not None:
+        ds = open_dataset(name, root, split=split, polarity=polarity)
+        wanted = _read_split_file(Path(split_file))
+        index = {s: k for k, s in enumerate(ds.ids)}
+        unknown = [s for s in wanted if s not in index]
+        if unknown:
+            raise DataError(f"{split_file}: {unknown[0]!r} is not in {ds!r}")
+        return ds.subset([index[s] for s in wanted], split=Path(split_file).stem)
+    if name == "dut":
+        return open_dut(root, split=split)
+    if name == "synthetic":
+        manifest = read_manifest(root)
+        if manifest is None and Path(root).is_dir() and not folder_splits(root):
+            raise DataError(f"{root} is not a synthetic benchmark: no dataset.json (`mdbd data synth --out {root}`)")
+        return open_folder(root, split=split, polarity=polarity or "infocus_white", name="synthetic")
+    return open_folder(root, split=split, polarity=polarity)
+
+
+# -- statistics ------------------------------------------------------------------------------------------
+
+def summarize(ds: PairDataset) -> dict:
+    """Pairs, images present, mean in-focus fraction and size range; sizes come from the masks (images may be absent)."""
+    fractions, heights, widths = [], [], []
+    for i in range(len(ds)):
+        mask = ds.load_mask(i)
+        fractions.append(float(mask.mean()))
+        heights.append(mask.shape[0])
+        widths.append(mask.shape[1])
+    return {"dataset": ds.name, "split": ds.split, "root": str(ds.root), "pairs": len(ds),
+            "images_present": sum(p is not None for p in ds.image_paths),
+            "mean_infocus_fraction": float(np.mean(fractions)),
+            "height_range": (min(heights), max(heights)), "width_range": (min(widths), max(widths))}
