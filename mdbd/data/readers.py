@@ -99,7 +99,7 @@ def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
     if not np.all((level == 0) | (level == 1)):
         frac = float(np.mean((level > 0) & (level < 1)))
         warnings.warn(f"{path}: mask is not binary ({frac:.2%} of pixels strictly between black and white, "
-                      f"e.g. anti-aliased edges); binarised at 0.5", stacklevel=2)
+                      f"anti-aliased edges or resampling noise); binarised at 0.5", stacklevel=2)
     if not white_is_infocus:
         binary = ~binary
     return binary.astype(np.uint8)

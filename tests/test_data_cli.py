@@ -1,0 +1,47 @@
+"""`mdbd data synth|summary|fetch` through the sub-command's own parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from mdbd.commands import data as data_command
+from mdbd.errors import DataError
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mdbd")
+    data_command.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_synth_then_summary(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert _run(["data", "synth", "--profile", "smoke", "--seed", "2", "--out", str(out), "--masks", "procedural"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["seed"] == 2
+    assert _run(["data", "summary", "--dataset", "synthetic", "--root", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.split()}
+    assert lines["train"][1] == "24" and lines["test"][1] == "8" and lines["all"][1] == "32"
+    assert "96-96 x 96-96" in text
+
+
+def test_summary_real_cuhk(shared_data, capsys):
+    assert _run(["data", "summary", "--dataset", "cuhk", "--root", str(shared_data / "cuhk")]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert lines["train"][1] == "604" and lines["test"][1] == "100"
+    assert lines["all"][1] == "704" and abs(float(lines["all"][3]) - 0.33) < 0.02
+
+
+def test_summary_real_dut_sample_layout(shared_data, capsys):
+    assert _run(["data", "summary", "--dataset", "dut", "--root", str(shared_data / "dut-samples")]) == 0
+    out = capsys.readouterr().out
+    assert "test" in out and " 5 " in out and "320-320" in out
+
+
+def test_fetch_dut_needs_archive():
+    with pytest.raises(DataError, match="--archive"):
+        _run(["data", "fetch", "--dataset", "dut"])
