@@ -1,0 +1,27 @@
+"""`mdbd predict`: in-focus probability maps (8-bit PNG, white = in focus) for images of any size."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="in-focus probability maps for images with a trained checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images (any sizes)")
+    p.add_argument("--checkpoint", required=True, help="a run's last.pt")
+    p.add_argument("--out", required=True, help="folder for the maps (<image stem>.png)")
+    p.add_argument("--preset", default=None, help="refuse a checkpoint of another preset")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=int, default=None, help="network input side (default: the checkpoint's)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import time
+
+    from mdbd.predict import predict_files
+
+    started = time.perf_counter()
+    written = predict_files(args.checkpoint, args.images, args.out, preset=args.preset, device=args.device,
+                            batch_size=args.batch_size, size=args.size)
+    print(f"{len(written)} map(s) written to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0

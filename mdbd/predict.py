@@ -1,0 +1,148 @@
+"""In-focus probability maps for images of any size.
+
+    maps = predict_arrays(model, [img_a, img_b], size=320)          # float32 (H, W) in [0, 1] per image
+    paths = predict_files("results/runs/.../last.pt", ["a.jpg", "b.png"], "out/")   # 8-bit PNGs, 255 = in focus
+
+Each image is resized to `size` x `size` (bilinear, antialiased: as the training data is made), run through the network
+in batches, and its map resized back bilinearly to the image's own height and width. Images of one size are resized
+together; batches mix sizes freely since the network sees only `size` x `size`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mdbd.errors import ConfigError, DataError
+from mdbd.provenance import resolve_device
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _as_float_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
+    arr = np.stack([np.asarray(im) for im in images])
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2)
+    return t.float().div_(255.0) if arr.dtype == np.uint8 else t.float()
+
+
+def _check_image(i: int, image: np.ndarray) -> None:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"image {i} has shape {image.shape}; expected (H, W, 3) RGB")
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise DataError(f"image {i} has dtype {image.dtype}; expected uint8 0..255 or float 0..1")
+
+
+@torch.inference_mode()
+def predict_arrays(model: torch.nn.Module, images: Sequence[np.ndarray], size: int, device: str | None = None,
+                   batch_size: int = 8, bf16: bool = True) -> list[np.ndarray]:
+    """In-focus probability maps, float32 (H, W) in [0, 1], one per image at that image's original size.
+
+    `images`: RGB (H, W, 3), uint8 0..255 or float 0..1, sizes may differ. `size`: the network's square input side.
+    `bf16`: autocast on CUDA (ignored on CPU, where everything stays fp32)."""
+    if size < 16 or size % 2:
+        raise ConfigError(f"size must be an even number >= 16, got {size}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    for i, image in enumerate(images):
+        _check_image(i, image)
+    dev = torch.device(resolve_device(device))
+    model.eval()
+    if next(model.parameters()).device != dev:
+        model.to(dev)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and bf16 \
+        else contextlib.nullcontext()
+
+    # resize same-size images together, then run the network on batches of resized inputs
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(tuple(np.asarray(image).shape[:2]), []).append(i)
+    order: list[int] = []
+    inputs: list[torch.Tensor] = []
+    for shape, idx in by_shape.items():
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            x = _as_float_batch([images[i] for i in chunk])
+            if shape != (size, size):
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            inputs.append(x.clamp_(0, 1))
+            order += chunk
+    resized = torch.cat(inputs)
+    out: list[np.ndarray | None] = [None] * len(images)
+    for start in range(0, len(order), batch_size):
+        with autocast:
+            logits = model(resized[start:start + batch_size].to(dev)).float()
+        probs = torch.sigmoid(logits)
+        for k, i in enumerate(order[start:start + batch_size]):
+            h, w = np.asarray(images[i]).shape[:2]
+            p = probs[k:k + 1]
+            if (h, w) != tuple(p.shape[-2:]):
+                p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
+            out[i] = p[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32)
+    return out  # type: ignore[return-value]
+
+
+def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders replaced by their image files (sorted). Missing paths are a DataError."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"image not found: {p}")
+    return out
+
+
+def save_map(prob: np.ndarray, path: str | os.PathLike) -> Path:
+    """An in-focus probability map as an 8-bit grey PNG (255 = in focus), written atomically."""
+    from PIL import Image
+
+    from mdbd.train import atomic_write
+
+    img = Image.fromarray(np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
+    return atomic_write(path, lambda fh: img.save(fh, format="PNG"))
+
+
+def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                  preset: str | None = None, device: str | None = None, batch_size: int = 8,
+                  size: int | None = None, chunk: int = 64) -> list[Path]:
+    """Maps for image files (or folders of them) written as out_dir/<stem>.png; returns the written paths.
+
+    Every input is decoded before anything is predicted, so a corrupt image fails the call early (DataError naming
+    it). `preset`: CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
+    from mdbd.data.readers import read_image
+    from mdbd.train import load_checkpoint
+
+    files = expand_image_paths(image_paths)
+    if not files:
+        raise DataError("no images given")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
+        stems[f.stem] = f
+    model, cfg, _ = load_checkpoint(checkpoint, expected_preset=preset, device=device)
+    size = int(size or cfg["image_size"])
+    # decode every input before writing anything (a many-chunk call decodes twice rather than hold all in memory)
+    first = [read_image(f) for f in files[:chunk]]
+    for f in files[chunk:]:
+        read_image(f)
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    for start in range(0, len(files), chunk):
+        group = files[start:start + chunk]
+        arrays = first if start == 0 else [read_image(f) for f in group]
+        maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size)
+        written += [save_map(m, out_dir / f"{f.stem}.png") for m, f in zip(maps, group)]
+    return written

@@ -1,0 +1,562 @@
+"""Training MultiANet the paper's way, resumable, on one CPU, one GPU or many (torchrun).
+
+    cfg = load_config("laptop", preset="multianet")
+    result = train(cfg)                      # result.log: one row per epoch; result.checkpoint: run_dir/last.pt
+    result = train(cfg, resume=True)         # continue a killed run exactly where its last checkpoint left it
+    model, cfg_dict, meta = load_checkpoint(result.checkpoint, expected_preset="multianet")
+
+The recipe (Sec. IV-A of the paper): cross-entropy on the 1-channel logit (BCEWithLogits), Adam at lr 4e-4, batch 6,
+random flip/crop/resize/rotation (mdbd.data.TrainDataset). The paper leaves epochs and schedule open; ours is a
+per-iteration poly decay, lr * (1 - it/total)^0.9, with the epoch count set by the profile (docs/training.md).
+
+Distributed: run the same entry point under `torchrun --nproc_per_node=N -m mdbd train ...`. RANK/WORLD_SIZE are read
+from the environment; cfg.batch_size is the GLOBAL batch, split evenly across ranks; every rank draws the same seeded
+permutation (DistributedSampler) so N processes see the same global batches as one; only rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+from mdbd.config import RunConfig
+from mdbd.errors import CheckpointError, ConfigError, DataError
+from mdbd.provenance import code_version, device_name, resolve_device
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
+LOG_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds", "val_loss", "val_fmax", "val_mae")
+# Fields that may change between a run and its resumption without changing what is computed (epochs: extending a
+# run; the poly schedule then decays towards the new total from the step reached).
+RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "val_every", "run_dir", "data_root")
+#: Test hook: "EPOCH:STEP" makes the training process SIGKILL itself after STEP optimiser steps of EPOCH (1-based),
+#: the harshest interruption there is (no handler, no flush). Used by tests/test_train.py to test resuming.
+KILL_ENV = "MDBD_TEST_KILL_AT"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    log: pd.DataFrame  # one row per epoch, LOG_COLUMNS
+    metrics: dict[str, float]  # the last validation: val_loss, val_fmax, val_mae
+    config: RunConfig
+    seconds: float  # wall time of this call (a resumed run counts only its own epochs)
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write through `write(file)` into a temporary file beside `path`, fsync it, then os.replace it onto `path`:
+    a reader (or a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _write_log(history: list[dict], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(history, columns=list(LOG_COLUMNS))
+    atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.8g"), mode="w")
+    return frame
+
+
+# -- distributed ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a torchrun job (rank 0 of 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "DistInfo":
+        try:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            rank = int(os.environ.get("RANK", "0"))
+            local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        except ValueError as exc:
+            raise ConfigError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({exc})") from None
+        if world > 1 and not 0 <= rank < world:
+            raise ConfigError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        return cls(rank, world, local)
+
+
+def _start_distributed(info: DistInfo, device: str) -> bool:
+    """Join the process group (gloo on CPU, nccl on CUDA); True when this call created it."""
+    import torch.distributed as dist
+
+    if not info.enabled or dist.is_initialized():
+        return False
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ConfigError(f"WORLD_SIZE={info.world_size} but ${var} is not set; launch with torchrun")
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    return True
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _all_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    if not info.enabled:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# -- randomness -------------------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    # numpy's legacy state holds an ndarray: stored as a tensor so checkpoints load with weights_only=True.
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    gauss), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _as_tuples(x: Any) -> Any:
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------
+
+def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
+        raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None, device: str | None = "cpu",
+                    ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """(model in eval mode, the run's config dict, meta: epoch, preset, backbone_source, code_version, device,
+    schedule, history...). CheckpointError for a missing or corrupt file or a preset other than `expected_preset`."""
+    from mdbd.model import PRESETS, build_model
+
+    state = _read_checkpoint(path)
+    preset = state.get("preset")
+    if expected_preset is not None and preset != expected_preset:
+        raise CheckpointError(f"checkpoint {path} holds a {preset!r} model, not the requested preset "
+                              f"{expected_preset!r}")
+    if preset not in PRESETS:
+        raise CheckpointError(f"checkpoint {path} names preset {preset!r}, which this version of mdbd does not "
+                              f"know (presets: {', '.join(PRESETS)})")
+    model = build_model(preset, backbone_weights="none")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the {preset!r} model of this code version "
+                              f"({str(exc).splitlines()[0]})") from None
+    if hasattr(model, "backbone_source"):
+        model.backbone_source = state.get("backbone_source", model.backbone_source)
+    model.to(resolve_device(device)).eval()
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
+    return model, dict(state["config"]), meta
+
+
+# -- data -------------------------------------------------------------------------------------------------
+
+def _open_splits(cfg: RunConfig, info: DistInfo):
+    """(train pairs, validation pairs, validation split name, data root)."""
+    from mdbd.data import ensure_synthetic, open_dataset
+
+    if cfg.dataset == "synthetic":
+        # rank 0 generates, the others wait and then find it made
+        if info.is_main:
+            root = ensure_synthetic(cfg)
+        _barrier(info)
+        if not info.is_main:
+            root = ensure_synthetic(cfg)
+    else:
+        root = cfg.resolved_data_root()
+    polarity = cfg.polarity if cfg.dataset == "folder" else None
+    train_pairs = open_dataset(cfg.dataset, root, "train", polarity=polarity)
+    try:
+        val_pairs, val_split = open_dataset(cfg.dataset, root, "val", polarity=polarity), "val"
+    except (DataError, ValueError, KeyError):
+        val_pairs, val_split = open_dataset(cfg.dataset, root, "test", polarity=polarity), "test"
+    return train_pairs, val_pairs, val_split, Path(root)
+
+
+def _train_dataset(cfg: RunConfig, pairs, augment: bool):
+    from mdbd.data import TrainDataset
+
+    return TrainDataset(pairs, cfg.image_size, augment=augment, seed=cfg.seed,
+                        max_rotation_deg=cfg.max_rotation_deg, crop_scale=tuple(cfg.crop_scale))
+
+
+# -- model and schedule -----------------------------------------------------------------------------------
+
+def check_preset(preset: str) -> None:
+    from mdbd.model import PRESETS
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def _poly_factor(total_steps: int, power: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        return (1.0 - min(step, total_steps) / total_steps) ** power
+    return factor
+
+
+def schedule_description(cfg: RunConfig, steps_per_epoch: int) -> dict[str, Any]:
+    total = cfg.epochs * steps_per_epoch
+    if cfg.lr_schedule == "poly":
+        return {"name": "poly", "formula": "lr * (1 - step/total_steps) ** power, stepped per iteration",
+                "power": cfg.poly_power, "total_steps": total, "steps_per_epoch": steps_per_epoch, "lr": cfg.lr}
+    return {"name": "constant", "total_steps": total, "steps_per_epoch": steps_per_epoch, "lr": cfg.lr}
+
+
+def _autocast(device: torch.device, cfg: RunConfig):
+    if device.type == "cuda" and cfg.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# -- validation -------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, dataset, device: torch.device, cfg: RunConfig, batch_size: int = 8,
+             ) -> dict[str, float]:
+    """Loss, protocol-1 max F (beta^2 0.3) and MAE on un-augmented network-size inputs (fast, for the log; the
+    study's numbers come from evaluate_checkpoint at the original image size)."""
+    from mdbd.evaluate import evaluate_maps
+
+    was_training = model.training
+    model.eval()
+    channels_last = cfg.channels_last and device.type == "cuda"
+    loss_sum, count, preds, gts = 0.0, 0, [], []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack([it[0] for it in items])
+        y = torch.stack([it[1] for it in items])
+        with _autocast(device, cfg):
+            logits = model(_to_device(x, device, channels_last)).float()
+        y = y.to(device)
+        loss_sum += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item() / y[0].numel()
+        count += len(items)
+        preds += list(torch.sigmoid(logits)[:, 0].cpu().numpy())
+        gts += list((y[:, 0] > 0.5).to(torch.uint8).cpu().numpy())
+    model.train(was_training)
+    result = evaluate_maps(preds, gts, **_val_protocol())
+    fmax, mae = _pick_fmax_mae(result.table)
+    return {"val_loss": loss_sum / count, "val_fmax": fmax, "val_mae": mae}
+
+
+def _val_protocol() -> dict[str, Any]:
+    """Keyword arguments for evaluate_maps: protocol 1 only, no bootstrap (validation runs every few epochs)."""
+    from mdbd import evaluate
+
+    names = getattr(evaluate, "PROTOCOLS", None)
+    proto = next((p for p in (names or ()) if "1" in str(p) or "sod" in str(p).lower()), None)
+    kw: dict[str, Any] = {"bootstrap": 0}
+    if proto is not None:
+        kw["protocols"] = (proto,)
+    return kw
+
+
+def _pick_fmax_mae(table: pd.DataFrame) -> tuple[float, float]:
+    """max F and MAE of protocol 1 out of evaluate_maps' table (one row per protocol)."""
+    row = table.iloc[0]
+    fcol = next(c for c in table.columns if c.lower() in ("max_f", "fmax", "maxf", "max_fbeta", "f_max"))
+    mcol = next(c for c in table.columns if c.lower() == "mae")
+    return float(row[fcol]), float(row[mcol])
+
+
+# -- training ---------------------------------------------------------------------------------------------
+
+def _maybe_kill(epoch: int, step: int) -> None:
+    target = os.environ.get(KILL_ENV)
+    if target and target == f"{epoch}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    now = cfg.to_dict()
+    diff = [k for k in sorted(set(saved) | set(now)) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+    if diff:
+        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
+        raise ConfigError(f"cannot resume {path}: the configuration differs ({detail}). Use the same settings, or "
+                          f"a new run_dir (--set run_dir=...) to start a separate run")
+
+
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
+          callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train `cfg.preset` on `cfg.dataset` for `cfg.epochs` epochs; checkpoint run_dir/last.pt after every epoch.
+
+    `resume`: continue from run_dir/last.pt when it exists (a fresh start otherwise). `callback(record)` is called
+    on rank 0 after each epoch with that epoch's log row (a live loss plot in a notebook)."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    check_preset(cfg.preset)
+    info = DistInfo.from_env()
+    device_str = resolve_device(cfg.device)
+    if device_str.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device_str!r} requested but CUDA is not available here; use --device cpu")
+    if device_str == "cuda" and info.enabled:
+        device_str = f"cuda:{info.local_rank}"
+    device = torch.device(device_str)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    else:
+        # CPU runs are reproducible bit for bit for a seed (and thread count); warn_only: a few ops have no
+        # deterministic CPU kernel and would otherwise raise
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.batch_size % info.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over "
+                          f"{info.world_size} processes")
+    created_group = _start_distributed(info, device_str)
+    try:
+        return _train(cfg, resume, progress, callback, info, device, started, tqdm)
+    finally:
+        if created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device, started: float, tqdm,
+           ) -> TrainResult:
+    from mdbd.model import build_model
+
+    run_dir = cfg.resolved_run_dir()
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    seed_everything(cfg.seed)
+    train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
+    train_set = _train_dataset(cfg, train_pairs, augment=cfg.augment)
+    val_set = _train_dataset(cfg, val_pairs, augment=False) if info.is_main else None
+
+    local_batch = cfg.batch_size // info.world_size
+    # Every rank draws the same permutation (seed + epoch); rank r takes positions r, r+W, ... so global batch k is
+    # the same set of images for any W. drop_last keeps every global batch full and identical to the 1-process one.
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank,
+                                                  shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
+                                         num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    steps_per_epoch = len(loader)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"the {cfg.dataset} training split at {data_root} has {len(train_set)} images, fewer than "
+                          f"one batch of {cfg.batch_size}; lower batch_size or add images")
+
+    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights)
+    if cfg.freeze_backbone_blocks:
+        model.freeze_backbone_blocks(cfg.freeze_backbone_blocks)
+    model.to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * steps_per_epoch
+    factor = _poly_factor(total_steps, cfg.poly_power) if cfg.lr_schedule == "poly" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedule = schedule_description(cfg, steps_per_epoch)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume and ckpt_path.is_file():
+        state = _read_checkpoint(ckpt_path)
+        _check_resumable(state["config"], cfg, ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = [dict(r) for r in state["history"]]
+        start_epoch = int(state["epoch"])
+        _set_rng_state(state["rng"], device)
+        if info.is_main and progress:
+            print(f"resuming {ckpt_path} after epoch {start_epoch} of {cfg.epochs}")
+    elif resume and info.is_main and progress:
+        print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
+
+    backbone_source = str(getattr(model, "backbone_source", cfg.backbone_weights))
+    net = model
+    if info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "config.yaml",
+                     lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
+
+    base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
+                 "code_version": code_version(), "device": device_name(device),
+                 "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule, "dataset": cfg.dataset,
+                 "data_root": str(data_root), "val_split": val_split, "image_size": cfg.image_size}
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        net.train()
+        lr_now = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not (progress and info.is_main))
+        for step, (x, y) in enumerate(loader, start=1):
+            x = _to_device(x, device, channels_last)
+            y = y.to(device, non_blocking=True)
+            with _autocast(device, cfg):
+                logits = net(x)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach().double() * x.shape[0]
+            seen += x.shape[0]
+            _maybe_kill(epoch + 1, step)
+            if bar.disable is False and (step % 5 == 0 or step == steps_per_epoch):
+                rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.1f}")
+            bar.update(1)
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        total_loss, total_seen = _all_sum([loss_sum.item(), float(seen)], info, device)
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / total_seen, "lr": lr_now,
+                                  "images_per_s": total_seen / seconds, "seconds": seconds,
+                                  "val_loss": math.nan, "val_fmax": math.nan, "val_mae": math.nan}
+        if info.is_main:
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                record.update(validate(model, val_set, device, cfg, batch_size=max(local_batch, 8)))
+            history.append(record)
+            state = {**base_meta, "epoch": epoch + 1, "config": cfg.to_dict(), "history": history,
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
+                     "sampler": {"kind": "DistributedSampler", "seed": cfg.seed, "next_epoch": epoch + 1,
+                                 "drop_last": True}}
+            atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
+            _write_log(history, run_dir / "log.csv")
+            if progress:
+                print(_epoch_line(record, cfg.epochs), flush=True)
+            if callback is not None:
+                callback(dict(record))
+        else:
+            history.append(record)
+        _barrier(info)
+
+    log = pd.DataFrame(history, columns=list(LOG_COLUMNS))
+    if info.is_main and start_epoch >= cfg.epochs:
+        _write_log(history, run_dir / "log.csv")
+    done = log.dropna(subset=["val_fmax"])
+    metrics = {k: float(done.iloc[-1][k]) for k in ("val_loss", "val_fmax", "val_mae")} if len(done) else {}
+    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=metrics, config=cfg,
+                       seconds=time.perf_counter() - started)
+
+
+def _epoch_line(r: dict[str, Any], epochs: int) -> str:
+    line = (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  lr {r['lr']:.2e}  "
+            f"{r['images_per_s']:.1f} img/s  {r['seconds']:.1f} s")
+    if not math.isnan(r["val_fmax"]):
+        line += f"  | val loss {r['val_loss']:.4f}  maxF {r['val_fmax']:.3f}  MAE {r['val_mae']:.3f}"
+    return line
+
+
+# -- evaluation of a trained model ------------------------------------------------------------------------
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset: str,
+                        root: str | os.PathLike | None = None, split: str = "test", *, size: int | None = None,
+                        polarity: str | None = None, device: str | None = None, batch_size: int = 8,
+                        profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
+    """Predict every image of `dataset`/`split` at its original size and score the maps with
+    mdbd.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
+    device and seed as provenance. `size`: the network input side (default: the checkpoint's image_size)."""
+    from mdbd.data import open_dataset
+    from mdbd.evaluate import evaluate_maps
+    from mdbd.predict import predict_arrays
+
+    device = resolve_device(device)
+    if isinstance(checkpoint, torch.nn.Module):
+        model, cfg_dict = checkpoint, {}
+        if size is None:
+            raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
+    else:
+        model, cfg_dict, _ = load_checkpoint(checkpoint, device=device)
+    size = size or int(cfg_dict["image_size"])
+    if root is None:  # the run's own data folder for its dataset, else the dataset's default folder
+        same = cfg_dict.get("dataset") == dataset
+        root = (RunConfig(**cfg_dict) if same else RunConfig(dataset=dataset)).resolved_data_root()
+    pairs = open_dataset(dataset, root, split, polarity=polarity)
+    samples = [pairs[i] for i in range(len(pairs))]
+    preds = predict_arrays(model, [s.image for s in samples], size, device=device, batch_size=batch_size)
+    provenance = {"model": getattr(model, "preset", cfg_dict.get("preset")), "dataset": dataset, "split": split,
+                  "weights": str(getattr(model, "backbone_source", cfg_dict.get("backbone_weights"))),
+                  "profile": profile or cfg_dict.get("profile"), "device": device_name(device),
+                  "seed": seed if seed is not None else cfg_dict.get("seed")}
+    return evaluate_maps(preds, [s.mask for s in samples], ids=[s.id for s in samples], **evaluate_kwargs,
+                         **provenance)
