@@ -34,6 +34,14 @@ class SynthConfig:
 
 
 @dataclass
+class AblationConfig:
+    """Table III: each of the seven presets trained `epochs` epochs (None: the profile's) for every seed."""
+
+    epochs: int | None = None
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass
 class RunConfig:
     profile: str = "smoke"
     # data
@@ -42,6 +50,7 @@ class RunConfig:
     polarity: str = "infocus_white"  # folder datasets only: infocus_white | blur_white
     image_size: int = 320  # training (and network input) size, square
     synth: SynthConfig = field(default_factory=SynthConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     # model
     preset: str = "multianet"
     backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
@@ -69,6 +78,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
             self.synth = SynthConfig(**self.synth)
+        if isinstance(self.ablation, dict):
+            self.ablation = AblationConfig(**self.ablation)
+        self.ablation.seeds = tuple(self.ablation.seeds)
         if isinstance(self.crop_scale, list):
             self.crop_scale = tuple(self.crop_scale)
         self.validate()
@@ -115,6 +127,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["crop_scale"] = list(self.crop_scale)
+        d["ablation"]["seeds"] = list(self.ablation.seeds)
         return d
 
     def replace(self, **overrides: Any) -> "RunConfig":
@@ -127,11 +140,14 @@ def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     for key, value in overrides.items():
         if value is None and key not in ("device", "data_root", "run_dir"):
             continue
-        if key.startswith("synth."):
-            sub = key.split(".", 1)[1]
-            if sub not in {f.name for f in fields(SynthConfig)}:
+        section, _, sub = key.partition(".")
+        if sub and section in ("synth", "ablation"):
+            cls = SynthConfig if section == "synth" else AblationConfig
+            if sub not in {f.name for f in fields(cls)}:
                 raise ConfigError(f"unknown field {key!r}")
-            merged["synth"] = {**merged.get("synth", {}), sub: value}
+            current = merged.get(section, {})
+            current = dataclasses.asdict(current) if dataclasses.is_dataclass(current) else dict(current)
+            merged[section] = {**current, sub: value}
             continue
         if key not in known:
             raise ConfigError(f"unknown configuration field {key!r}; known fields: {', '.join(sorted(known))}")
