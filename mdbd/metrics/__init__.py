@@ -1,0 +1,23 @@
+"""F-measure and MAE for defocus blur detection under the four protocols of the literature (docs/metrics.md).
+
+    from mdbd.metrics import protocol_metrics, bootstrap_ci
+    metrics = protocol_metrics("sod")            # SODFmeasure + MAE, PySODMetrics-equal
+    for pred, gt in pairs:                       # pred: in-focus probability, gt: 1 = in focus
+        for m in metrics:
+            m.step(pred, gt, id=name)
+    metrics[0].get_results()["max_f"], bootstrap_ci(metrics)["max_f"]
+"""
+
+from mdbd.metrics.base import BETA2, Metric, fmeasure
+from mdbd.metrics.benchmark import benchmark_against_pysodmetrics
+from mdbd.metrics.bootstrap import bootstrap_ci, bootstrap_distribution, resample_weights
+from mdbd.metrics.fmeasure import AdaptiveFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
+from mdbd.metrics.inputs import POSITIVE_CLASSES, MetricInputError, validate_pair
+from mdbd.metrics.mae import MAE
+from mdbd.metrics.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_metrics
+
+__all__ = [
+    "BETA2", "DEFAULT_PROTOCOL", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "AdaptiveFmeasure", "FixedFmeasure",
+    "Metric", "MetricInputError", "SODFmeasure", "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci",
+    "bootstrap_distribution", "fmeasure", "protocol_metrics", "resample_weights", "validate_pair",
+]

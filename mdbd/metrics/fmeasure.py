@@ -1,0 +1,172 @@
+"""F-measure (beta^2 = 0.3) under the four scoring protocols of the DBD literature (docs/metrics.md).
+
+Curves are indexed by ASCENDING threshold: index t holds the scores of ``pred >= t / 255``. PySODMetrics
+indexes the other way (its index 0 is threshold 255): ``ours[t] == theirs[255 - t]``, i.e. ``ours[::-1]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mdbd.metrics.base import (Metric, counts_at_or_above, fmeasure, joint_histogram, levels_for, normalize_map,
+                               precision_recall, uint8_values, weighted_mean)
+from mdbd.metrics.inputs import binarize_gt, resize_to, to_float
+
+SOD_THRESHOLDS = np.arange(256) / 255  # level t of the 8-bit quantised map
+ZHAO_THRESHOLDS = np.arange(256) / 255  # pred >= i / 255, i = 0..255
+ZHAO_PR_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # Zhao's PR curve: 0, 0.05, ..., 1
+
+
+def _mean_curves(weights: np.ndarray, precision: np.ndarray, recall: np.ndarray, beta2: float) -> dict:
+    """Averaged P, R and per-image F over images, and F of the averaged P and R: each (B, T)."""
+    f_images = fmeasure(precision, recall, beta2)
+    mean_p, mean_r = weighted_mean(weights, precision), weighted_mean(weights, recall)
+    return {"precision": mean_p, "recall": mean_r, "fmeasure": weighted_mean(weights, f_images),
+            "f_of_mean_pr": fmeasure(mean_p, mean_r, beta2)}
+
+
+class SODFmeasure(Metric):
+    """Protocol 1, PySODMetrics' ``Fmeasure``: equal to it to ~1e-15 on 8-bit maps.
+
+    Per image: GT binarised (PySODMetrics' ``gt > 128``), prediction min-max normalised then quantised to
+    8 bits by truncation; precision and recall at the 256 thresholds ``level >= t``. Results:
+    ``max_f`` / ``mean_f``: max / mean over thresholds of the per-image F-curves averaged over images
+    (PySODMetrics' ``fm["curve"]``); ``max_f_pr``: max of the F computed from the averaged P and R curves
+    (the older Matlab SOD benchmarks); ``adaptive_f``: per-image F at threshold min(2 x mean, 1), averaged.
+    """
+
+    names = ("max_f", "mean_f", "adaptive_f", "max_f_pr")
+
+    def _update(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
+        gt = binarize_gt(gt, "sod")
+        if pred.dtype == np.uint8:
+            # All of it from one joint histogram: the 256 normalised values are computed with PySODMetrics'
+            # exact float operations, then each level is moved to the bin its truncation lands in.
+            bg, fg = joint_histogram(pred, gt)
+            values = uint8_values(bg + fg, "minmax")
+            quantised = (values * 255).astype(np.uint8)
+            fg_q = np.bincount(quantised, weights=fg, minlength=256).astype(np.int64)
+            all_q = np.bincount(quantised, weights=bg + fg, minlength=256).astype(np.int64)
+            tp, predicted = np.cumsum(fg_q[::-1])[::-1], np.cumsum(all_q[::-1])[::-1]
+            threshold = min(2 * ((bg + fg) @ values) / gt.size, 1)
+            above = values >= threshold
+            adaptive_tp, adaptive_predicted = fg[above].sum(), (bg + fg)[above].sum()
+        else:
+            p = normalize_map(pred, "minmax")
+            tp, predicted = counts_at_or_above((p * 255).astype(np.uint8), gt, 256)
+            above = p >= min(2 * p.mean(), 1)
+            adaptive_tp, adaptive_predicted = np.count_nonzero(above & gt), np.count_nonzero(above)
+        positives = np.count_nonzero(gt)
+        p_ad, r_ad = precision_recall(adaptive_tp, adaptive_predicted, positives)
+        return tp, predicted, positives, fmeasure(p_ad, r_ad, self.beta2)
+
+    def _per_image(self) -> dict[str, np.ndarray]:
+        tp, predicted, positives, adaptive_f = self._stack()
+        precision, recall = precision_recall(tp, predicted, positives[:, None])
+        return {"precision": precision, "recall": recall, "fmeasure": fmeasure(precision, recall, self.beta2),
+                "adaptive_f": adaptive_f}
+
+    def _curves_for(self, weights: np.ndarray) -> dict:
+        images = self.per_image()
+        return _mean_curves(weights, images["precision"], images["recall"], self.beta2)
+
+    def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        c = self._curves_for(weights)
+        return {"max_f": c["fmeasure"].max(axis=1), "mean_f": c["fmeasure"].mean(axis=1),
+                "adaptive_f": weighted_mean(weights, self.per_image()["adaptive_f"]),
+                "max_f_pr": c["f_of_mean_pr"].max(axis=1)}
+
+    def curves(self) -> dict[str, np.ndarray]:
+        c = self._curves_for(np.ones((1, self.n_images)))
+        return {"threshold": SOD_THRESHOLDS.copy(), **{k: v[0] for k, v in c.items()}}
+
+
+class _ThresholdFmeasure(Metric):
+    """F at one threshold per image on the raw [0, 1] map; per-image averaged and dataset-pooled."""
+
+    names = ("f", "f_pooled")
+
+    def _threshold(self, pred: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _update(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
+        p, gt = to_float(pred), binarize_gt(gt, "half")
+        above = p >= self._threshold(p)
+        return np.count_nonzero(above & gt), np.count_nonzero(above), np.count_nonzero(gt)
+
+    def _per_image(self) -> dict[str, np.ndarray]:
+        tp, predicted, positives = self._stack()
+        precision, recall = precision_recall(tp, predicted, positives)
+        return {"tp": tp, "predicted": predicted, "positives": positives, "precision": precision,
+                "recall": recall, "f": fmeasure(precision, recall, self.beta2)}
+
+    def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        images = self.per_image()
+        pooled_p, pooled_r = precision_recall(*(weights @ images[k] for k in ("tp", "predicted", "positives")))
+        per_image_name, pooled_name = self.names
+        return {per_image_name: weighted_mean(weights, images["f"]),
+                pooled_name: fmeasure(pooled_p, pooled_r, self.beta2)}
+
+
+class AdaptiveFmeasure(_ThresholdFmeasure):
+    """Protocol 2: threshold min(factor x mean(pred), 1) per image (factor 1.5: SG, Depth-Distillation, EVP).
+
+    ``adaptive_f``: per-image F averaged over images; ``adaptive_f_pooled``: P and R from the pixel counts
+    pooled over the whole dataset.
+    """
+
+    names = ("adaptive_f", "adaptive_f_pooled")
+
+    def __init__(self, factor: float = 1.5, **kwargs):
+        self.factor = factor
+        super().__init__(**kwargs)
+
+    def _threshold(self, pred: np.ndarray) -> float:
+        return min(self.factor * pred.mean(), 1.0)
+
+
+class FixedFmeasure(_ThresholdFmeasure):
+    """Protocol 3: binarise at a fixed threshold (``pred >= 0.5``), F per image averaged (D-DFFNet)."""
+
+    names = ("f", "f_pooled")
+
+    def __init__(self, threshold: float = 0.5, **kwargs):
+        self.threshold = threshold
+        super().__init__(**kwargs)
+
+    def _threshold(self, pred: np.ndarray) -> float:
+        return self.threshold
+
+
+class ZhaoFmeasure(Metric):
+    """Protocol 4, Zhao's Matlab code (BTBNet / CENet / MLDBD).
+
+    Per image: prediction resized to the GT size (bicubic) and divided by its max, GT binarised at >= 0.1;
+    ``max_f`` is F maximised PER IMAGE over thresholds i/255 then averaged (optimistic: an oracle threshold
+    per image). Curve: P and R at the 21 thresholds 0, 0.05, ..., 1, averaged over images.
+    """
+
+    names = ("max_f",)
+    resizes_prediction = True
+
+    def _update(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
+        p = normalize_map(to_float(resize_to(pred, gt.shape)), "max")
+        gt = binarize_gt(gt, "zhao")
+        positives = np.count_nonzero(gt)
+        tp, predicted = counts_at_or_above(levels_for(p, ZHAO_THRESHOLDS), gt, len(ZHAO_THRESHOLDS))
+        best_f = fmeasure(*precision_recall(tp, predicted, positives), self.beta2).max()
+        tp21, predicted21 = counts_at_or_above(levels_for(p, ZHAO_PR_THRESHOLDS), gt, len(ZHAO_PR_THRESHOLDS))
+        return best_f, tp21, predicted21, positives
+
+    def _per_image(self) -> dict[str, np.ndarray]:
+        best_f, tp, predicted, positives = self._stack()
+        precision, recall = precision_recall(tp, predicted, positives[:, None])
+        return {"max_f": best_f, "precision": precision, "recall": recall}
+
+    def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return {"max_f": weighted_mean(weights, self.per_image()["max_f"])}
+
+    def curves(self) -> dict[str, np.ndarray]:
+        images = self.per_image()
+        c = _mean_curves(np.ones((1, self.n_images)), images["precision"], images["recall"], self.beta2)
+        return {"threshold": ZHAO_PR_THRESHOLDS.copy(), **{k: v[0] for k, v in c.items()}}
