@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:  # a device without autocast (e.g. "meta", used for FLOP counting)
+        return contextlib.nullcontext()
 
 
 class ChannelAttention(nn.Module):
@@ -24,7 +32,7 @@ class ChannelAttention(nn.Module):
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """A with shape (B, C, C), fp32; A[b, j, i] = a_ji, so each row j sums to 1."""
         flat = x.reshape(x.shape[0], x.shape[1], -1)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _autocast_disabled(x.device.type):
             flat = flat.float()
             energy = torch.bmm(flat, flat.transpose(1, 2))
             # Subtracting the row max does not change eq. 1 and keeps exp() finite (large N gives huge energies).
