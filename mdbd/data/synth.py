@@ -167,7 +167,10 @@ def procedural_mask(size: int, rng: np.random.Generator) -> np.ndarray:
         kind = rng.choice(["blob", "ellipse", "polygon"])
         cy, cx = rng.uniform(0.15, 0.85, 2) * size
         if kind == "blob":
-            noise = gaussian_filter(rng.standard_normal((size, size)), sigma=size * rng.uniform(0.06, 0.15))
+            # smooth noise made at 1/8 resolution and upsampled: same look, ~60x cheaper than filtering at full size
+            small = max(8, size // 8)
+            noise = gaussian_filter(rng.standard_normal((small, small)), sigma=small * rng.uniform(0.06, 0.15))
+            noise = np.asarray(Image.fromarray(noise.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
             shape = noise > np.quantile(noise, rng.uniform(0.55, 0.85))
         elif kind == "ellipse":
             r = rng.uniform(0.12, 0.35, 2) * size
