@@ -1,0 +1,118 @@
+"""Figures of the study. Each function returns a matplotlib Figure; notebooks save it with mdbd.report.save_figure."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "nbagg", "widget",
+                                            "module://ipympl.backend_nbagg"):
+    matplotlib.use("Agg")  # headless runs (papermill, CI); notebooks keep their inline backend
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+sns.set_theme(context="paper", style="whitegrid")
+
+
+def image_mask_grid(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], ids: Sequence[str], *,
+                    title: str = "", max_items: int = 8) -> plt.Figure:
+    """Images on the first row, their masks (white = in focus) below."""
+    n = min(len(images), max_items)
+    fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.0), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(images[j])
+        axes[0, j].set_title(str(ids[j]), fontsize=7)
+        axes[1, j].imshow(masks[j], cmap="gray", vmin=0, vmax=1)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    axes[1, 0].text(-0.05, 0.5, "mask (white = in focus)", transform=axes[1, 0].transAxes, rotation=90,
+                    ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(log: pd.DataFrame, *, title: str = "") -> plt.Figure:
+    """Training loss per epoch, and validation F-beta / MAE where they were computed."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(log["epoch"], log["train_loss"], marker="o", label="train loss (BCE)")
+    if "val_loss" in log and log["val_loss"].notna().any():
+        ax1.plot(log["epoch"], log["val_loss"], marker="s", label="validation loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    for col, label in (("val_fmax", "max F-beta"), ("val_mae", "MAE")):
+        if col in log and log[col].notna().any():
+            sub = log[log[col].notna()]
+            ax2.plot(sub["epoch"], sub[col], marker="o", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "", method_col: str = "model") -> plt.Figure:
+    """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for method, sub in curves.groupby(method_col, sort=False):
+        sub = sub.sort_values("threshold")
+        ax1.plot(sub["recall"], sub["precision"], label=method)
+        ax2.plot(sub["threshold"], sub["fmeasure"], label=method)
+    ax1.set_xlabel("recall")
+    ax1.set_ylabel("precision")
+    ax1.set_xlim(0, 1)
+    ax1.set_ylim(0, 1.02)
+    ax2.set_xlabel("threshold")
+    ax2.set_ylabel("F-measure (beta^2 = 0.3)")
+    ax2.set_ylim(0, 1.02)
+    ax2.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, *, x: str, metrics: Sequence[str] = ("fbeta", "mae"), title: str = "",
+                quoted_col: str | None = None) -> plt.Figure:
+    """One panel per metric: our value with its 95% interval as bars, the paper's quoted value as a marker."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = table[table["metric"] == metric].reset_index(drop=True)
+        pos = np.arange(len(sub))
+        err = None
+        if {"ci_low", "ci_high"} <= set(sub.columns):
+            err = np.vstack([(sub["value"] - sub["ci_low"]).clip(lower=0), (sub["ci_high"] - sub["value"]).clip(lower=0)])
+        ax.bar(pos, sub["value"], yerr=err, capsize=3, color=sns.color_palette()[0], label="ours (95% CI)")
+        if quoted_col and quoted_col in sub:
+            ax.scatter(pos, sub[quoted_col], color="crimson", marker="D", zorder=3, label="paper (quoted)")
+        ax.set_xticks(pos)
+        ax.set_xticklabels(sub[x], rotation=35, ha="right", fontsize=7)
+        ax.set_title(metric)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def visual_grid(rows: Sequence[dict[str, np.ndarray]], columns: Sequence[str], *, title: str = "") -> plt.Figure:
+    """Fig. 5-7 style: one row per image, one column per map (image first, ground truth last)."""
+    n_rows, n_cols = len(rows), len(columns)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.6 * n_rows + 0.4), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            value = row[col]
+            if value.ndim == 3:
+                ax.imshow(value)
+            else:
+                ax.imshow(value, cmap="gray", vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(col, fontsize=7)
+            ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
