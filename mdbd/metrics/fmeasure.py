@@ -98,13 +98,13 @@ class _ThresholdFmeasure(Metric):
         tp, predicted, positives = self._stack()
         precision, recall = precision_recall(tp, predicted, positives)
         return {"tp": tp, "predicted": predicted, "positives": positives, "precision": precision,
-                "recall": recall, "f": fmeasure(precision, recall, self.beta2)}
+                "recall": recall, self.names[0]: fmeasure(precision, recall, self.beta2)}
 
     def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         images = self.per_image()
         pooled_p, pooled_r = precision_recall(*(weights @ images[k] for k in ("tp", "predicted", "positives")))
         per_image_name, pooled_name = self.names
-        return {per_image_name: weighted_mean(weights, images["f"]),
+        return {per_image_name: weighted_mean(weights, images[per_image_name]),
                 pooled_name: fmeasure(pooled_p, pooled_r, self.beta2)}
 
 

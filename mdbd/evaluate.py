@@ -1,0 +1,286 @@
+"""Scoring prediction maps into tidy tables with provenance (docs/metrics.md).
+
+    result = evaluate_folders("preds/", "data/cuhk/gt", gt_polarity="blur_white", model="multianet",
+                              dataset="cuhk", split="test")
+    write_results(result, "results/eval.csv")   # + results/eval_curves.csv, both written atomically
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mdbd.errors import ConfigError, DataError
+from mdbd.metrics import PROTOCOLS, bootstrap_ci, protocol_metrics
+from mdbd.metrics.inputs import POSITIVE_CLASSES, check_positive, resize_to
+from mdbd.provenance import provenance
+
+GT_POLARITIES = ("infocus_white", "blur_white")
+PRED_EXTS = (".png",)
+GT_EXTS = (".png", ".bmp", ".jpg", ".jpeg")
+IDENTITY_COLUMNS = ("model", "dataset", "split")
+TABLE_COLUMNS = ("model", "dataset", "split", "protocol", "positive", "metric", "value", "ci_low", "ci_high",
+                 "n_images")
+CURVE_COLUMNS = ("model", "dataset", "split", "protocol", "positive", "threshold", "precision", "recall",
+                 "fmeasure", "f_of_mean_pr")
+#: provenance columns always present (empty when not given)
+PROVENANCE_COLUMNS = ("weights", "profile", "device", "seed", "n_boot", "confidence", "code_version",
+                      "torch_version")
+
+
+@dataclass
+class EvaluationResult:
+    """``table``: a row per model x dataset x split x protocol x metric; ``curves``: PR/F curves;
+    ``per_image``: every per-image score (id, protocol, metric, value) for paired comparisons."""
+
+    table: pd.DataFrame
+    curves: pd.DataFrame
+    per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> pd.DataFrame:
+        """A compact view: one row per protocol x metric, value with its interval."""
+        t = self.table
+        ci = [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(t["ci_low"], t["ci_high"])]
+        return pd.DataFrame({"protocol": t["protocol"], "positive": t["positive"], "metric": t["metric"],
+                             "value": t["value"].round(4), "95% CI": ci, "n": t["n_images"]})
+
+
+def evaluate_maps(preds: Iterable[Any], gts: Iterable[Any], ids: Sequence[Hashable] | None = None,
+                  protocols: Sequence[str] = PROTOCOLS, positive: str = "infocus", bootstrap: int = 1000,
+                  seed: int = 0, strict_gt: bool = True, confidence: float = 0.95,
+                  **provenance_fields: Any) -> EvaluationResult:
+    """Score paired prediction maps (in-focus probability) and ground truths (1 = in focus), streaming.
+
+    ``protocols``: any of "sod", "adaptive1.5", "fixed0.5", "zhao". ``positive``: "infocus" or "blur" (both
+    maps flipped). ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
+    ``strict_gt``: refuse graded GT masks (False: each protocol binarises them with its own rule).
+    ``provenance_fields``: model, dataset, split, weights, profile, device and anything else worth a column.
+    """
+    return _evaluate_pairs(_strict_zip(preds, gts), ids, protocols, positive, bootstrap, seed, strict_gt,
+                           confidence, provenance_fields)
+
+
+def _evaluate_pairs(pairs: Iterable[tuple[Any, Any]], ids: Sequence[Hashable] | None, protocols: Sequence[str],
+                    positive: str, bootstrap: int, seed: int, strict_gt: bool, confidence: float,
+                    provenance_fields: dict[str, Any]) -> EvaluationResult:
+    check_positive(positive)
+    protocols = tuple(dict.fromkeys(protocols))
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise ConfigError(f"protocols {unknown or list(protocols)}: expected some of {PROTOCOLS}")
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap={bootstrap}: the number of resamples must be >= 0")
+    metrics = {p: protocol_metrics(p, positive=positive, strict_gt=strict_gt) for p in protocols}
+    id_list = list(ids) if ids is not None else None
+    n = 0
+    for pred, gt in pairs:
+        image_id = id_list[n] if id_list is not None and n < len(id_list) else f"#{n}"
+        for ms in metrics.values():
+            for m in ms:
+                m.step(pred, gt, id=image_id)
+        n += 1
+    if n == 0:
+        raise DataError("evaluate: no prediction / ground-truth pairs were given")
+    if id_list is not None and len(id_list) != n:
+        raise DataError(f"evaluate: {len(id_list)} ids for {n} images")
+
+    fields = {**{k: None for k in IDENTITY_COLUMNS + PROVENANCE_COLUMNS}, **provenance(**provenance_fields),
+              "seed": seed, "n_boot": bootstrap, "confidence": confidence}
+    rows, curve_frames, image_frames = [], [], []
+    for protocol, ms in metrics.items():
+        cis = bootstrap_ci(ms, n_boot=bootstrap, seed=seed, confidence=confidence) if bootstrap > 0 else {}
+        for m in ms:
+            results = m.get_results()
+            for name in m.names:
+                lo, hi = cis.get(name, (np.nan, np.nan))
+                rows.append({"protocol": protocol, "positive": positive, "metric": name, "value": results[name],
+                             "ci_low": lo, "ci_high": hi, "n_images": n})
+            if "curve" in results:
+                curve = pd.DataFrame(results["curve"])
+                curve.insert(0, "protocol", protocol)
+                curve.insert(1, "positive", positive)
+                curve_frames.append(curve)
+            per_image = m.per_image()
+            for name in m.names:  # the metrics that are plain per-image averages
+                if name in per_image:
+                    image_frames.append(pd.DataFrame({"id": [str(i) for i in m.ids], "protocol": protocol,
+                                                      "positive": positive, "metric": name,
+                                                      "value": per_image[name]}))
+    table = _with_fields(pd.DataFrame(rows), fields, TABLE_COLUMNS)
+    curves = _with_fields(pd.concat(curve_frames, ignore_index=True) if curve_frames
+                          else pd.DataFrame(columns=list(CURVE_COLUMNS[3:])), fields, CURVE_COLUMNS)
+    per_image_table = _with_fields(pd.concat(image_frames, ignore_index=True), fields, IDENTITY_COLUMNS)
+    return EvaluationResult(table=table, curves=curves, per_image=per_image_table)
+
+
+def _strict_zip(preds: Iterable[Any], gts: Iterable[Any]):
+    """zip that refuses sequences of different lengths instead of silently dropping images."""
+    sentinel = object()
+    pred_it, gt_it = iter(preds), iter(gts)
+    count = 0
+    while True:
+        pred, gt = next(pred_it, sentinel), next(gt_it, sentinel)
+        if pred is sentinel and gt is sentinel:
+            return
+        if pred is sentinel or gt is sentinel:
+            more = "ground truths" if pred is sentinel else "predictions"
+            raise DataError(f"evaluate: more {more} than the {count} given for the other side")
+        count += 1
+        yield pred, gt
+
+
+def _with_fields(df: pd.DataFrame, fields: dict, leading: Sequence[str]) -> pd.DataFrame:
+    """Constant provenance columns added; the leading columns first, the rest in a stable order."""
+    df = df.copy()
+    for key, value in fields.items():
+        if key not in df.columns:
+            df[key] = value
+    first = [c for c in leading if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+# -- folders --------------------------------------------------------------------------------------
+
+def _natural_key(stem: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", stem)]
+
+
+def _files_by_stem(folder: Path, exts: Sequence[str], what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DataError(f"{what} folder {folder} does not exist or is not a folder")
+    files: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix.lower() in exts:
+            if path.stem in files:
+                raise DataError(f"{what} folder {folder} has two files for {path.stem!r}: "
+                                f"{files[path.stem].name} and {path.name}")
+            files[path.stem] = path
+    if not files:
+        raise DataError(f"{what} folder {folder} is empty: no {'/'.join(exts)} files")
+    return files
+
+
+def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(stem, prediction file, GT file) for every stem, in natural order; mismatched folders are an error."""
+    preds = _files_by_stem(Path(pred_dir), PRED_EXTS, "prediction")
+    gts = _files_by_stem(Path(gt_dir), GT_EXTS, "ground-truth")
+    no_gt, no_pred = sorted(set(preds) - set(gts), key=_natural_key), sorted(set(gts) - set(preds), key=_natural_key)
+    if no_gt or no_pred:
+        def few(stems):
+            return ", ".join(stems[:5]) + (f" (+{len(stems) - 5} more)" if len(stems) > 5 else "")
+        problems = []
+        if no_gt:
+            problems.append(f"{len(no_gt)} prediction(s) without ground truth in {gt_dir}: {few(no_gt)}")
+        if no_pred:
+            problems.append(f"{len(no_pred)} ground truth(s) without prediction in {pred_dir}: {few(no_pred)}")
+        raise DataError("prediction and ground-truth folders do not match: " + "; ".join(problems))
+    return [(stem, preds[stem], gts[stem]) for stem in sorted(preds, key=_natural_key)]
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit maps: keep the precision
+                return np.asarray(img, dtype=np.float64) / (65535.0 if img.mode.startswith("I;16") else
+                                                            max(float(np.asarray(img).max()), 1.0))
+            return np.asarray(img.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def load_prediction(path: str | os.PathLike) -> np.ndarray:
+    """A prediction map file as uint8 (or float for 16-bit files); high = in focus."""
+    return _read_gray(Path(path))
+
+
+def load_ground_truth(path: str | os.PathLike, polarity: str = "infocus_white") -> np.ndarray:
+    """A GT mask file in our convention (white = in focus); ``blur_white`` masks (Shi's CUHK) are inverted."""
+    if polarity not in GT_POLARITIES:
+        raise ConfigError(f"gt_polarity={polarity!r}: expected one of {GT_POLARITIES}")
+    gt = _read_gray(Path(path))
+    if polarity == "blur_white":
+        gt = 255 - gt if gt.dtype == np.uint8 else 1.0 - gt
+    return gt
+
+
+def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_polarity: str = "infocus_white",
+                     resize: bool = False, **kwargs: Any) -> EvaluationResult:
+    """Score every ``<stem>.png`` prediction in ``pred_dir`` against ``<stem>.png|.bmp|.jpg`` in ``gt_dir``.
+
+    ``resize``: resize predictions to their GT's size (bicubic); without it a size mismatch is an error
+    (the zhao protocol resizes on its own). Other keywords go to ``evaluate_maps``.
+    """
+    if gt_polarity not in GT_POLARITIES:
+        raise ConfigError(f"gt_polarity={gt_polarity!r}: expected one of {GT_POLARITIES}")
+    pairs = pair_folders(pred_dir, gt_dir)
+    only_zhao = set(kwargs.get("protocols", PROTOCOLS)) == {"zhao"}
+
+    def stream():  # one file pair at a time: memory stays flat however large the test set
+        for _, pred_path, gt_path in pairs:
+            pred, gt = load_prediction(pred_path), load_ground_truth(gt_path, gt_polarity)
+            if pred.shape != gt.shape:
+                if resize:
+                    pred = resize_to(pred, gt.shape)
+                elif not only_zhao:
+                    raise DataError(f"{pred_path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground "
+                                    f"truth {gt_path.name} is {gt.shape[0]}x{gt.shape[1]}; pass --resize "
+                                    "(resize=True) to resize predictions to the GT size")
+            yield pred, gt
+
+    names = ("protocols", "positive", "bootstrap", "seed", "strict_gt", "confidence")
+    defaults = {"protocols": PROTOCOLS, "positive": "infocus", "bootstrap": 1000, "seed": 0, "strict_gt": True,
+                "confidence": 0.95}
+    options = [kwargs.pop(k, defaults[k]) for k in names]
+    kwargs.setdefault("gt_dir", str(gt_dir))
+    kwargs.setdefault("pred_dir", str(pred_dir))
+    kwargs.setdefault("gt_polarity", gt_polarity)
+    # metrics name bad images by stem, so errors point at the file
+    return _evaluate_pairs(stream(), [stem for stem, _, _ in pairs], *options, kwargs)
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+def curves_path(out_csv: str | os.PathLike) -> Path:
+    out = Path(out_csv)
+    return out.with_name(f"{out.stem}_curves{out.suffix or '.csv'}")
+
+
+def per_image_path(out_csv: str | os.PathLike) -> Path:
+    out = Path(out_csv)
+    return out.with_name(f"{out.stem}_per_image{out.suffix or '.csv'}")
+
+
+def write_results(result: EvaluationResult, out_csv: str | os.PathLike, per_image: bool = False) -> list[Path]:
+    """Write the table to ``out_csv`` and the curves to ``<stem>_curves.csv`` beside it (and, with
+    ``per_image``, ``<stem>_per_image.csv``). Atomic: every file goes to a temporary name first and is renamed
+    only when all are written, so an error leaves no half-written or partial set of files."""
+    out = Path(out_csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    targets = [(result.table, out), (result.curves, curves_path(out))]
+    if per_image:
+        targets.append((result.per_image, per_image_path(out)))
+    temps: list[Path] = []
+    try:
+        for frame, target in targets:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+            frame.to_csv(tmp, index=False)
+        for tmp, (_, target) in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [target for _, target in targets]
