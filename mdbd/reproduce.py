@@ -1,6 +1,6 @@
 """Run the numbered notebooks in order with papermill: `mdbd reproduce --profile smoke|laptop|paper`.
 
-Executed copies go to results/<profile>/executed/; the runner stops at the first failing notebook, naming it and the cell,
+Executed copies go to results/executed/<profile>/; the runner stops at the first failing notebook, naming it and the cell,
 and ends by listing every table and figure the chain wrote.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mdbd.config import PROFILES
 from mdbd.errors import ConfigError, MdbdError
-from mdbd.paths import NOTEBOOKS_DIR
+from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
 from mdbd.report import results_dir
 
 NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves", "06_runtime", "07_visual")
@@ -51,7 +51,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ConfigError(f"unknown notebook(s) {unknown}; the chain is {', '.join(NOTEBOOKS)}")
-    out_dir = Path(out_dir) if out_dir else results_dir(profile) / "executed"
+    out_dir = Path(out_dir) if out_dir else RESULTS_DIR / "executed" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = ChainResult(profile=profile)
