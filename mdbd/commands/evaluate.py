@@ -43,5 +43,8 @@ def _run(args) -> int:
     written = write_results(result, args.out, per_image=args.per_image)
     with pd.option_context("display.width", 120, "display.max_columns", 10):
         print(result.summary().to_string(index=False))
+    mae = result.table.loc[result.table["metric"] == "mae", "value"]
+    if len(mae) and mae.min() > 0.5:  # worse than a constant map: almost always a flipped GT
+        print(f"note: MAE {mae.min():.3f} > 0.5; is --gt-polarity right? (Shi's CUHK masks are blur_white)")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

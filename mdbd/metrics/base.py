@@ -129,8 +129,8 @@ class Metric:
 
 def weighted_mean(weights: np.ndarray, per_image: np.ndarray) -> np.ndarray:
     """Weighted mean over images: (B, N) x (N, ...) -> (B, ...), rows normalised to sum 1."""
-    w = weights / weights.sum(axis=1, keepdims=True)
-    return np.tensordot(w, per_image, axes=(1, 0))
+    total = np.tensordot(weights, per_image, axes=(1, 0))
+    return total / weights.sum(axis=1).reshape((-1,) + (1,) * (per_image.ndim - 1))
 
 
 NORMALIZATIONS = ("none", "minmax", "max")

@@ -23,7 +23,7 @@ def random_maps(n_maps: int, size: int, seed: int = 0) -> list[tuple[np.ndarray,
         coarse = rng.random((size // cell + 1, size // cell + 1))
         gt = np.kron(coarse > rng.uniform(0.2, 0.8), np.ones((cell, cell), dtype=bool))[:size, :size]
         lo, hi = rng.uniform(0, 0.3), rng.uniform(0.7, 1.0)
-        pred = lo + (hi - lo) * np.clip(0.6 * gt + 0.5 * rng.random((size, size)), 0, 1)
+        pred = lo + (hi - lo) * np.clip(0.35 * gt + 0.65 * rng.random((size, size)), 0, 1)  # overlapping classes
         pairs.append(((pred * 255).astype(np.uint8), gt.astype(np.uint8) * 255))
     return pairs
 
