@@ -14,12 +14,21 @@ import pandas as pd
 
 from mdbd.config import RunConfig
 from mdbd.errors import DataError
-from mdbd.paths import DATA_DIR, RESULTS_DIR, shared_data_root
+from mdbd.paths import DATA_DIR, REPO_ROOT, RESULTS_DIR, SHARED_DATA_ENV, shared_data_root
 from mdbd.provenance import device_name
 
 #: the numbers our tables put beside the paper's F_beta and MAE: protocol 1 (SOD style), in focus positive.
 HEADLINE = {"fbeta": ("sod", "max_f"), "mae": ("sod", "mae")}
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
+
+
+def display_path(path: str | Path) -> str:
+    """A path as it should appear in a tracked table: relative to the repository, or to $MDBD_SHARED_DATA."""
+    path = Path(path).resolve()
+    shared = shared_data_root()
+    if shared and path.is_relative_to(shared):
+        return f"${SHARED_DATA_ENV}/{path.relative_to(shared)}"
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 # -- 01 data -------------------------------------------------------------------------------------------------
@@ -54,7 +63,7 @@ def data_summary(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> p
         rows.append({"dataset": cfg.dataset, "split": split, "pairs": s["pairs"],
                      "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4),
                      "height_range": f"{s['height_range'][0]}-{s['height_range'][1]}",
-                     "width_range": f"{s['width_range'][0]}-{s['width_range'][1]}", "root": s["root"]})
+                     "width_range": f"{s['width_range'][0]}-{s['width_range'][1]}", "root": display_path(s["root"])})
     return pd.DataFrame(rows)
 
 
@@ -72,7 +81,8 @@ def real_mask_statistics() -> pd.DataFrame | None:
                 s = summarize(open_dataset("cuhk", root, split))
                 rows.append({"dataset": "cuhk (real masks)", "split": split, "pairs": s["pairs"],
                              "images_present": s["images_present"],
-                             "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4), "root": str(root)})
+                             "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4),
+                             "root": display_path(root)})
             return pd.DataFrame(rows)
     return None
 

@@ -1,0 +1,61 @@
+"""Run profiles: one declared configuration, overridable per field, with clear errors."""
+
+import pytest
+
+from mdbd.config import PROFILES, load_config, parse_overrides
+from mdbd.errors import ConfigError
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_loads_and_round_trips(profile):
+    cfg = load_config(profile)
+    assert cfg.profile == profile
+    again = cfg.replace()
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_paper_profile_has_the_papers_recipe():
+    cfg = load_config("paper")
+    assert (cfg.image_size, cfg.batch_size, cfg.lr) == (320, 6, 4e-4)
+    assert len(cfg.ablation.seeds) >= 3  # issue: the paper-profile ablation runs at least 3 seeds
+
+
+def test_overrides_field_by_field_and_sections():
+    cfg = load_config("smoke", preset="hl", epochs=5, **{"synth.train_images": 7, "ablation.seeds": [1, 2]})
+    assert (cfg.preset, cfg.epochs, cfg.synth.train_images, cfg.ablation.seeds) == ("hl", 5, 7, (1, 2))
+    # untouched sub-fields keep the profile's value
+    assert cfg.synth.test_images == load_config("smoke").synth.test_images
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"image_size": 65}, "image_size must be even"),
+    ({"lr": -1.0}, "lr must be > 0"),
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"no_such_field": 1}, "unknown configuration field 'no_such_field'"),
+    ({"synth.colour": 1}, "unknown field 'synth.colour'"),
+])
+def test_bad_values_are_named(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", **bad)
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="smoke, laptop, paper"):
+        load_config("huge")
+
+
+def test_parse_overrides_reads_yaml_scalars():
+    assert parse_overrides(["epochs=3", "bf16=false", "lr=1e-3", "preset=hl"]) == \
+        {"epochs": 3, "bf16": False, "lr": 1e-3, "preset": "hl"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
+    from mdbd.paths import REPO_ROOT
+
+    monkeypatch.chdir(tmp_path)  # the caller's folder must not matter
+    cfg = load_config("smoke", seed=3)
+    assert cfg.resolved_data_root().is_relative_to(REPO_ROOT) or "MDBD_DATA_DIR" in __import__("os").environ
+    assert cfg.resolved_run_dir().name == "multianet-synthetic-seed3"
