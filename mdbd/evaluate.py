@@ -20,7 +20,7 @@ import pandas as pd
 
 from mdbd.errors import ConfigError, DataError
 from mdbd.metrics import PROTOCOLS, bootstrap_ci, protocol_metrics
-from mdbd.metrics.inputs import POSITIVE_CLASSES, check_positive, resize_to
+from mdbd.metrics.inputs import check_positive, resize_to
 from mdbd.provenance import provenance
 
 GT_POLARITIES = ("infocus_white", "blur_white")
@@ -245,6 +245,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     kwargs.setdefault("gt_dir", str(gt_dir))
     kwargs.setdefault("pred_dir", str(pred_dir))
     kwargs.setdefault("gt_polarity", gt_polarity)
+    kwargs.setdefault("resized", resize)
     # metrics name bad images by stem, so errors point at the file
     return _evaluate_pairs(stream(), [stem for stem, _, _ in pairs], *options, kwargs)
 
