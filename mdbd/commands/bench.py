@@ -27,6 +27,6 @@ def _run(args) -> int:
     atomic_write_text(out, table.to_csv(index=False))
     shown = table[["task", "path", "value", "unit"] + [c for c in ("ratio", "target", "note") if c in table]]
     print(f"\ndevice: {table['device'].iloc[0]} | size {settings.size} | preset {settings.preset}")
-    print(shown.to_markdown(index=False, floatfmt=".3g"))
+    print(shown.fillna("").to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwritten: {out}")
     return 0
