@@ -1,0 +1,60 @@
+"""The papermill chain runner: parameters injected, failures named by notebook and cell."""
+
+import nbformat
+import pytest
+
+from mdbd import reproduce
+from mdbd.errors import ConfigError
+
+
+def test_every_notebook_of_the_chain_exists_with_a_tagged_parameters_cell_of_literals():
+    import ast
+
+    for name in reproduce.NOTEBOOKS:
+        book = nbformat.read(reproduce.notebook_path(name), as_version=4)
+        tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        tree = ast.parse(tagged[0].source)
+        names = set()
+        for stmt in tree.body:
+            assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, (ast.Constant, ast.List)), (name, ast.dump(stmt))
+            names.add(stmt.targets[0].id)
+        assert {"profile", "seed", "device"} <= names, name
+        # thin notebooks: no function or class definitions, and no relative paths
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert "def " not in cell.source and "class " not in cell.source, name
+                assert "../" not in cell.source, name
+
+
+def test_prepare_only_injects_the_profile(tmp_path):
+    result = reproduce.run_chain("smoke", ["01_data", "05_curves"], out_dir=tmp_path, prepare_only=True, progress=False)
+    assert [p.name for p in result.executed] == ["01_data.ipynb", "05_curves.ipynb"]
+    book = nbformat.read(tmp_path / "01_data.ipynb", as_version=4)
+    injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
+
+
+def test_unknown_notebook_or_profile():
+    with pytest.raises(ConfigError, match="unknown notebook"):
+        reproduce.run_chain("smoke", ["99_nothing"], prepare_only=True)
+    with pytest.raises(ConfigError, match="unknown profile"):
+        reproduce.run_chain("huge", prepare_only=True)
+
+
+@pytest.mark.slow
+def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "laptop"')
+    params.metadata["tags"] = ["parameters"]
+    book.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom ' + profile)")]
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(book, folder / "01_data.ipynb")
+    monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", folder)
+    with pytest.raises(reproduce.NotebookFailed) as info:
+        reproduce.run_chain("smoke", ["01_data"], out_dir=tmp_path / "out", progress=False)
+    message = str(info.value)
+    assert "01_data.ipynb" in message and "ValueError: boom smoke" in message and "cell" in message
+    assert (tmp_path / "out" / "01_data.ipynb").is_file()  # the executed copy with the traceback is kept

@@ -1,0 +1,92 @@
+"""The study's table builders: Table I/III beside the paper, and the Table III ordering verdict."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdbd import study
+from mdbd.config import load_config
+from mdbd.model import PRESETS
+from mdbd.report import QUOTED
+
+
+def _runs(fbeta: dict, mae: dict, dataset="synthetic") -> pd.DataFrame:
+    rows = []
+    for preset in PRESETS:
+        for metric, values in (("fbeta", fbeta), ("mae", mae)):
+            v = values[preset]
+            rows.append({"method": preset, "metric": metric, "value": v, "ci_low": v - 0.01, "ci_high": v + 0.01,
+                         "seed": 0, "dataset": dataset, "split": "test", "protocol": "sod", "profile": "smoke",
+                         "device": "cpu", "weights": "oxford", "epochs": 1})
+    return pd.DataFrame(rows)
+
+
+PAPER_F = {"hl": 0.924, "hl_ll": 0.937, "hl_ll_hca": 0.938, "hl_ll_hca_sa": 0.944, "hl_ll_hca_lca": 0.938,
+           "hl_ll_lca_sa": 0.940, "multianet": 0.950}
+PAPER_MAE = {"hl": 0.132, "hl_ll": 0.101, "hl_ll_hca": 0.092, "hl_ll_hca_sa": 0.088, "hl_ll_hca_lca": 0.089,
+             "hl_ll_lca_sa": 0.087, "multianet": 0.078}
+
+
+def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
+    cfg = load_config("paper")
+    configs = study.ablation_configs(cfg)
+    assert len(configs) == 7 * len(cfg.ablation.seeds)
+    assert len({c.resolved_run_dir() for c in configs}) == len(configs)
+    assert all(c.epochs == cfg.epochs for c in configs)  # paper: ablation.epochs null -> the profile's
+    smoke = study.ablation_configs(load_config("smoke"))
+    assert all(c.epochs == load_config("smoke").ablation.epochs for c in smoke)
+    # never the same folder as 02_train's run, whose schedule may differ
+    assert load_config("smoke").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
+
+
+def test_ablation_table_puts_quoted_values_beside_ours_and_averages_seeds():
+    a = _runs(PAPER_F, PAPER_MAE)
+    b = _runs({k: v - 0.02 for k, v in PAPER_F.items()}, PAPER_MAE).assign(seed=1)
+    table = study.ablation_table(pd.concat([a, b]))
+    row = table[(table["method"] == "multianet") & (table["metric"] == "fbeta")].iloc[0]
+    assert row["value"] == pytest.approx(0.940) and row[QUOTED] == 0.950 and row["seeds"] == 2
+    assert row["std"] == pytest.approx(np.std([0.95, 0.93], ddof=1))
+    assert row["table_iii_row"] == "VGG+HL+LL+HCA+LCA+SA"
+    assert pd.isna(row["difference (ours - quoted)"])  # synthetic vs DUT: no difference is computed
+    assert list(table[table["metric"] == "fbeta"]["method"]) == list(PRESETS)
+
+
+def test_ordering_verdict_reproduced_when_our_numbers_follow_the_paper():
+    verdict = study.ordering_verdict(study.ablation_table(_runs(PAPER_F, PAPER_MAE)))
+    assert verdict["reproduced"]
+    assert verdict["fbeta"]["spearman_with_paper"] == pytest.approx(1.0, abs=0.05)
+    assert verdict["fbeta"]["rows_beating_hl"] == 6
+    assert "IS reproduced on the synthetic benchmark" in study.verdict_text(verdict, synthetic=True)
+
+
+def test_ordering_verdict_not_reproduced_when_baseline_wins():
+    f = dict(PAPER_F, hl=0.99)
+    verdict = study.ordering_verdict(study.ablation_table(_runs(f, PAPER_MAE)))
+    assert not verdict["reproduced"]
+    assert verdict["fbeta"]["best_row"] == "hl" and verdict["fbeta"]["rows_beating_hl"] == 0
+    assert "NOT reproduced" in study.verdict_text(verdict, synthetic=False)
+
+
+def test_table_one_marks_quoted_only_rows_and_keeps_synthetic_apart():
+    rows = []
+    for model, f, mae in (("MultiANet (ours)", 0.9, 0.1), ("HiFST", 0.7, 0.3), ("LBP", 0.72, 0.28)):
+        for protocol, metric, value in (("sod", "max_f", f), ("sod", "mae", mae), ("zhao", "max_f", f + 0.01)):
+            rows.append({"model": model, "protocol": protocol, "metric": metric, "value": value, "ci_low": value,
+                         "ci_high": value, "dataset": "synthetic", "split": "test", "profile": "smoke",
+                         "device": "cpu", "seed": 0, "weights": "x", "n_images": 8})
+    table = study.table_one(pd.DataFrame(rows), load_config("smoke"))
+    ours = table[(table["method"] == "MultiANet (ours)") & (table["metric"] == "fbeta")].iloc[0]
+    assert ours["value"] == 0.9 and ours[f"{QUOTED}: cuhk"] == 0.951 and ours[f"{QUOTED}: dut"] == 0.950
+    assert pd.isna(ours["difference vs cuhk"])
+    quoted_only = table[table["method"].str.contains("quoted only")]
+    assert {m.split(" ")[0] for m in quoted_only["method"]} == {"ASVB", "DBDF", "SS", "BTBNet", "DeFusionNet", "BR2Net"}
+    assert quoted_only["value"].isna().all()
+    assert len(table) == 2 * 9  # nine methods x (fbeta, mae); Zhao's protocol stays out of Table I
+
+
+def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
+    from mdbd.paths import REPO_ROOT
+
+    assert study.display_path(REPO_ROOT / "data" / "x") == "data/x"
+    monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
+    assert study.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"
