@@ -25,9 +25,13 @@ reproduce: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(VENV)/bin/mdbd reproduce --profile $(PROFILE)
 
+# nbval runs papermill's smoke-parameterised copies of the notebooks (lax: every cell must run without error), then the
+# unit tests, which also check the tables that chain wrote under results/smoke/.
+NBVAL_DIR := build/nbval-smoke
 test: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
-	$(PY) -m pytest
+	rm -rf $(NBVAL_DIR) && $(VENV)/bin/mdbd reproduce --profile smoke --prepare-only --out $(NBVAL_DIR)
+	$(PY) -m pytest $(NBVAL_DIR) tests --nbval-lax -p no:cacheprovider
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mdbd --display-name "Python (mdbd)"
