@@ -308,9 +308,16 @@ def table_one(comparison_table: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     real = table["dataset"].isin(["cuhk", "dut"])
     for ds in ("cuhk", "dut"):
         table[f"difference vs {ds}"] = (table["value"] - table[f"{QUOTED}: {ds}"]).where(table["dataset"].eq(ds) & real)
+    quoted_only = table["value"].isna()
+    for col in ("dataset", "split", "protocol", "profile", "device", "seed", "weights"):
+        if col in table:
+            table[col] = table[col].astype(object).where(~quoted_only, "n/a (quoted only)")
+    table["measured_here"] = ~quoted_only
     cols = ["method", "metric", "value", "ci_low", "ci_high", f"{QUOTED}: cuhk", f"{QUOTED}: dut", "difference vs cuhk",
-            "difference vs dut", "dataset", "split", "protocol", "profile", "device", "seed", "weights", "n_images"]
-    return table[[c for c in cols if c in table]].sort_values(["metric", "method"]).reset_index(drop=True)
+            "difference vs dut", "measured_here", "dataset", "split", "protocol", "profile", "device", "seed", "weights",
+            "n_images"]
+    table = table.sort_values(["metric", "measured_here", "method"], ascending=[True, False, True])
+    return table[[c for c in cols if c in table]].reset_index(drop=True)
 
 
 # -- 06 runtime ----------------------------------------------------------------------------------------------
