@@ -195,7 +195,9 @@ def hifst_map(image_u8: np.ndarray, *, window_sizes: tuple[int, ...] = WINDOW_SI
         layers = sorted_layers(gradient, tuple(window_sizes), n_layers)
     lo = layers.min(axis=(0, 1))
     span = np.maximum(layers.max(axis=(0, 1)) - lo, 1e-12)
-    pooled = ((layers - lo) / span).max(axis=2)  # max-pooling of the normalised layers
+    layers -= lo  # in place: the layer stack is the largest array here
+    layers /= span
+    pooled = layers.max(axis=2)  # max-pooling of the normalised layers
     pooled = min_max(pooled)
     weighted = local_entropy(pooled, entropy_size) * pooled
     guide = ndimage.gaussian_filter(min_max(gray), sigma=1.0, truncate=1.0, mode="nearest")

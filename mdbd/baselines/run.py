@@ -6,7 +6,7 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -79,14 +79,14 @@ def cache_key(name: str, params: dict, image_digest: str) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write beside the target under a hidden unique name, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -122,11 +122,12 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
         if clash:
             raise ConfigError(f"several input images share the name {', '.join(clash)}: their maps would "
                               f"overwrite each other in {out_dir}")
+    for path in paths:
+        if not path.is_file():
+            load_rgb(path)  # raises the DataError naming the file, before any work is done
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     maps = []
     for path in tqdm(paths, desc=f"baseline {name}", unit="image", disable=not progress):
-        if not path.is_file():
-            load_rgb(path)  # raises the DataError naming the file
         cached = cache_root / name / f"{cache_key(name, params, file_sha256(path))}.npy"
         sharpness = _load_cached(cached) if use_cache else None
         if sharpness is None:
