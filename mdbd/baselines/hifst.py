@@ -94,7 +94,8 @@ def sliding_dct(image: np.ndarray, size: int, mask: np.ndarray | None = None) ->
 
 def sorted_layers(gradient: np.ndarray, sizes: tuple[int, ...] = WINDOW_SIZES,
                   n_layers: int | None = None) -> np.ndarray:
-    """(H, W, n_layers) float32: per pixel, the n_layers smallest |high-frequency DCT| values over all sizes, ascending."""
+    """(H, W, n_layers) float32: per pixel, the n_layers smallest |high-frequency DCT| values over all window
+    sizes, in ascending order."""
     h, w = gradient.shape
     sizes = tuple(int(s) for s in sizes)
     if any(s % 2 != 1 or s < 3 for s in sizes):

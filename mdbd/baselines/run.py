@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from mdbd.baselines.hifst import hifst_map
@@ -41,11 +41,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: no such image file")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file (expected an image)")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot be read as an image ({exc})") from exc
+    from mdbd.data.readers import read_image  # the study's one image reader (grey, 16-bit, palette handled)
+
+    return read_image(path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
