@@ -310,29 +310,9 @@ def validate(model: torch.nn.Module, dataset, device: torch.device, cfg: RunConf
         preds += list(torch.sigmoid(logits)[:, 0].cpu().numpy())
         gts += list((y[:, 0] > 0.5).to(torch.uint8).cpu().numpy())
     model.train(was_training)
-    result = evaluate_maps(preds, gts, **_val_protocol())
-    fmax, mae = _pick_fmax_mae(result.table)
-    return {"val_loss": loss_sum / count, "val_fmax": fmax, "val_mae": mae}
-
-
-def _val_protocol() -> dict[str, Any]:
-    """Keyword arguments for evaluate_maps: protocol 1 only, no bootstrap (validation runs every few epochs)."""
-    from mdbd import evaluate
-
-    names = getattr(evaluate, "PROTOCOLS", None)
-    proto = next((p for p in (names or ()) if "1" in str(p) or "sod" in str(p).lower()), None)
-    kw: dict[str, Any] = {"bootstrap": 0}
-    if proto is not None:
-        kw["protocols"] = (proto,)
-    return kw
-
-
-def _pick_fmax_mae(table: pd.DataFrame) -> tuple[float, float]:
-    """max F and MAE of protocol 1 out of evaluate_maps' table (one row per protocol)."""
-    row = table.iloc[0]
-    fcol = next(c for c in table.columns if c.lower() in ("max_f", "fmax", "maxf", "max_fbeta", "f_max"))
-    mcol = next(c for c in table.columns if c.lower() == "mae")
-    return float(row[fcol]), float(row[mcol])
+    result = evaluate_maps(preds, gts, protocols=("sod",), bootstrap=0)
+    values = result.table.set_index("metric")["value"]
+    return {"val_loss": loss_sum / count, "val_fmax": float(values["max_f"]), "val_mae": float(values["mae"])}
 
 
 # -- training ---------------------------------------------------------------------------------------------
@@ -369,6 +349,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
     if device_str == "cuda" and info.enabled:
         device_str = f"cuda:{info.local_rank}"
     device = torch.device(device_str)
+    if cfg.batch_size % info.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over "
+                          f"{info.world_size} processes")
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -376,13 +361,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
         # CPU runs are reproducible bit for bit for a seed (and thread count); warn_only: a few ops have no
         # deterministic CPU kernel and would otherwise raise
         torch.use_deterministic_algorithms(True, warn_only=True)
-    if cfg.batch_size % info.world_size:
-        raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over "
-                          f"{info.world_size} processes")
     created_group = _start_distributed(info, device_str)
     try:
         return _train(cfg, resume, progress, callback, info, device, started, tqdm)
     finally:
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         if created_group:
             import torch.distributed as dist
 
@@ -556,7 +539,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
     preds = predict_arrays(model, [s.image for s in samples], size, device=device, batch_size=batch_size)
     provenance = {"model": getattr(model, "preset", cfg_dict.get("preset")), "dataset": dataset, "split": split,
                   "weights": str(getattr(model, "backbone_source", cfg_dict.get("backbone_weights"))),
-                  "profile": profile or cfg_dict.get("profile"), "device": device_name(device),
-                  "seed": seed if seed is not None else cfg_dict.get("seed")}
-    return evaluate_maps(preds, [s.mask for s in samples], ids=[s.id for s in samples], **evaluate_kwargs,
-                         **provenance)
+                  "profile": profile or cfg_dict.get("profile"), "device": device_name(device)}
+    # evaluate_maps records its `seed` (also the bootstrap's): the run's seed unless told otherwise
+    seed = seed if seed is not None else int(cfg_dict.get("seed", 0))
+    return evaluate_maps(preds, [s.mask for s in samples], ids=[s.id for s in samples], seed=seed,
+                         **evaluate_kwargs, **provenance)

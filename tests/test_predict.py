@@ -1,0 +1,136 @@
+"""Prediction: any image size in, a map of that size out; batching does not change the numbers; the command line
+writes 8-bit PNGs and fails clearly on a missing or foreign checkpoint and on unreadable images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mdbd.cli import main
+from mdbd.config import load_config
+from mdbd.model import build_model
+from mdbd.predict import predict_arrays, predict_files
+from mdbd.train import load_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A one-epoch 'hl' run at 32 px on 6 synthetic images: a real checkpoint in seconds."""
+    import mdbd.paths
+
+    data = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mdbd.paths, "DATA_DIR", data)
+        cfg = load_config("smoke", preset="hl", backbone_weights="none", image_size=32, epochs=1,
+                          data_root=str(data / "synth"), run_dir=str(data / "run"),
+                          **{"synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 40})
+        return train(cfg, progress=False).checkpoint
+
+
+def _rgb(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_maps_have_each_image_own_size_and_do_not_depend_on_batching():
+    torch.manual_seed(0)
+    model = build_model("hl", backbone_weights="none")
+    images = [_rgb(40, 56, 0), _rgb(33, 71, 1), _rgb(40, 56, 2), _rgb(64, 64, 3), _rgb(17, 120, 4)]
+    together = predict_arrays(model, images, size=32, batch_size=3)
+    assert [m.shape for m in together] == [im.shape[:2] for im in images]
+    for m in together:
+        assert m.dtype == np.float32 and 0 <= m.min() <= m.max() <= 1
+    alone = [predict_arrays(model, [im], size=32, batch_size=1)[0] for im in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # float input in [0, 1] means the same as uint8 0..255
+    as_float = predict_arrays(model, [images[1].astype(np.float32) / 255], size=32)[0]
+    np.testing.assert_allclose(as_float, together[1], atol=1e-5)
+    # the map at network size is the model's sigmoid output itself
+    x = torch.from_numpy(images[3]).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    with torch.no_grad():
+        direct = torch.sigmoid(model(x))[0, 0].numpy()
+    np.testing.assert_allclose(predict_arrays(model, [images[3]], size=32)[0],
+                               torch.nn.functional.interpolate(torch.from_numpy(direct)[None, None], size=(64, 64),
+                                                               mode="bilinear", align_corners=False)[0, 0].numpy(),
+                               atol=1e-5)
+
+
+def test_bad_arrays_are_refused():
+    from mdbd.errors import ConfigError, DataError
+
+    model = build_model("hl", backbone_weights="none")
+    with pytest.raises(DataError, match=r"image 1 has shape \(8, 8\)"):
+        predict_arrays(model, [_rgb(20, 20, 0), np.zeros((8, 8), np.uint8)], size=32)
+    with pytest.raises(ConfigError, match="size must be an even number >= 16"):
+        predict_arrays(model, [_rgb(20, 20, 0)], size=15)
+
+
+def test_predict_files_of_mixed_sizes_writes_maps_at_original_size(checkpoint, tmp_path):
+    paths = []
+    for name, (h, w) in {"wide.png": (30, 90), "tall.jpg": (77, 41), "square.png": (48, 48)}.items():
+        p = tmp_path / "in" / name
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(_rgb(h, w, len(paths))).save(p)
+        paths.append(p)
+    written = predict_files(checkpoint, paths, tmp_path / "out", preset="hl", batch_size=2)
+    assert [p.name for p in written] == ["wide.png", "tall.png", "square.png"]
+    model, _, _ = load_checkpoint(checkpoint)
+    for src, out in zip(paths, written):
+        with Image.open(src) as a, Image.open(out) as b:
+            assert b.size == a.size and b.mode == "L"
+            expected = predict_arrays(model, [np.asarray(a.convert("RGB"))], size=32)[0]
+            got = np.asarray(b).astype(np.float32) / 255
+        assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+def test_predict_cli_folder_input(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k, (h, w) in enumerate([(20, 50), (64, 32)]):
+        Image.fromarray(_rgb(h, w, k)).save(folder / f"img{k}.png")
+    (folder / "notes.txt").write_text("not an image")
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 0
+    assert "2 map(s) written" in capsys.readouterr().out
+    with Image.open(tmp_path / "out" / "img0.png") as m:
+        assert m.size == (50, 20)
+
+
+@pytest.mark.parametrize("case", ["missing_checkpoint", "other_preset", "corrupt_image", "missing_image",
+                                  "same_stem", "corrupt_checkpoint"])
+def test_predict_cli_errors_name_the_culprit(case, checkpoint, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(_rgb(24, 40, 0)).save(good)
+    ckpt, images, expect = str(checkpoint), [str(good)], ""
+    if case == "missing_checkpoint":
+        ckpt = str(tmp_path / "absent.pt")
+        expect = f"checkpoint not found: {ckpt}"
+    elif case == "corrupt_checkpoint":
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"PK\x03\x04 not really a zip")
+        ckpt, expect = str(bad), f"cannot read checkpoint {bad}"
+    elif case == "other_preset":
+        expect = "holds a 'hl' model, not the requested preset 'multianet'"
+    elif case == "corrupt_image":
+        bad = tmp_path / "broken.jpg"
+        bad.write_bytes(good.read_bytes()[:60])
+        images, expect = [str(good), str(bad)], f"cannot decode {bad}"
+    elif case == "missing_image":
+        images, expect = [str(good), str(tmp_path / "ghost.png")], f"image not found: {tmp_path / 'ghost.png'}"
+    elif case == "same_stem":
+        other = tmp_path / "sub" / "good.jpg"
+        other.parent.mkdir()
+        Image.fromarray(_rgb(10, 30, 1)).save(other)
+        images, expect = [str(good), str(other)], "two inputs would write the same output good.png"
+    argv = ["predict", *images, "--checkpoint", ckpt, "--out", str(tmp_path / "out")]
+    if case == "other_preset":
+        argv += ["--preset", "multianet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "mdbd predict: error:" in err and expect in err, err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing half-written
