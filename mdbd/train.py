@@ -424,6 +424,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
             print(f"resuming {ckpt_path} after epoch {start_epoch} of {cfg.epochs}")
     elif resume and info.is_main and progress:
         print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
+    elif ckpt_path.is_file() and info.is_main and progress:
+        print(f"starting afresh: {ckpt_path} (from an earlier run) will be replaced; --resume continues it instead")
 
     backbone_source = str(getattr(model, "backbone_source", cfg.backbone_weights))
     net = model
@@ -437,8 +439,9 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
 
     base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
                  "code_version": code_version(), "device": device_name(device),
-                 "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule, "dataset": cfg.dataset,
-                 "data_root": str(data_root), "val_split": val_split, "image_size": cfg.image_size}
+                 "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule,
+                 "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
+                 "image_size": cfg.image_size}
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)

@@ -1,5 +1,6 @@
 """Training: exact resumption after SIGKILL, 2-process DDP == 1 process, learning beats a constant map,
-checkpoint errors and CLI errors. Tiny sizes (32-64 px, a dozen synthetic images) keep the file to a couple of minutes."""
+checkpoint errors and CLI errors. Tiny sizes (32-64 px, a dozen synthetic images) keep the file to a couple of
+minutes."""
 
 from __future__ import annotations
 
