@@ -108,7 +108,7 @@ def save_map(prob: np.ndarray, path: str | os.PathLike) -> Path:
     """An in-focus probability map as an 8-bit grey PNG (255 = in focus), written atomically."""
     from PIL import Image
 
-    from mdbd.train import atomic_write
+    from mdbd.io import atomic_write
 
     img = Image.fromarray(np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
     return atomic_write(path, lambda fh: img.save(fh, format="PNG"))

@@ -10,14 +10,13 @@ Rules enforced here so that no notebook can forget them:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from mdbd.errors import ConfigError
+from mdbd.io import atomic_write, atomic_write_text
 from mdbd.paths import RESULTS_DIR
 from mdbd.provenance import code_version
 
@@ -72,18 +71,6 @@ def beside_paper(ours: pd.DataFrame, table: str, *, method_col: str = "method", 
     return merged
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provenance: dict[str, Any],
                required: Iterable[str] = ("dataset", "split", "profile", "device", "seed")) -> dict[str, Path]:
     """Write results/<profile>/tables/<name>.csv and .md (title + provenance + table), atomically.
@@ -117,9 +104,8 @@ def save_figure(fig, name: str, *, profile: str, provenance: dict[str, Any]) -> 
     paths = {}
     for ext in ("png", "pdf"):
         target = folder / f"{name}.{ext}"
-        tmp = folder / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"Title": name} if ext == "pdf" else None)
-        os.replace(tmp, target)
+        atomic_write(target, lambda fh, ext=ext: fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight",
+                                                             metadata={"Title": name} if ext == "pdf" else None))
         paths[ext] = target
     prov = {"code_version": code_version(), "profile": profile, **provenance}
     atomic_write_text(folder / f"{name}.json", json.dumps(prov, indent=2, default=str))

@@ -35,6 +35,7 @@ import yaml
 
 from mdbd.config import RunConfig
 from mdbd.errors import CheckpointError, ConfigError, DataError
+from mdbd.io import atomic_write  # noqa: F401 (re-exported: tests and callers use mdbd.train.atomic_write)
 from mdbd.provenance import code_version, device_name, resolve_device
 
 CHECKPOINT_NAME = "last.pt"
@@ -59,24 +60,6 @@ class TrainResult:
 
 
 # -- files ------------------------------------------------------------------------------------------------
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Write through `write(file)` into a temporary file beside `path`, fsync it, then os.replace it onto `path`:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
 
 def _write_log(history: list[dict], path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(history, columns=list(LOG_COLUMNS))

