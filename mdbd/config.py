@@ -114,7 +114,7 @@ class RunConfig:
         if self.data_root:
             return resolve(self.data_root)
         if self.dataset == "synthetic":
-            return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}"
+            return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
         return DATA_DIR / self.dataset
 
     def resolved_run_dir(self) -> Path:
@@ -122,7 +122,14 @@ class RunConfig:
 
         if self.run_dir:
             return resolve(self.run_dir)
-        return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset}-seed{self.seed}"
+        return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset_label()}-seed{self.seed}"
+
+    def dataset_label(self) -> str:
+        """The dataset as runs are named: the synthetic benchmark carries its mask origin, since a model trained
+        on one variant must never be reused or resumed on the other."""
+        if self.dataset == "synthetic" and not self.data_root:
+            return f"synthetic-{synthetic_mask_origin()}masks"
+        return self.dataset
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -132,6 +139,13 @@ class RunConfig:
 
     def replace(self, **overrides: Any) -> "RunConfig":
         return _apply(self.to_dict(), overrides)
+
+
+def synthetic_mask_origin() -> str:
+    """`cuhk` when real CUHK ground truth is available (its mask shapes are used), else `procedural`."""
+    from mdbd.data.synth import find_cuhk_gt
+
+    return "cuhk" if find_cuhk_gt() is not None else "procedural"
 
 
 def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:

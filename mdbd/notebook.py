@@ -47,8 +47,11 @@ class NotebookContext:
 
     def provenance(self, **extra) -> dict:
         """The provenance fields every table and figure of this notebook carries."""
+        from mdbd.study import display_path
+
         return {"profile": self.profile, "device": self.device_name, "seed": self.seed,
-                "weights": self.cfg.backbone_weights, "notebook": self.name, **extra}
+                "weights": self.cfg.backbone_weights, "data_root": display_path(self.cfg.resolved_data_root()),
+                "notebook": self.name, **extra}
 
 
 def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, **overrides) -> NotebookContext:

@@ -14,7 +14,13 @@ import pandas as pd
 
 from mdbd.config import RunConfig
 from mdbd.errors import DataError
-from mdbd.paths import DATA_DIR, REPO_ROOT, RESULTS_DIR, SHARED_DATA_ENV, shared_data_root
+from mdbd.paths import (
+    DATA_DIR,
+    REPO_ROOT,
+    RESULTS_DIR,
+    SHARED_DATA_ENV,
+    shared_data_root,
+)
 from mdbd.provenance import device_name
 
 #: the numbers our tables put beside the paper's F_beta and MAE: protocol 1 (SOD style), in focus positive.
@@ -166,6 +172,35 @@ def headline(table: pd.DataFrame, label_col: str = "model") -> pd.DataFrame:
     return out.rename(columns={label_col: "method"}) if label_col != "method" else out
 
 
+def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] = ("hl",),
+                      baselines: Sequence[str] = ("laplacian",), bootstrap: int = 1000) -> pd.DataFrame:
+    """`cfg`'s model beside other presets trained with the SAME profile and beside classical sharpness maps.
+
+    Headline rows (F_beta = protocol 1 max F, MAE) plus `beats_all`: whether `cfg.preset` is better than every
+    reference on that metric (higher F_beta, lower MAE)."""
+    from mdbd.evaluate import evaluate_maps
+
+    tables = [headline(evaluate_run(checkpoint, cfg, bootstrap=bootstrap).table)]
+    for preset in presets:
+        other = train_or_resume(cfg.replace(preset=preset), progress=False)
+        tables.append(headline(evaluate_run(other.checkpoint, other.config, bootstrap=bootstrap).table))
+    pairs = open_split(cfg, "test")
+    gts = [pairs.load_mask(i) for i in range(len(pairs))]
+    for name, maps in baseline_maps(cfg, baselines, progress=False).items():
+        result = evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=("sod",), bootstrap=bootstrap, seed=cfg.seed,
+                               model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split="test",
+                               weights="none (classical)", profile=cfg.profile, device="cpu (numpy)")
+        tables.append(headline(result.table))
+    table = pd.concat(tables, ignore_index=True)
+    for metric, better in (("fbeta", max), ("mae", min)):
+        sub = table[table["metric"] == metric]
+        ours = sub[sub["method"] == cfg.preset]["value"].iloc[0]
+        others = sub[sub["method"] != cfg.preset]["value"]
+        wins = bool((ours > others).all()) if better is max else bool((ours < others).all())
+        table.loc[table["metric"] == metric, "beats_all"] = wins
+    return table
+
+
 # -- 03 ablation ---------------------------------------------------------------------------------------------
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
@@ -176,7 +211,7 @@ def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
     out = []
     for seed in cfg.ablation.seeds:
         for preset in PRESETS:
-            run_dir = RESULTS_DIR / "runs" / cfg.profile / "ablation" / f"{preset}-{cfg.dataset}-seed{seed}"
+            run_dir = RESULTS_DIR / "runs" / cfg.profile / "ablation" / f"{preset}-{cfg.dataset_label()}-seed{seed}"
             out.append(cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=str(run_dir)))
     return out
 

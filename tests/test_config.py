@@ -58,4 +58,18 @@ def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the caller's folder must not matter
     cfg = load_config("smoke", seed=3)
     assert cfg.resolved_data_root().is_relative_to(REPO_ROOT) or "MDBD_DATA_DIR" in __import__("os").environ
-    assert cfg.resolved_run_dir().name == "multianet-synthetic-seed3"
+    name = cfg.resolved_run_dir().name
+    assert name.startswith("multianet-synthetic-") and name.endswith("masks-seed3")
+
+
+def test_synthetic_variants_never_share_a_folder(monkeypatch, tmp_path):
+    """A model trained on the CUHK-mask variant must not be reused on the procedural one (and vice versa)."""
+    from mdbd import config
+
+    folders = {}
+    for origin in ("cuhk", "procedural"):
+        monkeypatch.setattr(config, "synthetic_mask_origin", lambda o=origin: o)
+        cfg = load_config("smoke")
+        folders[origin] = (cfg.resolved_data_root(), cfg.resolved_run_dir())
+    assert folders["cuhk"][0] != folders["procedural"][0] and folders["cuhk"][1] != folders["procedural"][1]
+    assert folders["cuhk"][0].name == "smoke-seed0-cuhkmasks"

@@ -37,11 +37,13 @@ def register(sub) -> None:
 def _synth(args) -> int:
     import time
 
+    from mdbd.config import load_config
     from mdbd.data.synth import generate_synthetic
-    from mdbd.paths import DATA_DIR, resolve
+    from mdbd.paths import resolve
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = resolve(args.out) if args.out else DATA_DIR / "synthetic" / f"{args.profile}-seed{args.seed}"
+    # default: the folder the profile's runs read (it names the mask origin, see RunConfig.resolved_data_root)
+    out = resolve(args.out) if args.out else load_config(args.profile, seed=args.seed).resolved_data_root()
     started = time.perf_counter()
     root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks)
     print(f"synthetic benchmark ({args.profile}, seed {args.seed}) written to {root} in "
