@@ -228,7 +228,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -
         table = headline(evaluation.table)
         table["seed"] = run_cfg.seed
         table["epochs"] = run_cfg.epochs
-        table["checkpoint"] = str(result.checkpoint)
+        table["checkpoint"] = display_path(result.checkpoint)
         table["train_seconds"] = float(result.log["seconds"].sum())
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
