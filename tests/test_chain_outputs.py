@@ -67,7 +67,7 @@ def test_table_iii(smoke_results):
 
 def test_table_i(smoke_results):
     df = _table(smoke_results, "04_table_i")
-    assert len(df) == 18  # nine methods x (fbeta, mae)
+    assert len(df) == 20  # the paper's nine methods + our Laplacian-energy map, x (fbeta, mae)
     measured = df[df["value"].notna()]
     assert set(measured["method"]) == {"MultiANet (ours)", "HiFST", "LBP", "Laplacian energy"}
     assert df["method"].str.contains("quoted only").sum() == 12
