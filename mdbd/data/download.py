@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from mdbd.errors import DataError
+from mdbd.io import sha256_file
 
 CUHK_BASE_URL = "http://www.cse.cuhk.edu.hk/leojia/projects/dblurdetect/data/"
 CUHK_ARCHIVES = {"image": "BlurDatasetImage.zip", "gt": "BlurDatasetGT.zip"}
@@ -46,14 +46,6 @@ def _default_raw_dir() -> Path:
 
 
 # -- checksums ---------------------------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def verify_or_record(path: Path, checksums_file: Path | None = None) -> str:
     """Check `path` against its recorded sha256, or record it when first seen; returns the hash."""
