@@ -11,7 +11,7 @@ STAMP := $(VENV)/.mdbd-installed
 # The real CUHK/DUT pieces, when a folder laid out like ../shared/data sits beside the repository.
 export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk),$(abspath ../shared/data),)
 
-.PHONY: install reproduce test lab bench clean-results
+.PHONY: install reproduce test lab bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
