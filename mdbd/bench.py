@@ -45,7 +45,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, iters: int, warmup: int, device: torch.device) -> float:
+def median_seconds(fn, iters: int, warmup: int, device: torch.device) -> float:
     """Median seconds per call."""
     for _ in range(warmup):
         fn()
@@ -79,7 +79,7 @@ def peak_tflops(device: torch.device) -> tuple[float | None, str]:
                 return value, f"{key} dense bf16 datasheet peak"
         return None, f"no datasheet peak known for {name}"
     a = torch.rand(1024, 1024)
-    sec = _timed(lambda: a @ a, 5, 2, device)
+    sec = median_seconds(lambda: a @ a, 5, 2, device)
     return 2 * 1024**3 / sec / 1e12, "measured fp32 1024^3 GEMM rate on this CPU"
 
 
@@ -125,14 +125,14 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     log("latency at batch 1 ...")
     x1_host = host_images[0]
     with torch.inference_mode():
-        base_lat = _timed(lambda: plain(x1_host.to(dev)), settings.latency_iters, settings.warmup, dev)
+        base_lat = median_seconds(lambda: plain(x1_host.to(dev)), settings.latency_iters, settings.warmup, dev)
         x1 = x1_host.to(dev).contiguous(memory_format=torch.channels_last)
 
         def fast_one():
             with autocast():
                 return fast_fwd(x1)
 
-        fast_lat = _timed(fast_one, settings.latency_iters, settings.warmup, dev)
+        fast_lat = median_seconds(fast_one, settings.latency_iters, settings.warmup, dev)
     add("inference latency, batch 1", "baseline", base_lat * 1e3, "ms/image")
     add("inference latency, batch 1", "optimised", fast_lat * 1e3, "ms/image", ratio=base_lat / fast_lat,
         target="<= 3 ms on an H100" if cuda else "")
@@ -145,7 +145,7 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
             for img in host_images:
                 plain(img.to(dev))
 
-        base_sec = _timed(base_all, 1, 1, dev)
+        base_sec = median_seconds(base_all, 1, 1, dev)
         batch = torch.cat(host_images[: settings.throughput_batch]).to(dev).contiguous(memory_format=torch.channels_last)
 
         def fast_all():
@@ -153,7 +153,7 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
                 for _ in range(max(1, n // settings.throughput_batch)):
                     fast_fwd(batch)
 
-        fast_sec = _timed(fast_all, 1, 1, dev)
+        fast_sec = median_seconds(fast_all, 1, 1, dev)
     base_tp = n / base_sec
     fast_tp = max(1, n // settings.throughput_batch) * settings.throughput_batch / fast_sec
     add("inference throughput", "baseline", base_tp, "images/s", batch=1)
@@ -179,7 +179,7 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
             loss.backward()
             opt.step()
 
-        sec = _timed(step, settings.train_steps, settings.warmup, dev)
+        sec = median_seconds(step, settings.train_steps, settings.warmup, dev)
         train_ips[path] = settings.train_batch / sec
         model.eval()
     add("training", "baseline", train_ips["baseline"], "images/s", batch=settings.train_batch)

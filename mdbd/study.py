@@ -237,7 +237,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean (and std over seeds) per preset and metric, beside Table III's quoted numbers."""
     from mdbd.model import PRESETS
-    from mdbd.report import QUOTED, load_paper_tables
+    from mdbd.report import beside_paper
 
     grouped = runs.groupby(["method", "metric"], sort=False)
     table = grouped.agg(value=("value", "mean"), std=("value", "std"), ci_low=("ci_low", "mean"),
@@ -248,10 +248,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
             table[col] = [first.loc[(m, k), col] for m, k in zip(table["method"], table["metric"])]
     table["seed"] = ",".join(str(s) for s in sorted(runs["seed"].unique()))
     table["table_iii_row"] = [PRESETS[m].table_label for m in table["method"]]
-    paper = load_paper_tables("III")[["method", "metric", "value"]].rename(columns={"value": QUOTED})
-    table = table.merge(paper, on=["method", "metric"], how="left")
-    real = table["dataset"].eq("dut")
-    table["difference (ours - quoted)"] = (table["value"] - table[QUOTED]).where(real)
+    table = beside_paper(table, "III", paper_dataset="dut")  # Table III was measured on DUT
     order = {name: i for i, name in enumerate(PRESETS)}
     return table.sort_values(["metric", "method"], key=lambda s: s.map(order) if s.name == "method" else s) \
         .reset_index(drop=True)
@@ -381,14 +378,14 @@ def model_seconds_per_image(cfg: RunConfig, checkpoint: Path | None = None, size
     """Seconds per image of the full model at `size`, batch 1, eager fp32 (the paper's Table II setting)."""
     import torch
 
-    from mdbd.bench import _timed
+    from mdbd.bench import median_seconds
     from mdbd.model import build_model
 
     dev = torch.device(cfg.device or "cpu")
     model = build_model("multianet", backbone_weights="none").to(dev).eval()
     x = torch.rand(1, 3, size, size, device=dev)
     with torch.inference_mode():
-        return _timed(lambda: model(x), iters, 1, dev)
+        return median_seconds(lambda: model(x), iters, 1, dev)
 
 
 def table_two(model_seconds: float, baselines: pd.DataFrame, cfg: RunConfig, size: int) -> pd.DataFrame:
