@@ -68,6 +68,7 @@ class RunConfig:
     crop_scale: tuple[float, float] = (0.6, 1.0)
     # bookkeeping
     val_every: int = 1
+    checkpoint_every: int = 1  # epochs between writes of run_dir/last.pt (and always after the last epoch)
     seed: int = 0
     num_workers: int = 0
     device: str | None = None  # None: cuda when available, else cpu
@@ -92,7 +93,7 @@ class RunConfig:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
         if self.polarity not in ("infocus_white", "blur_white"):
             raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
-        for name in ("image_size", "epochs", "batch_size", "val_every"):
+        for name in ("image_size", "epochs", "batch_size", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.image_size % 2:

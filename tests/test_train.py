@@ -98,6 +98,25 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_log(reference_
     np.testing.assert_array_equal(log_got["val_fmax"].to_numpy(), log_want["val_fmax"].to_numpy())
 
 
+def test_persistent_loader_workers_augment_each_epoch_like_one_process(reference_run, data_dir, tmp_path):
+    """Two persistent workers (made once, before epoch 2's set_epoch) give the in-process run's losses and weights;
+    checkpoint_every=2 writes no checkpoint before epoch 2, so a kill in epoch 2 leaves none."""
+    killed_dir = tmp_path / "killed"
+    killed = _train_cli(killed_dir, data_dir, "checkpoint_every=2", env=_env(data_dir, **{KILL_ENV: "2:1"}))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (killed_dir / "last.pt").exists() and len(pd.read_csv(killed_dir / "log.csv")) == 1
+
+    run_dir = tmp_path / "workers"
+    proc = _train_cli(run_dir, data_dir, "num_workers=2", "checkpoint_every=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got, want = _state(run_dir), _state(reference_run)
+    assert got["epoch"] == 2
+    for name, tensor in want["model"].items():
+        assert torch.equal(got["model"][name], tensor), name
+    np.testing.assert_array_equal(pd.read_csv(run_dir / "log.csv")["train_loss"].to_numpy(),
+                                  pd.read_csv(reference_run / "log.csv")["train_loss"].to_numpy())
+
+
 def test_checkpoint_records_the_run(reference_run):
     state = _state(reference_run)
     assert state["format"] == CHECKPOINT_FORMAT

@@ -49,14 +49,18 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.cached.ids)
 
-    def params(self, index: int):
+    def params(self, index: int, epoch: int | None = None):
         if not self.augment:
             return identity_params()
-        return augment_params(self.seed, self.epoch, index, self.max_rotation_deg, self.crop_scale)
+        epoch = self.epoch if epoch is None else epoch
+        return augment_params(self.seed, epoch, index, self.max_rotation_deg, self.crop_scale)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`dataset[i]` uses the epoch set by set_epoch; `dataset[(epoch, i)]` names it, for persistent loader
+        workers, whose copies of the dataset never see set_epoch calls made after they started."""
+        epoch, index = index if isinstance(index, tuple) else (None, index)
         image, mask = _tensors(self.cached, index)
-        return apply_augment(image, mask, self.params(index), self.size)
+        return apply_augment(image, mask, self.params(index, epoch), self.size)
 
 
 class EvalDataset(Dataset):
