@@ -9,6 +9,8 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--preset", default="multianet")
     p.add_argument("--out", default=None, help="CSV path (default results/bench/bench-<device>[-quick].csv)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidates")
+    p.add_argument("--partial", default=None, help="CSV rewritten after every row (kept if the run is cut off)")
     p.set_defaults(func=_run)
 
 
@@ -21,7 +23,9 @@ def _run(args) -> int:
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     settings.preset = args.preset
-    table = run_bench(args.device, settings, quick=args.quick)
+    if args.no_compile:
+        settings.compile = False
+    table = run_bench(args.device, settings, quick=args.quick, partial_csv=args.partial)
     slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
     out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"bench-{slug}{'-quick' if args.quick else ''}.csv"
     atomic_write_text(out, table.to_csv(index=False))
