@@ -272,10 +272,13 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     yb_host = (torch.rand(settings.train_batch, 1, s, s) > 0.5).float()
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
-    def train_step_seconds(model, *, amp: bool, on_device: bool, channels_last: bool, fused: bool):
+    def train_step_seconds(model, *, amp: bool, on_device: bool, channels_last: bool, fused: bool,
+                           graph: bool = False):
+        """Seconds per image of one optimiser step. `graph`: the whole step (forward, backward, Adam) captured in
+        one CUDA graph, PyTorch's whole-network capture (static inputs, capturable Adam)."""
         model.train()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=4e-4,
-                               fused=True if fused else None)
+                               fused=True if fused else None, capturable=graph)
         xb_dev = xb_host.to(dev)
         xb_dev = xb_dev.contiguous(memory_format=torch.channels_last) if channels_last else xb_dev
         yb_dev = yb_host.to(dev)
@@ -283,11 +286,26 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
         def step():
             xb, yb = (xb_dev, yb_dev) if on_device else (xb_host.to(dev), yb_host.to(dev))
             opt.zero_grad(set_to_none=True)
-            with (torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()):
+            with (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not graph) if amp else nullcontext()):
                 loss = loss_fn(model(xb).float(), yb)
             loss.backward()
             opt.step()
 
+        if graph:
+            stream = torch.cuda.Stream(dev)
+            stream.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(stream):  # warm-up (Adam's state, cuDNN plans) on a side stream
+                for _ in range(3):
+                    step()
+            torch.cuda.current_stream(dev).wait_stream(stream)
+            captured = torch.cuda.CUDAGraph()
+            opt.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it then rewrites
+            with torch.cuda.graph(captured):
+                with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                    loss = loss_fn(model(xb_dev).float(), yb_dev)
+                loss.backward()
+                opt.step()
+            step = captured.replay
         return median_seconds(step, settings.train_steps, settings.warmup, dev) / settings.train_batch
 
     train_base = train_step_seconds(copy.deepcopy(plain), amp=False, on_device=False, channels_last=False,
@@ -295,6 +313,8 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     optimised = dict(amp=cuda, on_device=True, channels_last=True, fused=cuda)
     train_label = "eager (what mdbd train runs)"
     candidates = {train_label: lambda: train_step_seconds(copy.deepcopy(fast), **optimised)}
+    if use_graphs:
+        candidates["eager + CUDA graph"] = lambda: train_step_seconds(copy.deepcopy(fast), **optimised, graph=True)
     if use_compile:
         def compiled_training():
             t0 = time.perf_counter()
@@ -349,5 +369,54 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     for key, value in provenance(device=device_name(dev), size=s, preset=settings.preset,
                                  weights="random (speed does not depend on weights)",
                                  mode="quick" if quick else "full").items():
+        table[key] = value
+    return table
+
+
+def profile_training_step(preset: str = "multianet", size: int = 320, batch: int = 6, device: str | None = None,
+                          steps: int = 5, top: int = 20) -> pd.DataFrame:
+    """Where one optimised training step (what `mdbd train` runs) spends its device time: the `top` CUDA kernels
+    by time per step on a GPU (operators by self CPU time otherwise), with their share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = torch.device(resolve_device(device))
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    model = _model(preset, dev, channels_last=True).train()
+    opt = torch.optim.Adam(model.parameters(), lr=4e-4, fused=True if cuda else None)
+    x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 1, size, size, device=dev) > 0.5).float()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    _sync(dev)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        _sync(dev)
+    from torch.autograd import DeviceType
+
+    # On a GPU count the kernels alone: operator rows carry their kernels' time too and would count it twice.
+    kind, attr = (DeviceType.CUDA, "self_device_time_total") if cuda else (DeviceType.CPU, "self_cpu_time_total")
+    events = [(e.key, getattr(e, attr, 0.0), e.count) for e in prof.key_averages()
+              if getattr(e, "device_type", kind) == kind]
+    events = [e for e in events if e[1] > 0]
+    total = sum(t for _, t, _ in events)
+    events.sort(key=lambda e: -e[1])
+    rows = [{"operator": k, "ms_per_step": t / 1e3 / steps, "share": t / total, "calls_per_step": c / steps}
+            for k, t, c in events[:top]]
+    table = pd.DataFrame(rows)
+    table.attrs["total_ms_per_step"] = total / 1e3 / steps
+    for key, value in provenance(device=device_name(dev), size=size, batch=batch, preset=preset,
+                                 clock="device (CUDA kernels)" if cuda else "cpu").items():
         table[key] = value
     return table

@@ -351,6 +351,8 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
     if device_str == "cuda" and info.enabled:
         device_str = f"cuda:{info.local_rank}"
     device = torch.device(device_str)
+    if device.type == "cuda" and device.index is None:  # set_device and DDP need the index
+        device = torch.device("cuda", torch.cuda.current_device())
     if cfg.batch_size % info.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over "
                           f"{info.world_size} processes")

@@ -27,7 +27,7 @@ PY="${PYTHON:-python3}"  # the device machine's python3 holds PyTorch; PYTHON=.v
 } 2>&1 | tee "$OUT/gpu.txt"
 
 echo "== 1. mdbd bench (limit ${BENCH_SECONDS} s)"
-timeout "$BENCH_SECONDS" "$PY" -m mdbd bench --out "$OUT/bench.csv" --partial "$OUT/bench_partial.csv" > "$OUT/bench.txt" 2>&1
+[ "${SKIP_BENCH:-0}" = 1 ] || timeout "$BENCH_SECONDS" "$PY" -m mdbd bench --out "$OUT/bench.csv" --partial "$OUT/bench_partial.csv" > "$OUT/bench.txt" 2>&1
 echo "bench exit $? after $(( $(date +%s) - START )) s"
 
 echo "== 2. synthetic set: 604 train / 120 test at 320 px (procedural masks: no CUHK here)"

@@ -11,7 +11,8 @@ def test_quick_bench_table(tmp_path, capsys):
     from mdbd.cli import main
 
     out = tmp_path / "bench.csv"
-    assert main(["bench", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    partial = tmp_path / "partial.csv"
+    assert main(["bench", "--quick", "--device", "cpu", "--out", str(out), "--partial", str(partial)]) == 0
     import pandas as pd
 
     table = pd.read_csv(out)
@@ -29,6 +30,13 @@ def test_quick_bench_table(tmp_path, capsys):
     # every row says where it was measured
     for col in ("device", "code_version", "torch_version", "size", "preset"):
         assert table[col].notna().all()
+    # the partial table (rewritten after every row) ends with every row of the final one
+    assert len(pd.read_csv(partial)) == len(table)
+    # each optimised row names the variant that won and lists the candidates; the output check compares the maps
+    optimised = table[(table["path"] == "optimised") & table["task"].isin(["inference throughput", "training"])]
+    assert optimised["variant"].notna().all() and optimised["note"].str.startswith("candidates: eager").all()
+    check = table[table["task"] == "optimised output vs baseline, batch 1"]["value"]
+    assert len(check) == 1 and 0 <= check.iloc[0] < 1e-4  # fp32 on CPU: the same map up to rounding
     # the metrics row compares equal numbers, not just speed
     note = table[table["path"] == "mdbd"]["note"].iloc[0]
     assert "identical" in note
@@ -41,3 +49,33 @@ def test_flop_count_grows_with_area():
     model = build_model("hl", backbone_weights="none")
     small, large = count_flops(model, 32), count_flops(model, 64)
     assert large == pytest.approx(4 * small, rel=0.1)
+
+
+def test_fastest_keeps_the_others_when_a_candidate_fails():
+    from mdbd.bench import fastest
+
+    def broken():
+        raise RuntimeError("capture failed\nsecond line")
+
+    lines = []
+    best, sec, note, measured = fastest({"a": lambda: 0.002, "b": broken, "c": lambda: 0.001},
+                                        lambda v: f"{v * 1e3:.0f} ms", lines.append)
+    assert (best, sec) == ("c", 0.001) and measured == {"a": 0.002, "c": 0.001}
+    assert note == "candidates: a 2 ms; c 1 ms; b failed (RuntimeError: capture failed)"
+    assert any("FAILED" in line for line in lines)
+    with pytest.raises(RuntimeError, match="every candidate failed"):
+        fastest({"b": broken}, str, lines.append)
+
+
+def test_training_profile_on_cpu(tmp_path, capsys):
+    from mdbd.cli import main
+
+    out = tmp_path / "profile.csv"
+    assert main(["bench", "--quick", "--profile-training", "--device", "cpu", "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert 1 <= len(table) <= 20 and (table["ms_per_step"] > 0).all()
+    assert table["ms_per_step"].is_monotonic_decreasing and 0 < table["share"].sum() <= 1 + 1e-9
+    assert any("convolution" in op for op in table["operator"])  # a conv net spends its time in convolutions
+    assert table["device"].str.startswith("cpu").all() and "ms of cpu time" in capsys.readouterr().out

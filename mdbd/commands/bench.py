@@ -10,6 +10,8 @@ def register(sub) -> None:
     p.add_argument("--preset", default="multianet")
     p.add_argument("--out", default=None, help="CSV path (default results/bench/bench-<device>[-quick].csv)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidates")
+    p.add_argument("--profile-training", action="store_true",
+                   help="instead: where one optimised training step spends its time (top operators)")
     p.add_argument("--partial", default=None, help="CSV rewritten after every row (kept if the run is cut off)")
     p.set_defaults(func=_run)
 
@@ -22,6 +24,8 @@ def _run(args) -> int:
     from mdbd.paths import RESULTS_DIR, resolve
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
+    if args.profile_training:
+        return _profile(args, settings)
     settings.preset = args.preset
     if args.no_compile:
         settings.compile = False
@@ -32,5 +36,24 @@ def _run(args) -> int:
     shown = table[["task", "path", "value", "unit"] + [c for c in ("ratio", "target", "note") if c in table]]
     print(f"\ndevice: {table['device'].iloc[0]} | size {settings.size} | preset {settings.preset}")
     print(shown.fillna("").to_markdown(index=False, floatfmt=".3g"))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+def _profile(args, settings) -> int:
+    import re
+
+    from mdbd.bench import profile_training_step
+    from mdbd.io import atomic_write_text
+    from mdbd.paths import RESULTS_DIR, resolve
+
+    table = profile_training_step(args.preset, settings.size, settings.train_batch, args.device)
+    slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
+    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"profile-training-{slug}.csv"
+    atomic_write_text(out, table.to_csv(index=False))
+    print(f"\none optimised training step, {args.preset}, batch {settings.train_batch} at {settings.size}x{settings.size} "
+          f"on {table['device'].iloc[0]}: {table.attrs['total_ms_per_step']:.2f} ms of {table['clock'].iloc[0]} time")
+    shown = table.assign(operator=table["operator"].str.slice(0, 90))
+    print(shown[["operator", "ms_per_step", "share", "calls_per_step"]].to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwritten: {out}")
     return 0
