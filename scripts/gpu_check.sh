@@ -8,7 +8,13 @@
 # timeout_s 600. Outputs land in $OUT (or results/gpu-check): gpu.txt, bench.csv/.txt, train.txt, train_log.csv,
 # summary.txt. Stages: 1. `mdbd bench` (full size, 320x320); 2. the paper profile's training of the full model on
 # a 604-image synthetic set at 320 px (Shi's training-set size), for the configured epochs, timed end to end and
-# cut off at the deadline (the log then gives the seconds per epoch to project the rest).
+# cut off at the deadline (the log then gives the seconds per epoch to project the rest). The synthetic set
+# (21 MB) is generated there in about 25 s unless carried: add "data/synthetic/paper-seed0-proceduralmasks" to
+# carry after making it here with the same settings, and it is used as is (its manifest matches). Generation is
+# deterministic for a seed (tests/test_data_synth.py); with no CUHK masks on that machine it uses procedural masks.
+# On an H200 (2026-11-27) the whole script took about 5 minutes: results/bench/gpu-nvidia-h200/README.md.
+# SKIP_BENCH=1 runs the training stage alone; PYTHON=.venv/bin/python EXTRA_SET="image_size=64 epochs=3" tries the
+# script's mechanics on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
