@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from mdbd.io import atomic_write_text
 from mdbd.provenance import device_name, provenance, resolve_device
 
 #: Dense bf16 tensor peak (TFLOP/s) of devices we may be lent; for anything else the fraction of peak is left empty.
@@ -128,6 +129,24 @@ def fastest(candidates: dict[str, Callable[[], float]], show: Callable[[float], 
     return best, measured[best], "candidates: " + "; ".join(parts), measured
 
 
+def training_step(model: torch.nn.Module, *, amp: bool, fused: bool, capturable: bool = False
+                  ) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """`step(x, y)`: one optimiser step of the paper's recipe (cross-entropy on the logit, Adam at 4e-4), as
+    `mdbd train` takes it. `amp`: bf16 autocast (CUDA); `capturable`: Adam and autocast fit for a CUDA graph."""
+    model.train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=4e-4,
+                           fused=True if fused else None, capturable=capturable)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)  # inside a capture this makes the backward allocate the grads it rewrites
+        with (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not capturable) if amp else nullcontext()):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def _model(preset: str, device: torch.device, channels_last: bool):
     from mdbd.model import build_model
 
@@ -164,8 +183,6 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     def add(task, path, value, unit, **extra):
         rows.append({"task": task, "path": path, "value": value, "unit": unit, **extra})
         if partial_csv:
-            from mdbd.io import atomic_write_text
-
             atomic_write_text(partial_csv, pd.DataFrame(rows).to_csv(index=False))
         ratio = f" (x{extra['ratio']:.3g})" if isinstance(extra.get("ratio"), float) else ""
         log(f"{task} | {path}: {value if value is None else f'{value:.4g}'} {unit}{ratio}")
@@ -180,14 +197,16 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     fast.load_state_dict(plain.state_dict())
     compiled = torch.compile(fast, dynamic=False) if use_compile else None
 
-    def timed_compile(fn):
-        def measure():
+    def after_compiling(first_call, measure):
+        """Call `first_call` once (torch.compile compiles for its shapes, timed apart), then `measure`."""
+        def run():
             t0 = time.perf_counter()
             with autocast():
-                fn()
+                first_call()
             _sync(dev)
             log(f"  (compiled in {time.perf_counter() - t0:.1f} s)")
-        return measure
+            return measure()
+        return run
 
     # 1. latency at batch 1
     log("latency at batch 1 ...")
@@ -209,8 +228,7 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
         if use_graphs:
             candidates["eager + CUDA graph"] = lambda: lat(cuda_graph(forward_one(fast), dev))()
         if use_compile:
-            candidates["torch.compile"] = lambda: (timed_compile(lambda: compiled(x1))(),
-                                                   lat(forward_one(compiled))())[1]
+            candidates["torch.compile"] = after_compiling(lambda: compiled(x1), lat(forward_one(compiled)))
             if use_graphs:
                 candidates["torch.compile + CUDA graph"] = lambda: lat(cuda_graph(forward_one(compiled), dev))()
         variant, fast_lat, note, _ = fastest(candidates, ms, log)
@@ -255,8 +273,7 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
 
         candidates = {"eager": all_batches(fast)}
         if use_compile:
-            candidates["torch.compile"] = lambda: (timed_compile(lambda: compiled(batch))(),
-                                                   all_batches(compiled)())[1]
+            candidates["torch.compile"] = after_compiling(lambda: compiled(batch), all_batches(compiled))
         variant, fast_sec, note, _ = fastest(candidates, ips, log)
         del batch
     fast_tp = 1 / fast_sec
@@ -270,43 +287,22 @@ def run_bench(device: str | None = None, settings: BenchSettings | None = None, 
     log("training ...")
     xb_host = torch.rand(settings.train_batch, 3, s, s)
     yb_host = (torch.rand(settings.train_batch, 1, s, s) > 0.5).float()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def train_step_seconds(model, *, amp: bool, on_device: bool, channels_last: bool, fused: bool,
                            graph: bool = False):
         """Seconds per image of one optimiser step. `graph`: the whole step (forward, backward, Adam) captured in
         one CUDA graph, PyTorch's whole-network capture (static inputs, capturable Adam)."""
-        model.train()
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=4e-4,
-                               fused=True if fused else None, capturable=graph)
+        step = training_step(model, amp=amp, fused=fused, capturable=graph)
         xb_dev = xb_host.to(dev)
         xb_dev = xb_dev.contiguous(memory_format=torch.channels_last) if channels_last else xb_dev
         yb_dev = yb_host.to(dev)
-
-        def step():
-            xb, yb = (xb_dev, yb_dev) if on_device else (xb_host.to(dev), yb_host.to(dev))
-            opt.zero_grad(set_to_none=True)
-            with (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not graph) if amp else nullcontext()):
-                loss = loss_fn(model(xb).float(), yb)
-            loss.backward()
-            opt.step()
-
+        if on_device:
+            run = (lambda: step(xb_dev, yb_dev))
+        else:
+            run = (lambda: step(xb_host.to(dev), yb_host.to(dev)))
         if graph:
-            stream = torch.cuda.Stream(dev)
-            stream.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(stream):  # warm-up (Adam's state, cuDNN plans) on a side stream
-                for _ in range(3):
-                    step()
-            torch.cuda.current_stream(dev).wait_stream(stream)
-            captured = torch.cuda.CUDAGraph()
-            opt.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it then rewrites
-            with torch.cuda.graph(captured):
-                with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-                    loss = loss_fn(model(xb_dev).float(), yb_dev)
-                loss.backward()
-                opt.step()
-            step = captured.replay
-        return median_seconds(step, settings.train_steps, settings.warmup, dev) / settings.train_batch
+            run = cuda_graph(run, dev)
+        return median_seconds(run, settings.train_steps, settings.warmup, dev) / settings.train_batch
 
     train_base = train_step_seconds(copy.deepcopy(plain), amp=False, on_device=False, channels_last=False,
                                     fused=False)
@@ -383,25 +379,16 @@ def profile_training_step(preset: str = "multianet", size: int = 320, batch: int
     cuda = dev.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    model = _model(preset, dev, channels_last=True).train()
-    opt = torch.optim.Adam(model.parameters(), lr=4e-4, fused=True if cuda else None)
+    step = training_step(_model(preset, dev, channels_last=True), amp=cuda, fused=cuda)
     x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 1, size, size, device=dev) > 0.5).float()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
-        loss.backward()
-        opt.step()
-
     for _ in range(3):
-        step()
+        step(x, y)
     _sync(dev)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            step()
+            step(x, y)
         _sync(dev)
     from torch.autograd import DeviceType
 

@@ -454,7 +454,6 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                  "image_size": cfg.image_size}
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
         net.train()
         lr_now = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()

@@ -16,12 +16,21 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
+def _write(table, args, prefix: str, suffix: str = ""):
+    """`--out`, or results/bench/<prefix>-<device><suffix>.csv; the path written."""
     import re
 
-    from mdbd.bench import BenchSettings, run_bench
     from mdbd.io import atomic_write_text
     from mdbd.paths import RESULTS_DIR, resolve
+
+    slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
+    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"{prefix}-{slug}{suffix}.csv"
+    atomic_write_text(out, table.to_csv(index=False))
+    return out
+
+
+def _run(args) -> int:
+    from mdbd.bench import BenchSettings, run_bench
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     if args.profile_training:
@@ -30,9 +39,7 @@ def _run(args) -> int:
     if args.no_compile:
         settings.compile = False
     table = run_bench(args.device, settings, quick=args.quick, partial_csv=args.partial)
-    slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
-    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"bench-{slug}{'-quick' if args.quick else ''}.csv"
-    atomic_write_text(out, table.to_csv(index=False))
+    out = _write(table, args, "bench", "-quick" if args.quick else "")
     shown = table[["task", "path", "value", "unit"] + [c for c in ("ratio", "target", "note") if c in table]]
     print(f"\ndevice: {table['device'].iloc[0]} | size {settings.size} | preset {settings.preset}")
     print(shown.fillna("").to_markdown(index=False, floatfmt=".3g"))
@@ -41,16 +48,10 @@ def _run(args) -> int:
 
 
 def _profile(args, settings) -> int:
-    import re
-
     from mdbd.bench import profile_training_step
-    from mdbd.io import atomic_write_text
-    from mdbd.paths import RESULTS_DIR, resolve
 
     table = profile_training_step(args.preset, settings.size, settings.train_batch, args.device)
-    slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
-    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"profile-training-{slug}.csv"
-    atomic_write_text(out, table.to_csv(index=False))
+    out = _write(table, args, "profile-training")
     print(f"\none optimised training step, {args.preset}, batch {settings.train_batch} at {settings.size}x{settings.size} "
           f"on {table['device'].iloc[0]}: {table.attrs['total_ms_per_step']:.2f} ms of {table['clock'].iloc[0]} time")
     shown = table.assign(operator=table["operator"].str.slice(0, 90))
