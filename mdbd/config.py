@@ -125,6 +125,11 @@ class RunConfig:
             return resolve(self.run_dir)
         return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset_label()}-seed{self.seed}"
 
+    def mask_polarity(self) -> str | None:
+        """The polarity masks are read with: `polarity` for folder datasets; None (the reader's own convention) for
+        synthetic, cuhk and dut, whose polarity is fixed."""
+        return self.polarity if self.dataset == "folder" else None
+
     def dataset_label(self) -> str:
         """The dataset as runs are named: the synthetic benchmark carries its mask origin, since a model trained
         on one variant must never be reused or resumed on the other."""

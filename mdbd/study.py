@@ -55,8 +55,7 @@ def prepare_data(cfg: RunConfig, progress: bool = True) -> Path:
 def open_split(cfg: RunConfig, split: str):
     from mdbd.data import open_dataset
 
-    return open_dataset(cfg.dataset, cfg.resolved_data_root(), split, polarity=cfg.polarity
-                        if cfg.dataset == "folder" else None)
+    return open_dataset(cfg.dataset, cfg.resolved_data_root(), split, polarity=cfg.mask_polarity())
 
 
 def data_summary(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> pd.DataFrame:
@@ -156,8 +155,9 @@ def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstra
     """Score a checkpoint on `cfg`'s dataset and split, all four protocols, with bootstrap intervals."""
     from mdbd.train import evaluate_checkpoint
 
-    return evaluate_checkpoint(checkpoint, cfg.dataset, cfg.resolved_data_root(), split, device=cfg.device,
-                               profile=cfg.profile, seed=cfg.seed, bootstrap=bootstrap)
+    return evaluate_checkpoint(checkpoint, cfg.dataset, cfg.resolved_data_root(), split,
+                               polarity=cfg.mask_polarity(), device=cfg.device, profile=cfg.profile, seed=cfg.seed,
+                               bootstrap=bootstrap)
 
 
 def headline(table: pd.DataFrame, label_col: str = "model") -> pd.DataFrame:

@@ -218,7 +218,7 @@ def _open_splits(cfg: RunConfig, info: DistInfo):
             root = ensure_synthetic(cfg)
     else:
         root = cfg.resolved_data_root()
-    polarity = cfg.polarity if cfg.dataset == "folder" else None
+    polarity = cfg.mask_polarity()
     train_pairs = open_dataset(cfg.dataset, root, "train", polarity=polarity)
     try:
         val_pairs, val_split = open_dataset(cfg.dataset, root, "val", polarity=polarity), "val"

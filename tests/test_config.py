@@ -52,6 +52,14 @@ def test_parse_overrides_reads_yaml_scalars():
         parse_overrides(["epochs"])
 
 
+def test_mask_polarity_is_the_configured_one_for_folder_datasets_only():
+    assert load_config("smoke", dataset="folder", polarity="blur_white").mask_polarity() == "blur_white"
+    assert load_config("smoke", dataset="folder").mask_polarity() == "infocus_white"
+    # synthetic, cuhk and dut have a fixed polarity their readers know
+    for dataset in ("synthetic", "cuhk", "dut"):
+        assert load_config("smoke", dataset=dataset, polarity="blur_white").mask_polarity() is None
+
+
 def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
     from mdbd.paths import REPO_ROOT
 

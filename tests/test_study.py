@@ -39,6 +39,16 @@ def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
     assert load_config("smoke").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
 
 
+def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatch, tmp_path):
+    import mdbd.train
+
+    seen = {}
+    monkeypatch.setattr(mdbd.train, "evaluate_checkpoint", lambda *args, **kwargs: seen.update(kwargs))
+    cfg = load_config("smoke", dataset="folder", data_root=str(tmp_path), polarity="blur_white", device="cpu")
+    study.evaluate_run(tmp_path / "last.pt", cfg, bootstrap=0)
+    assert seen["polarity"] == "blur_white"
+
+
 def test_ablation_table_puts_quoted_values_beside_ours_and_averages_seeds():
     a = _runs(PAPER_F, PAPER_MAE)
     b = _runs({k: v - 0.02 for k, v in PAPER_F.items()}, PAPER_MAE).assign(seed=1)
