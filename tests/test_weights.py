@@ -231,6 +231,20 @@ def test_torchvision_offline_fails_fast_and_names_oxford(tmp_path, monkeypatch):
         build_model("hl", backbone_weights="torchvision")
 
 
+def test_torchvision_download_into_a_fresh_hub_cache(tmp_path, monkeypatch):
+    # A local file stands for the server; its name carries its own sha256 prefix, as the real one does.
+    payload = tmp_path / "served.pth"
+    torch.save({"0.weight": torch.zeros(2)}, payload)
+    file_name = f"vgg16-{weights.sha256_file(payload)[:8]}.pth"
+    monkeypatch.setattr(weights, "TORCHVISION_FILE", file_name)
+    monkeypatch.setattr(weights, "TORCHVISION_URL", payload.as_uri())
+    monkeypatch.setattr(weights, "_probe", lambda host: None)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # nothing there yet: no checkpoints/
+    target = weights.fetch_torchvision()
+    assert target == tmp_path / "hub" / "checkpoints" / file_name
+    assert target.read_bytes() == payload.read_bytes()
+
+
 def test_probe_reports_an_unreachable_port():
     assert weights._probe("127.0.0.1", port=1, timeout_s=2.0) is not None
 
