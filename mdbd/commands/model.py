@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from mdbd.errors import ConfigError
 
@@ -42,7 +40,9 @@ def summary_rows(cost: bool = False, size: int = 320, threads: int = 2, runs: in
 def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dict[str, str]:
     """Forward FLOPs (backbone / decoder share) and the median CPU forward time at batch 1."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    # mdbd.bench imports pandas: only when costs are asked for.
+    from mdbd.bench import count_flops, median_seconds
 
     if size < 16 or runs < 1 or threads < 1:
         raise ConfigError(f"--size must be >= 16, --runs and --threads >= 1; got {size}, {runs}, {threads}")
@@ -50,25 +50,14 @@ def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dic
     torch.set_num_threads(threads)
     try:
         model = model.eval()
+        total, backbone = count_flops(model, size), count_flops(model.backbone, size)
         x = torch.rand(1, 3, size, size)
         with torch.no_grad():
-            counter = FlopCounterMode(display=False)
-            with counter:
-                model(x)
-            backbone_counter = FlopCounterMode(display=False)
-            with backbone_counter:
-                model.backbone(x)
-            total, backbone = counter.get_total_flops(), backbone_counter.get_total_flops()
-            model(x)  # warm-up
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - start)
+            seconds = median_seconds(lambda: model(x), runs, 1, torch.device("cpu"))  # 1 warm-up pass
     finally:
         torch.set_num_threads(previous)
     return {"GFLOPs": f"{total / 1e9:.1f}", "decoder/VGG FLOPs": f"{(total - backbone) / backbone:.1%}",
-            f"CPU s ({threads} thr)": f"{statistics.median(times):.2f}"}
+            f"CPU s ({threads} thr)": f"{seconds:.2f}"}
 
 
 def format_table(rows: list[dict[str, str]], markdown: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""`mdbd weights fetch|verify`: obtain and check the ImageNet VGG-16 backbone weights."""
+"""`mdbd weights fetch|export|verify`: obtain and check the ImageNet VGG-16 backbone weights."""
 
 from __future__ import annotations
 
@@ -53,21 +53,12 @@ def run_export(args: argparse.Namespace) -> int:
     import torch
 
     from mdbd import weights
-    from mdbd.errors import WeightsError
-    from mdbd.io import atomic_write
     from mdbd.paths import resolve
 
-    report = weights.verify_oxford_cache(data_dir=args.data_dir)
-    if not report.ok:
-        raise WeightsError(f"the Oxford cache at {report.cache} is missing or not verified; run "
-                           "`mdbd weights fetch --source oxford` first")
-    state = torch.load(report.cache, map_location="cpu", weights_only=True)
-    dtype = getattr(torch, args.dtype)
-    compact = {k: v.to(dtype) for k, v in state.items()}
     out = resolve(args.out)
-    atomic_write(out, lambda fh: torch.save(compact, fh))
-    print(f"{len(compact)} tensors as {args.dtype} written to {out} ({out.stat().st_size / 2**20:.1f} MiB); "
-          f"source: {report.cache}")
+    count, cache = weights.export_oxford(out, getattr(torch, args.dtype), data_dir=args.data_dir)
+    print(f"{count} tensors as {args.dtype} written to {out} ({out.stat().st_size / 2**20:.1f} MiB); "
+          f"source: {cache}")
     return 0
 
 

@@ -15,18 +15,10 @@ from mdbd.errors import ConfigError
 # torchvision's configuration "D": channel counts, "M" = 2x2 max-pool.
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
-#: torchvision `features` index of each conv layer, with the paper's name.
-CONV_LAYERS = {
-    0: "conv1_1", 2: "conv1_2", 5: "conv2_1", 7: "conv2_2", 10: "conv3_1", 12: "conv3_2", 14: "conv3_3",
-    17: "conv4_1", 19: "conv4_2", 21: "conv4_3", 24: "conv5_1", 26: "conv5_2", 28: "conv5_3",
-}
-
 #: Half-open `features` index ranges of the 5 blocks; each ends with the ReLU after conv{k}_2/3 (the tap)
 #: and each block after the first starts with the max-pool that halves the previous block's output.
 BLOCK_RANGES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-TAP_NAMES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 TAP_CHANNELS = (64, 128, 256, 512, 512)
-TAP_STRIDES = (1, 2, 4, 8, 16)
 
 
 def make_vgg16_features() -> nn.Sequential:

@@ -28,10 +28,8 @@ from torch import nn
 from mdbd.errors import ConfigError
 from mdbd.model.attention import ChannelAttention, SpatialAttention
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
+from mdbd.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
-# torchvision's ImageNet statistics: the input convention of torchvision's and the (folded) Oxford weights.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_INPUT_SIZE = 16  # four 2x2 max-pools down to conv5_3
 
 
@@ -156,6 +154,7 @@ class MultiANet(nn.Module):
         self.preset = self.spec.name
         self.backbone_source = "none (random initialisation)"
 
+        # torchvision's ImageNet statistics: the input convention of both torchvision's and the (folded) Oxford weights.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = VGG16Backbone()
@@ -194,11 +193,6 @@ class MultiANet(nn.Module):
     def freeze_backbone_blocks(self, n: int) -> None:
         """Freeze VGG blocks 1..n (0 = train the whole backbone)."""
         self.backbone.freeze_blocks(n)
-
-    def decoder_parameters(self) -> list[nn.Parameter]:
-        """Everything but the backbone (e.g. for a separate learning rate)."""
-        backbone_ids = {id(p) for p in self.backbone.parameters()}
-        return [p for p in self.parameters() if id(p) not in backbone_ids]
 
     # -- forward ----------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> None:
@@ -251,8 +245,5 @@ def build_model(preset: str = "multianet", backbone_weights: str = "none", **swi
         raise ConfigError(f"unknown MultiANet option(s) {', '.join(map(repr, unknown))}; "
                           f"known: {', '.join(sorted(allowed))}")
     model = MultiANet(**{**spec.switches, **switch_overrides})
-
-    from mdbd.weights import load_backbone  # late import: mdbd.weights needs no model code
-
     model.backbone_source = load_backbone(model.backbone, backbone_weights)
     return model
