@@ -8,7 +8,6 @@ earlier ones and how long it takes per profile.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +57,10 @@ def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, 
     if name not in NOTEBOOK_INFO:
         raise ConfigError(f"unknown notebook {name!r}")
     resolved = resolve_device(device)
-    cfg = load_config(profile, seed=seed, device=resolved, **overrides)
-    random.seed(seed)
-    try:
-        import numpy as np
-        import torch
+    from mdbd.train import seed_everything  # imports torch: only once a notebook starts
 
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - both are hard dependencies
-        pass
+    cfg = load_config(profile, seed=seed, device=resolved, **overrides)
+    seed_everything(seed)
     needs, minutes = NOTEBOOK_INFO[name]
     ctx = NotebookContext(name=name, profile=profile, cfg=cfg, device=resolved, device_name=device_name(resolved), seed=seed)
     print(f"{name} | profile {profile} | device {ctx.device_name} | seed {seed}")

@@ -18,9 +18,9 @@ sns.set_theme(context="paper", style="whitegrid")
 
 
 def image_mask_grid(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], ids: Sequence[str], *,
-                    title: str = "", max_items: int = 8) -> plt.Figure:
+                    title: str = "") -> plt.Figure:
     """Images on the first row, their masks (white = in focus) below."""
-    n = min(len(images), max_items)
+    n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.0), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(images[j])
@@ -56,10 +56,10 @@ def loss_curves(log: pd.DataFrame, *, title: str = "") -> plt.Figure:
     return fig
 
 
-def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "", method_col: str = "model") -> plt.Figure:
+def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "") -> plt.Figure:
     """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    for method, sub in curves.groupby(method_col, sort=False):
+    for method, sub in curves.groupby("model", sort=False):
         sub = sub.sort_values("threshold")
         ax1.plot(sub["recall"], sub["precision"], label=method)
         ax2.plot(sub["threshold"], sub["fmeasure"], label=method)

@@ -53,8 +53,7 @@ def table_title(base: str, dataset: str, split: str, protocol: str | None = None
     return f"{base} — ours on {where}, beside the paper's quoted numbers"
 
 
-def beside_paper(ours: pd.DataFrame, table: str, *, method_col: str = "method", paper_dataset: str,
-                 metrics: Iterable[str] = ("fbeta", "mae")) -> pd.DataFrame:
+def beside_paper(ours: pd.DataFrame, table: str, *, paper_dataset: str) -> pd.DataFrame:
     """Join our rows (columns: method, metric, value, ...) with the paper's quoted values for the same method and metric.
 
     `paper_dataset` names which of the paper's datasets to quote (cuhk or dut). The `difference` column (ours - quoted) is
@@ -62,9 +61,9 @@ def beside_paper(ours: pd.DataFrame, table: str, *, method_col: str = "method", 
     numbers do not measure the same thing.
     """
     paper = load_paper_tables(table)
-    paper = paper[(paper["dataset"] == paper_dataset) & paper["metric"].isin(list(metrics))]
-    paper = paper[["method", "metric", "value"]].rename(columns={"value": QUOTED, "method": method_col})
-    merged = ours.merge(paper, on=[method_col, "metric"], how="outer")
+    paper = paper[(paper["dataset"] == paper_dataset) & paper["metric"].isin(["fbeta", "mae"])]
+    paper = paper[["method", "metric", "value"]].rename(columns={"value": QUOTED})
+    merged = ours.merge(paper, on=["method", "metric"], how="outer")
     same_data = merged.get("dataset", pd.Series(dtype=str)).eq(paper_dataset)
     merged["difference (ours - quoted)"] = (merged["value"] - merged[QUOTED]).where(same_data)
     merged["quoted_from"] = f"Jiang et al. MMSP 2020, Table {table}, {paper_dataset}"
@@ -89,10 +88,9 @@ def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provena
     folder = results_dir(profile) / "tables"
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
     atomic_write_text(csv_path, out.to_csv(index=False))
-    shown = df.copy()
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in prov.items()]
-    lines += ["", shown.to_markdown(index=False, floatfmt=".4f"), ""]
+    lines += ["", df.to_markdown(index=False, floatfmt=".4f"), ""]
     atomic_write_text(md_path, "\n".join(lines))
     return {"csv": csv_path, "md": md_path}
 

@@ -39,8 +39,7 @@ def notebook_path(name: str) -> Path:
 
 
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
-              out_dir: Path | None = None, prepare_only: bool = False, extra_parameters: dict | None = None,
-              kernel_name: str | None = None, progress: bool = True) -> ChainResult:
+              out_dir: Path | None = None, prepare_only: bool = False, progress: bool = True) -> ChainResult:
     """Execute (or, with `prepare_only`, only parameterise) the chain for `profile`."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -55,7 +54,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = ChainResult(profile=profile)
-    parameters = {"profile": profile, **(extra_parameters or {})}
+    parameters = {"profile": profile}
     for name in names:
         source, target = notebook_path(name), out_dir / f"{name}.ipynb"
         if progress:
@@ -63,7 +62,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
         t0 = time.time()
         try:
             pm.execute_notebook(str(source), str(target), parameters=parameters, prepare_only=prepare_only,
-                                kernel_name=kernel_name, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                                cwd=str(NOTEBOOKS_DIR), progress_bar=False,
                                 log_output=False, stdout_file=None, stderr_file=None)
         except PapermillExecutionError as exc:
             raise NotebookFailed(

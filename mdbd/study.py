@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,10 @@ from mdbd.paths import (
     shared_data_root,
 )
 from mdbd.provenance import device_name
+from mdbd.report import REAL_DATASETS
+
+if TYPE_CHECKING:
+    from mdbd.evaluate import EvaluationResult
 
 #: the numbers our tables put beside the paper's F_beta and MAE: protocol 1 (SOD style), in focus positive.
 HEADLINE = {"fbeta": ("sod", "max_f"), "mae": ("sod", "mae")}
@@ -160,7 +164,7 @@ def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstra
                                bootstrap=bootstrap)
 
 
-def headline(table: pd.DataFrame, label_col: str = "model") -> pd.DataFrame:
+def headline(table: pd.DataFrame) -> pd.DataFrame:
     """F_beta (protocol 1 max F) and MAE per model, each with its 95% bootstrap interval, long format."""
     rows = []
     for metric, (protocol, name) in HEADLINE.items():
@@ -169,27 +173,24 @@ def headline(table: pd.DataFrame, label_col: str = "model") -> pd.DataFrame:
         sub["protocol"] = f"{protocol}:{name}"
         rows.append(sub)
     out = pd.concat(rows, ignore_index=True)
-    return out.rename(columns={label_col: "method"}) if label_col != "method" else out
+    return out.rename(columns={"model": "method"})
 
 
 def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] = ("hl",),
-                      baselines: Sequence[str] = ("laplacian",), bootstrap: int = 1000) -> pd.DataFrame:
+                      baselines: Sequence[str] = ("laplacian",), bootstrap: int = 1000,
+                      ours: pd.DataFrame | None = None) -> pd.DataFrame:
     """`cfg`'s model beside other presets trained with the SAME profile and beside classical sharpness maps.
 
     Headline rows (F_beta = protocol 1 max F, MAE) plus `beats_all`: whether `cfg.preset` is better than every
-    reference on that metric (higher F_beta, lower MAE)."""
-    from mdbd.evaluate import evaluate_maps
-
-    tables = [headline(evaluate_run(checkpoint, cfg, bootstrap=bootstrap).table)]
+    reference on that metric (higher F_beta, lower MAE). `ours`: the table evaluate_run already gave for `checkpoint`
+    (same `bootstrap`), so that it is not evaluated twice; None evaluates it here."""
+    if ours is None:
+        ours = evaluate_run(checkpoint, cfg, bootstrap=bootstrap).table
+    tables = [headline(ours)]
     for preset in presets:
         other = train_or_resume(cfg.replace(preset=preset), progress=False)
         tables.append(headline(evaluate_run(other.checkpoint, other.config, bootstrap=bootstrap).table))
-    pairs = open_split(cfg, "test")
-    gts = [pairs.load_mask(i) for i in range(len(pairs))]
-    for name, maps in baseline_maps(cfg, baselines, progress=False).items():
-        result = evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=("sod",), bootstrap=bootstrap, seed=cfg.seed,
-                               model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split="test",
-                               weights="none (classical)", profile=cfg.profile, device="cpu (numpy)")
+    for result in _score_baselines(cfg, baselines, "test", protocols=("sod",), bootstrap=bootstrap, progress=False):
         tables.append(headline(result.table))
     table = pd.concat(tables, ignore_index=True)
     for metric, better in (("fbeta", max), ("mae", min)):
@@ -204,7 +205,10 @@ def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] =
 # -- 03 ablation ---------------------------------------------------------------------------------------------
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
-    """The seven Table III presets x the profile's ablation seeds, each in its own run folder."""
+    """The seven Table III presets x the profile's ablation seeds, each in its own run folder.
+
+    Own folders even where a run repeats one of 02_train's (paper profile: same epochs): reusing 02's folder would
+    silently extend a 02 run trained with an epochs override instead of training the ablation's schedule."""
     from mdbd.model import PRESETS
 
     epochs = cfg.ablation.epochs or cfg.epochs
@@ -301,22 +305,31 @@ def baseline_maps(cfg: RunConfig, names: Sequence[str], split: str = "test", pro
     return {name: run_baseline(name, list(pairs.image_paths), progress=progress) for name in names}
 
 
+def _score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protocols: Sequence[str],
+                     bootstrap: int, progress: bool) -> list[EvaluationResult]:
+    """Each baseline's maps scored against the split's ground truths, one EvaluationResult per baseline, with the
+    provenance of a classical method (no weights, numpy on the CPU)."""
+    from mdbd.evaluate import evaluate_maps
+
+    pairs = open_split(cfg, split)
+    gts = [pairs.load_mask(i) for i in range(len(pairs))]
+    return [evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=protocols, bootstrap=bootstrap, seed=cfg.seed,
+                          model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=split,
+                          weights="none (classical)", profile=cfg.profile, device="cpu (numpy)")
+            for name, maps in baseline_maps(cfg, names, split, progress).items()]
+
+
 def compare_methods(cfg: RunConfig, checkpoint: Path, baselines: Sequence[str] = ("hifst", "lbp", "laplacian"),
                     split: str = "test", bootstrap: int = 1000, progress: bool = True):
     """Our full model and the re-run baselines scored identically on one split (all four protocols)."""
-    from mdbd.evaluate import EvaluationResult, evaluate_maps
+    from mdbd.evaluate import EvaluationResult
+    from mdbd.metrics import PROTOCOLS
 
     ours = evaluate_run(checkpoint, cfg, split, bootstrap)
     ours.table["model"] = "MultiANet (ours)"
     ours.curves["model"] = "MultiANet (ours)"
-    pairs = open_split(cfg, split)
-    gts = [pairs.load_mask(i) for i in range(len(pairs))]
-    results = [ours]
-    for name, maps in baseline_maps(cfg, baselines, split, progress).items():
-        results.append(evaluate_maps(maps, gts, ids=list(pairs.ids), bootstrap=bootstrap, seed=cfg.seed,
-                                     model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=split,
-                                     weights="none (classical)", profile=cfg.profile,
-                                     device="cpu (numpy)"))
+    results = [ours, *_score_baselines(cfg, baselines, split, protocols=PROTOCOLS, bootstrap=bootstrap,
+                                       progress=progress)]
     return EvaluationResult(table=pd.concat([r.table for r in results], ignore_index=True),
                             curves=pd.concat([r.curves for r in results], ignore_index=True))
 
@@ -330,16 +343,15 @@ def table_one(comparison_table: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     ours["method_key"] = ours["method"].map({"MultiANet (ours)": "MultiANet", "HiFST": "HiFST", "LBP": "LBP"})
     paper = load_paper_tables("I")
     out = []
-    for ds in ("cuhk", "dut"):
+    for ds in REAL_DATASETS:
         q = paper[paper["dataset"] == ds][["method", "metric", "value"]].rename(
             columns={"method": "method_key", "value": f"{QUOTED}: {ds}"})
         out.append(q.set_index(["method_key", "metric"]))
     quoted = pd.concat(out, axis=1).reset_index()
     table = ours.merge(quoted, on=["method_key", "metric"], how="outer")
     table["method"] = table["method"].fillna(table["method_key"] + " (quoted only, not re-run)")
-    real = table["dataset"].isin(["cuhk", "dut"])
-    for ds in ("cuhk", "dut"):
-        table[f"difference vs {ds}"] = (table["value"] - table[f"{QUOTED}: {ds}"]).where(table["dataset"].eq(ds) & real)
+    for ds in REAL_DATASETS:
+        table[f"difference vs {ds}"] = (table["value"] - table[f"{QUOTED}: {ds}"]).where(table["dataset"].eq(ds))
     quoted_only = table["value"].isna()
     for col in ("dataset", "split", "protocol", "profile", "device", "seed", "weights"):
         if col in table:
@@ -374,7 +386,7 @@ def time_baselines(cfg: RunConfig, names: Sequence[str] = ("hifst", "lbp", "lapl
     return pd.DataFrame(rows)
 
 
-def model_seconds_per_image(cfg: RunConfig, checkpoint: Path | None = None, size: int = 320, iters: int = 5) -> float:
+def model_seconds_per_image(cfg: RunConfig, size: int = 320, iters: int = 5) -> float:
     """Seconds per image of the full model at `size`, batch 1, eager fp32 (the paper's Table II setting)."""
     import torch
 
@@ -396,7 +408,7 @@ def table_two(model_seconds: float, baselines: pd.DataFrame, cfg: RunConfig, siz
     rows += baselines.to_dict("records")
     ours = pd.DataFrame(rows)
     paper = load_paper_tables("II")
-    for ds in ("cuhk", "dut"):
+    for ds in REAL_DATASETS:
         q = paper[paper["dataset"] == ds].set_index("method")["value"]
         ours[f"{QUOTED}: {ds} (Titan Xp / CPU)"] = ours["method"].map(q)
     return ours

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from mdbd.config import PROFILES
+
 
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the numbered notebooks in order (papermill) for a profile")
-    p.add_argument("--profile", default="laptop", choices=("smoke", "laptop", "paper"))
+    p.add_argument("--profile", default="laptop", choices=PROFILES)
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")

@@ -28,13 +28,12 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from mdbd.config import load_config, parse_overrides
-    from mdbd.train import DistInfo, check_preset, train
+    from mdbd.train import DistInfo, train
 
     overrides = parse_overrides(args.overrides)
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
              "seed": args.seed, "device": args.device, "run_dir": args.run_dir}
     cfg = load_config(args.profile, **overrides, **{k: v for k, v in named.items() if v is not None})
-    check_preset(cfg.preset)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     if DistInfo.from_env().is_main:
         m = result.metrics
