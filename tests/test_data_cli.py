@@ -29,6 +29,23 @@ def test_synth_then_summary(tmp_path, capsys):
     assert "96-96 x 96-96" in text
 
 
+def test_summary_default_root_finds_every_split(tmp_path, monkeypatch, capsys):
+    """Without --root the summary reads data/<dataset> and lists its splits (it used to see `test` only)."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)
+    for split, n in (("train", 3), ("test", 2)):
+        for folder in ("images", "masks"):
+            (tmp_path / "folder" / split / folder).mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / "folder" / split / "images" / f"{k}.png")
+            Image.fromarray(np.full((4, 6), 255, np.uint8)).save(tmp_path / "folder" / split / "masks" / f"{k}.png")
+    assert _run(["data", "summary", "--dataset", "folder", "--polarity", "infocus_white"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert lines["train"][1] == "3" and lines["test"][1] == "2" and lines["all"][1] == "5"
+
+
 def test_summary_real_cuhk(shared_data, capsys):
     assert _run(["data", "summary", "--dataset", "cuhk", "--root", str(shared_data / "cuhk")]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdbd.data.readers import open_dataset, read_image, read_mask, summarize
+from mdbd.data.readers import available_splits, open_dataset, read_image, read_mask, summarize
 from mdbd.errors import DataError
 
 
@@ -166,6 +166,21 @@ def test_folder_polarity_and_splits(tmp_path):
     assert len(open_dataset("folder", tmp_path / "split", split="train", polarity="infocus_white")) == 2
     with pytest.raises(DataError, match="no split 'test'.*train"):
         open_dataset("folder", tmp_path / "split", split="test", polarity="infocus_white")
+
+
+def test_available_splits_default_root_and_partial_dut(tmp_path, monkeypatch):
+    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)
+    for split in ("test", "train", "val"):
+        _folder(tmp_path / "folder" / split, n=1)
+    assert available_splits("folder") == ["train", "val", "test"]  # root=None: data/folder, as open_dataset
+    _folder(tmp_path / "flat", n=1)
+    assert available_splits("folder", tmp_path / "flat") == ["test"]
+    assert available_splits("cuhk", tmp_path / "anywhere") == ["train", "test"]
+    _png(tmp_path / "zhao" / "dut500-gt" / "1.png", np.zeros((4, 4), np.uint8))  # Zhao's: test split only
+    assert available_splits("dut", tmp_path / "zhao") == ["test"]
+    assert available_splits("dut", tmp_path / "nothing") == []
+    with pytest.raises(DataError, match="unknown dataset"):
+        available_splits("imagenet", tmp_path)
 
 
 def test_empty_folder(tmp_path):

@@ -6,11 +6,14 @@ import logging
 
 
 def register(sub) -> None:
+    from mdbd.config import PROFILES
+    from mdbd.data.readers import DATASETS, POLARITIES
+
     p = sub.add_parser("data", help="datasets: synthetic benchmark, summaries, downloads")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     s = cmds.add_parser("synth", help="generate the synthetic defocus benchmark (no download)")
-    s.add_argument("--profile", default="smoke", choices=("smoke", "laptop", "paper"))
+    s.add_argument("--profile", default="smoke", choices=PROFILES)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="output folder (default data/synthetic/<profile>-seed<N>)")
     s.add_argument("--masks", default="auto", choices=("auto", "cuhk", "procedural"),
@@ -19,11 +22,11 @@ def register(sub) -> None:
     s.set_defaults(func=_synth)
 
     m = cmds.add_parser("summary", help="pairs, mean in-focus fraction and size range per split")
-    m.add_argument("--dataset", required=True, choices=("cuhk", "dut", "folder", "synthetic"))
+    m.add_argument("--dataset", required=True, choices=DATASETS)
     m.add_argument("--root", default=None, help="dataset folder (default data/<dataset>)")
     m.add_argument("--split", default=None, help="one split (default: every split found)")
     m.add_argument("--split-file", default=None, help="a list of sample ids (e.g. Zhao's 100 CUHK test images)")
-    m.add_argument("--polarity", default=None, choices=("infocus_white", "blur_white"), help="folder datasets")
+    m.add_argument("--polarity", default=None, choices=POLARITIES, help="folder datasets")
     m.set_defaults(func=_summary)
 
     f = cmds.add_parser("fetch", help="download/unpack CUHK (official address) or DUT (an archive you give)")
@@ -51,35 +54,20 @@ def _synth(args) -> int:
     return 0
 
 
-def _splits(args) -> list[str]:
-    from pathlib import Path
-
-    from mdbd.data.readers import folder_splits
-
-    if args.split or args.split_file:
-        return [args.split or "test"]
-    if args.dataset in ("cuhk", "dut"):
-        return ["train", "test"]
-    order = {"train": 0, "val": 1, "test": 2}
-    found = folder_splits(Path(args.root)) if args.root else []
-    return sorted(found, key=lambda s: (order.get(s, 3), s)) or ["test"]
-
-
 def _summary(args) -> int:
-    from mdbd.data.readers import open_dataset, summarize
+    from mdbd.data.readers import available_splits, dataset_root, open_dataset, summarize
     from mdbd.errors import DataError
 
+    if args.split or args.split_file:
+        splits = [args.split or "test"]
+    else:
+        splits = available_splits(args.dataset, args.root)
+    if not splits:  # a DUT folder with neither layout
+        raise DataError(f"no {args.dataset} split found under {dataset_root(args.dataset, args.root)}")
     rows = []
-    for split in _splits(args):
-        try:
-            ds = open_dataset(args.dataset, args.root, split=split, polarity=args.polarity, split_file=args.split_file)
-        except DataError as exc:
-            if args.dataset == "dut" and not args.split and "not a DUT dataset folder" in str(exc):
-                continue  # e.g. Zhao's redistribution has the test split only
-            raise
+    for split in splits:
+        ds = open_dataset(args.dataset, args.root, split=split, polarity=args.polarity, split_file=args.split_file)
         rows.append(summarize(ds))
-    if not rows:
-        raise DataError(f"no {args.dataset} split found under {args.root}")
     print(f"{args.dataset} at {rows[0]['root']} (mask 1 = in focus; sizes from the masks)")
     w = max(12, *(len(r["split"]) + 2 for r in rows))
     print(f"{'split':<{w}}{'pairs':>7}{'images':>8}{'in-focus':>10}  size range (HxW)")

@@ -60,7 +60,7 @@ def cache_key(pairs: PairDataset, side: int) -> str:
 
 def _resize_pair(pairs: PairDataset, i: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     image, mask, _ = pairs[i]
-    image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR, reducing_gap=None))
+    image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
     mask = np.asarray(Image.fromarray(mask * 255).resize((side, side), Image.BILINEAR))
     return image, mask
 
@@ -99,8 +99,7 @@ def load_or_build(pairs: PairDataset, side: int, cache_dir: str | Path | None = 
         except (OSError, ValueError, KeyError) as exc:
             log.warning("cache file %s unreadable (%s); rebuilding it", path, exc)
     images, masks = build_arrays(pairs, side, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f"{prefix}*.npz"):
+    for stale in cache_dir.glob(f"{prefix}*.npz"):  # none when cache_dir is new: atomic_write creates it
         stale.unlink(missing_ok=True)
     atomic_write(path, lambda fh: np.savez(fh, images=images, masks=masks, ids=np.array(pairs.ids)))
     return CachedPairs(images, masks, list(pairs.ids), path, hit=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import urllib.error
@@ -26,15 +25,17 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from mdbd.data.readers import CUHK_DEFOCUS_COUNT, DUT_LAYOUTS
 from mdbd.errors import DataError
-from mdbd.io import sha256_file
+from mdbd.io import atomic_write_text, sha256_file
 
 CUHK_BASE_URL = "http://www.cse.cuhk.edu.hk/leojia/projects/dblurdetect/data/"
 CUHK_ARCHIVES = {"image": "BlurDatasetImage.zip", "gt": "BlurDatasetGT.zip"}
 CUHK_PAGE = "http://www.cse.cuhk.edu.hk/leojia/projects/dblurdetect/dataset.html"
-CUHK_DEFOCUS = 704
-DUT_COUNTS = {"DUT600S_Training": 600, "DUT600GT_Training": 600, "DUT500S-Testing": 500, "DUT500GT-Testing": 500}
-DUT_ALT_COUNTS = {"dut500-source": 500, "dut500-gt": 500}
+DUT_PAIRS = {"train": 600, "test": 500}  # DUT600 / DUT500
+# every folder of every DUT layout the readers know -> the files it must hold (official names first)
+DUT_COUNTS = {folder: DUT_PAIRS[split] for split, layouts in DUT_LAYOUTS.items()
+              for pair in layouts for folder in pair}
 CONNECT_TIMEOUT_S = 5.0
 CHUNK = 1 << 20
 
@@ -55,9 +56,7 @@ def verify_or_record(path: Path, checksums_file: Path | None = None) -> str:
     expected = recorded.get(path.name)
     if expected is None:
         recorded[path.name] = actual
-        tmp = checksums_file.with_name(checksums_file.name + ".tmp")
-        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, checksums_file)
+        atomic_write_text(checksums_file, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
     elif expected != actual:
         raise DataError(f"checksum mismatch for {path}: sha256 {actual}, recorded {expected} in {checksums_file}; "
                         f"the archive is corrupt or a different file: delete it and fetch again")
@@ -83,7 +82,7 @@ def download(url: str, dest: str | Path, timeout: float = CONNECT_TIMEOUT_S, man
             os.replace(part, dest)
             return dest
         raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}.{manual_hint}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot reach {url} ({reason}): no network or the server is down.{manual_hint}") from None
     with response:
@@ -98,7 +97,7 @@ def download(url: str, dest: str | Path, timeout: float = CONNECT_TIMEOUT_S, man
                     done += len(block)
                     if progress:
                         progress(done, total)
-        except (socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+        except OSError as exc:  # timeouts and dropped connections included
             raise DataError(f"download of {url} interrupted after {done} bytes ({exc}); run the same command "
                             f"again to resume from {part}.{manual_hint}") from None
     if total is not None and done != total:
@@ -187,7 +186,8 @@ def _cuhk_hint(raw_dir: Path) -> str:
 
 def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = None,
                base_url: str = CUHK_BASE_URL, progress: bool = True) -> Path:
-    """Shi's CUHK archives (official address, or already in raw_dir) -> out_dir/image and out_dir/gt, verified."""
+    """Shi's CUHK archives (official address, or already in raw_dir: obtain_archive then skips the download)
+    -> out_dir/image and out_dir/gt, verified."""
     from mdbd.paths import DATA_DIR
 
     raw_dir = Path(raw_dir) if raw_dir else _default_raw_dir()
@@ -195,9 +195,8 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
     raw_dir.mkdir(parents=True, exist_ok=True)
     archives = {}
     for folder, name in CUHK_ARCHIVES.items():
-        local = raw_dir / name
-        source = str(local) if local.is_file() else base_url.rstrip("/") + "/" + name
-        archives[folder] = obtain_archive(source, raw_dir, name, _cuhk_hint(raw_dir), progress)
+        url = base_url.rstrip("/") + "/" + name
+        archives[folder] = obtain_archive(url, raw_dir, name, _cuhk_hint(raw_dir), progress)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".cuhk-extract-", dir=out_dir.parent) as tmp:
         staged = {}
@@ -208,8 +207,8 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
             if found is None:
                 raise DataError(f"{archive} has no {folder}/ folder; is it the official {CUHK_ARCHIVES[folder]}?")
             n = _count(found, "out_of_focus")
-            if n != CUHK_DEFOCUS:
-                raise DataError(f"{archive}: {folder}/ has {n} out_of_focus files, expected {CUHK_DEFOCUS}")
+            if n != CUHK_DEFOCUS_COUNT:
+                raise DataError(f"{archive}: {folder}/ has {n} out_of_focus files, expected {CUHK_DEFOCUS_COUNT}")
             staged[folder] = found
         _install(staged, out_dir)
     return out_dir
@@ -230,15 +229,14 @@ def fetch_dut(archive: str | Path, raw_dir: str | Path | None = None, out_dir: s
     with tempfile.TemporaryDirectory(prefix=".dut-extract-", dir=out_dir.parent) as tmp:
         extract(path, Path(tmp))
         staged = {}
-        for counts in (DUT_COUNTS, DUT_ALT_COUNTS):
-            for folder, expected in counts.items():
-                found = _find_dir(Path(tmp), folder)
-                if found is not None:
-                    n = _count(found)
-                    if n != expected:
-                        raise DataError(f"{path}: {folder}/ has {n} files, expected {expected}")
-                    staged[folder] = found
+        for folder, expected in DUT_COUNTS.items():
+            found = _find_dir(Path(tmp), folder)
+            if found is not None:
+                n = _count(found)
+                if n != expected:
+                    raise DataError(f"{path}: {folder}/ has {n} files, expected {expected}")
+                staged[folder] = found
         if not staged:
-            raise DataError(f"{path} has none of the DUT folders {', '.join(list(DUT_COUNTS) + list(DUT_ALT_COUNTS))}")
+            raise DataError(f"{path} has none of the DUT folders {', '.join(DUT_COUNTS)}")
         _install(staged, out_dir)
     return out_dir

@@ -38,6 +38,7 @@ DATASETS = ("cuhk", "dut", "folder", "synthetic")
 CUHK_DEFOCUS_COUNT = 704
 CUHK_TRAIN = range(1, 605)  # the DeFusionNet / MultiANet split
 CUHK_TEST = range(605, 705)
+CUHK_SPLITS = {"train": CUHK_TRAIN, "test": CUHK_TEST}
 _CUHK_NAME = re.compile(r"^(out_of_focus|motion)(\d{4})$", re.IGNORECASE)
 
 DUT_LAYOUTS = {  # split -> candidate (image folder, mask folder) pairs, first found wins
@@ -65,6 +66,12 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
+def _full_scale(mode: str, arr: np.ndarray) -> int:
+    """White level of an integer/float-mode image: 16-bit modes are 0..65535; a 32-bit one is too when it holds
+    values above 8 bits (otherwise it is 8-bit data stored wide)."""
+    return 65535 if mode.startswith("I;16") or arr.max() > 255 else 255
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3). Grayscale is replicated to 3 channels, RGBA/LA drop alpha (composited on nothing:
     alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8)."""
@@ -72,8 +79,7 @@ def read_image(path: str | Path) -> np.ndarray:
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img)
-        peak = 65535 if img.mode.startswith("I;16") or arr.max() > 255 else 255
-        arr = (arr.astype(np.float64) * (255.0 / peak)).round().clip(0, 255).astype(np.uint8)
+        arr = (arr.astype(np.float64) * (255.0 / _full_scale(img.mode, arr))).round().clip(0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode == "F":
         raise DataError(f"{path}: floating-point images are not supported; save it as 8- or 16-bit")
@@ -87,8 +93,7 @@ def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        level = arr / peak if arr.max() > 1 else arr
+        level = arr / _full_scale(img.mode, arr) if arr.max() > 1 else arr
     elif img.mode == "1":
         level = np.asarray(img, dtype=np.float64)
     else:
@@ -103,18 +108,6 @@ def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
     if not white_is_infocus:
         binary = ~binary
     return binary.astype(np.uint8)
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    return h, w
 
 
 # -- the dataset ----------------------------------------------------------------------------------
@@ -246,30 +239,29 @@ def _cuhk_numbers(ids: list[str], split_file: Path) -> list[int]:
     return numbers
 
 
+def _cuhk_defocus_files(folder: Path, exts: tuple[str, ...]) -> dict[int, Path]:
+    """`out_of_focusNNNN` files of `folder` by number; motion-blur files and other extensions are skipped."""
+    found: dict[int, Path] = {}
+    for p in folder.iterdir():
+        m = _CUHK_NAME.match(p.stem)
+        if m and m.group(1).lower() == "out_of_focus" and p.suffix.lower() in exts:
+            found[int(m.group(2))] = p
+    return found
+
+
 def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | None = None) -> PairDataset:
     """Shi's CUHK defocus set (the 704 out_of_focus pairs; motion-blur files ignored). Ground truth inverted on load."""
     root = _cuhk_root(Path(root))
     gt_dir, image_dir = root / "gt", root / "image"
-    masks: dict[int, Path] = {}
-    for p in gt_dir.iterdir():
-        m = _CUHK_NAME.match(p.stem)
-        if m and m.group(1).lower() == "out_of_focus" and p.suffix.lower() in MASK_EXTS:
-            masks[int(m.group(2))] = p
-    images: dict[int, Path] = {}
-    if image_dir.is_dir():
-        for p in image_dir.iterdir():
-            m = _CUHK_NAME.match(p.stem)
-            if m and m.group(1).lower() == "out_of_focus" and p.suffix.lower() in IMAGE_EXTS:
-                images[int(m.group(2))] = p
+    masks = _cuhk_defocus_files(gt_dir, MASK_EXTS)
+    images = _cuhk_defocus_files(image_dir, IMAGE_EXTS) if image_dir.is_dir() else {}
     if not masks:
         raise DataError(f"empty CUHK ground-truth folder: no out_of_focusNNNN.png in {gt_dir}")
     if split_file is not None:
         numbers = _cuhk_numbers(_read_split_file(Path(split_file)), Path(split_file))
         split = Path(split_file).stem if split in ("train", "test", "all") else split
-    elif split == "train":
-        numbers = list(CUHK_TRAIN)
-    elif split == "test":
-        numbers = list(CUHK_TEST)
+    elif split in CUHK_SPLITS:
+        numbers = list(CUHK_SPLITS[split])
     elif split == "all":
         numbers = list(CUHK_TRAIN) + list(CUHK_TEST)
     else:
@@ -291,16 +283,25 @@ def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | No
 
 # -- DUT ----------------------------------------------------------------------------------------------
 
+def _find_dut_layout(root: Path, split: str) -> tuple[Path, str, str] | None:
+    """(base folder, image folder name, mask folder name) of the first DUT layout of `split` found, else None."""
+    for base in (root, root / "dut", root / "dut-samples"):
+        for image_name, mask_name in DUT_LAYOUTS[split]:
+            if (base / mask_name).is_dir():
+                return base, image_name, mask_name
+    return None
+
+
 def open_dut(root: str | Path, split: str = "test") -> PairDataset:
     """Zhao's DUT defocus set, official folder names or the `dut500-source`/`dut500-gt` redistribution (test)."""
     root = Path(root)
     if split not in DUT_LAYOUTS:
         raise DataError(f"unknown DUT split {split!r}: use train (DUT600) or test (DUT500)")
-    for base in (root, root / "dut", root / "dut-samples"):
-        for image_name, mask_name in DUT_LAYOUTS[split]:
-            if (base / mask_name).is_dir():
-                return _pair_folders("dut", split, base, base / image_name, base / mask_name,
-                                     white_is_infocus=True, numeric=True)
+    found = _find_dut_layout(root, split)
+    if found is not None:
+        base, image_name, mask_name = found
+        return _pair_folders("dut", split, base, base / image_name, base / mask_name,
+                             white_is_infocus=True, numeric=True)
     expected = " or ".join(f"{i}/ + {m}/" for i, m in DUT_LAYOUTS[split])
     raise DataError(f"not a DUT dataset folder for split {split!r}: {root} has no {expected}")
 
@@ -347,15 +348,34 @@ def open_folder(root: str | Path, split: str = "test", polarity: str | None = No
     return _pair_folders(name, split, root, base / "images", base / "masks", polarity == "infocus_white")
 
 
-def open_dataset(name: str, root: str | Path | None = None, split: str = "test", polarity: str | None = None,
-                 split_file: str | Path | None = None) -> PairDataset:
-    """One entry point for every reader; `root=None` means the dataset's folder under data/."""
+def dataset_root(name: str, root: str | Path | None) -> str | Path:
+    """`root`, or the dataset's folder under data/ when None (after checking the name)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if root is None:
         from mdbd.paths import DATA_DIR
 
-        root = DATA_DIR / name
+        return DATA_DIR / name
+    return root
+
+
+def available_splits(name: str, root: str | Path | None = None) -> list[str]:
+    """The splits worth opening for `name` at `root` (None: the same default folder as open_dataset):
+    cuhk: train and test; dut: those whose folders exist (Zhao's redistribution has test only); folder/synthetic:
+    the split subfolders (train, val, test first), or ["test"] for a flat folder."""
+    root = Path(dataset_root(name, root))
+    if name == "cuhk":
+        return list(CUHK_SPLITS)
+    if name == "dut":
+        return [s for s in DUT_LAYOUTS if _find_dut_layout(root, s) is not None]
+    order = {"train": 0, "val": 1, "test": 2}
+    return sorted(folder_splits(root), key=lambda s: (order.get(s, 3), s)) or ["test"]
+
+
+def open_dataset(name: str, root: str | Path | None = None, split: str = "test", polarity: str | None = None,
+                 split_file: str | Path | None = None) -> PairDataset:
+    """One entry point for every reader; `root=None` means the dataset's folder under data/."""
+    root = dataset_root(name, root)
     if name == "cuhk":
         return open_cuhk(root, split=split, split_file=split_file)
     if split_file is not None:
@@ -369,8 +389,9 @@ def open_dataset(name: str, root: str | Path | None = None, split: str = "test",
     if name == "dut":
         return open_dut(root, split=split)
     if name == "synthetic":
-        manifest = read_manifest(root)
-        if manifest is None and Path(root).is_dir() and not folder_splits(root):
+        # existence only: open_folder parses the manifest (and reports a corrupt one)
+        has_manifest = (Path(root) / "dataset.json").is_file()
+        if not has_manifest and Path(root).is_dir() and not folder_splits(root):
             raise DataError(f"{root} is not a synthetic benchmark: no dataset.json (`mdbd data synth --out {root}`)")
         return open_folder(root, split=split, polarity=polarity or "infocus_white", name="synthetic")
     return open_folder(root, split=split, polarity=polarity)

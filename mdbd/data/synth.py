@@ -32,7 +32,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from mdbd.config import RunConfig, SynthConfig, load_config
+from mdbd.config import RunConfig, SynthConfig, load_config, synthetic_mask_origin
+from mdbd.data.readers import CUHK_SPLITS, read_mask
 from mdbd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ NOISE_SHOT_GAIN = (0.5e-4, 4e-4)  # Poisson-ish: variance = gain * signal
 JPEG_QUALITY = (75, 95)
 MAX_UPSCALE = 1.25  # a crop is never enlarged more than this (enlarging softens the "sharp" region)
 INFOCUS_FRACTION = (0.1, 0.9)  # masks outside this range are redrawn
-CUHK_SPLIT = {"train": (1, 604), "test": (605, 704)}
 _SPLIT_CODE = {"train": 0, "test": 1}
 
 
@@ -136,8 +136,7 @@ def find_cuhk_gt(explicit: str | Path | None = None) -> Path | None:
 
 
 def _cuhk_mask_paths(gt_root: Path, split: str) -> list[Path]:
-    lo, hi = CUHK_SPLIT[split]
-    paths = [gt_root / f"out_of_focus{n:04d}.png" for n in range(lo, hi + 1)]
+    paths = [gt_root / f"out_of_focus{n:04d}.png" for n in CUHK_SPLITS[split]]
     return [p for p in paths if p.is_file()]
 
 
@@ -153,8 +152,6 @@ def _crop_resize_mask(level: np.ndarray, size: int, rng: np.random.Generator) ->
 
 
 def _cuhk_mask(path: Path, size: int, rng: np.random.Generator) -> np.ndarray:
-    from mdbd.data.readers import read_mask
-
     return _crop_resize_mask(read_mask(path, white_is_infocus=False).astype(np.float32), size, rng)
 
 
@@ -363,7 +360,8 @@ def manifest_matches(root: str | Path, synth: SynthConfig, profile: str, seed: i
 def ensure_synthetic(cfg: RunConfig, progress: bool = True) -> Path:
     """The benchmark for `cfg` in cfg.resolved_data_root(), generated if missing or made with other settings."""
     root = cfg.resolved_data_root()
-    mask_origin = "cuhk" if find_cuhk_gt() is not None else "procedural"
+    # the same helper names the folder (resolved_data_root), so folder and manifest always agree
+    mask_origin = synthetic_mask_origin()
     if not manifest_matches(root, cfg.synth, cfg.profile, cfg.seed, mask_origin):
         generate_synthetic(root, profile=cfg.profile, seed=cfg.seed, synth=cfg.synth, progress=progress)
     return root
