@@ -7,7 +7,10 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], mode: str = "wb") -> Path:
@@ -39,3 +42,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_map_png(prob: np.ndarray, path: str | os.PathLike) -> Path:
+    """A [0, 1] map as an 8-bit greyscale PNG (255 = in focus), written atomically.
+
+    Rounded in the array's own float precision: float32 and float64 round a few values that lie near a
+    half level differently, so callers that always wrote float64 maps cast before calling.
+    """
+    import numpy as np  # imported here so that mdbd.io stays standard-library only for its other users
+    from PIL import Image
+
+    img = Image.fromarray(np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
+    return atomic_write(path, lambda fh: img.save(fh, format="PNG"))

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
+from mdbd.io import save_map_png
 from mdbd.provenance import resolve_device
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def _as_float_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -93,25 +93,15 @@ def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
             if not found:
-                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+                raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {p}")
             out += found
         elif p.is_file():
             out.append(p)
         else:
             raise DataError(f"image not found: {p}")
     return out
-
-
-def save_map(prob: np.ndarray, path: str | os.PathLike) -> Path:
-    """An in-focus probability map as an 8-bit grey PNG (255 = in focus), written atomically."""
-    from PIL import Image
-
-    from mdbd.io import atomic_write
-
-    img = Image.fromarray(np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
-    return atomic_write(path, lambda fh: img.save(fh, format="PNG"))
 
 
 def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -144,5 +134,5 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
         group = files[start:start + chunk]
         arrays = first if start == 0 else [read_image(f) for f in group]
         maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size)
-        written += [save_map(m, out_dir / f"{f.stem}.png") for m, f in zip(maps, group)]
+        written += [save_map_png(m, out_dir / f"{f.stem}.png") for m, f in zip(maps, group)]
     return written

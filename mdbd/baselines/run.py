@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
+import mdbd.io
 from mdbd.baselines.hifst import hifst_map
 from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
+from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
 from mdbd.io import atomic_write, sha256_file
 from mdbd.paths import RESULTS_DIR
@@ -62,20 +63,32 @@ def resolve_params(name: str, params: dict) -> dict:
     return {**{k: p.default for k, p in accepted.items()}, **params}
 
 
-def cache_key(name: str, params: dict, image_digest: str) -> str:
-    """Key of one map: method, implementation version, every parameter, and the image file's sha256."""
+def cache_key(name: str, resolved_params: dict, image_digest: str) -> str:
+    """Key of one map: method, implementation version, every parameter (`resolve_params`' result, so that a
+    default spelled out and a default left out share a key), and the image file's sha256."""
     record = {"method": name, "version": IMPLEMENTATION_VERSION.get(name, 0),
-              "params": resolve_params(name, params), "image": image_digest}
+              "params": resolved_params, "image": image_digest}
     text = json.dumps(record, sort_keys=True, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def save_map_png(sharpness: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a [0, 1] map as an 8-bit greyscale PNG (255 = in focus), atomically."""
-    path = Path(path)
-    u8 = np.round(np.clip(np.asarray(sharpness, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
-    atomic_write(path, lambda fh: Image.fromarray(u8, mode="L").save(fh, format="PNG"))
-    return path
+    # rounded in float64 as baseline PNGs always were: float32 rounds a few near-half-level values the other way
+    return mdbd.io.save_map_png(np.asarray(sharpness, dtype=np.float64), path)
+
+
+def expand_images(items: list[str]) -> list[Path]:
+    """Files as given; a folder stands for its image files, in name order; repeats dropped."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        else:
+            paths.append(path)  # a missing or unreadable file is reported by run_baseline, by name
+    unique = {p.resolve(): p for p in reversed(paths)}  # a file named twice is mapped once
+    return [p for p in paths if unique.get(p.resolve()) is p]
 
 
 def _load_cached(path: Path) -> np.ndarray | None:
@@ -95,7 +108,7 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
     sha256); `out_dir` also receives one <stem>.png per image. `params` go to the method (e.g. max_side).
     """
     paths = [Path(p) for p in image_paths]
-    resolve_params(name, params)  # fail before any work
+    resolved = resolve_params(name, params)  # fail before any work
     if out_dir is not None:
         stems = [p.stem for p in paths]
         clash = sorted({s for s in stems if stems.count(s) > 1})
@@ -108,8 +121,10 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     maps = []
     for path in tqdm(paths, desc=f"baseline {name}", unit="image", disable=not progress):
-        cached = cache_root / name / f"{cache_key(name, params, sha256_file(path))}.npy"
-        sharpness = _load_cached(cached) if use_cache else None
+        sharpness = None
+        if use_cache:  # hashing the image is only worth it when the cache is used
+            cached = cache_root / name / f"{cache_key(name, resolved, sha256_file(path))}.npy"
+            sharpness = _load_cached(cached)
         if sharpness is None:
             image = load_rgb(path)
             sharpness = np.asarray(BASELINES[name](image, **params), dtype=np.float32)

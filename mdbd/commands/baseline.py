@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 #: The keys of mdbd.baselines.BASELINES, spelled out so that `mdbd --help` does not import numpy and scipy.
 METHODS = ("hifst", "laplacian", "lbp")
 
@@ -28,21 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def expand_images(items: list[str]) -> list[Path]:
-    """Files as given; a folder stands for its image files, in name order; repeats dropped."""
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            paths.append(path)  # a missing or unreadable file is reported by run_baseline, by name
-    unique = {p.resolve(): p for p in reversed(paths)}  # a file named twice is mapped once
-    return [p for p in paths if unique.get(p.resolve()) is p]
-
-
 def run(args: argparse.Namespace) -> int:
-    from mdbd.baselines.run import run_baseline
+    from mdbd.baselines.run import expand_images, run_baseline
     from mdbd.errors import DataError
 
     images = expand_images(args.images)

@@ -12,8 +12,8 @@ from mdbd.metrics.base import (Metric, counts_at_or_above, fmeasure, joint_histo
                                precision_recall, uint8_values, weighted_mean)
 from mdbd.metrics.inputs import binarize_gt, resize_to, to_float
 
-SOD_THRESHOLDS = np.arange(256) / 255  # level t of the 8-bit quantised map
-ZHAO_THRESHOLDS = np.arange(256) / 255  # pred >= i / 255, i = 0..255
+#: t / 255 for t = 0..255: SOD's 8-bit levels and Zhao's per-image thresholds (pred >= t / 255)
+LEVEL_THRESHOLDS = np.arange(256) / 255
 ZHAO_PR_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # Zhao's PR curve: 0, 0.05, ..., 1
 
 
@@ -63,8 +63,7 @@ class SODFmeasure(Metric):
     def _per_image(self) -> dict[str, np.ndarray]:
         tp, predicted, positives, adaptive_f = self._stack()
         precision, recall = precision_recall(tp, predicted, positives[:, None])
-        return {"precision": precision, "recall": recall, "fmeasure": fmeasure(precision, recall, self.beta2),
-                "adaptive_f": adaptive_f}
+        return {"precision": precision, "recall": recall, "adaptive_f": adaptive_f}
 
     def _curves_for(self, weights: np.ndarray) -> dict:
         images = self.per_image()
@@ -78,7 +77,7 @@ class SODFmeasure(Metric):
 
     def curves(self) -> dict[str, np.ndarray]:
         c = self._curves_for(np.ones((1, self.n_images)))
-        return {"threshold": SOD_THRESHOLDS.copy(), **{k: v[0] for k, v in c.items()}}
+        return {"threshold": LEVEL_THRESHOLDS.copy(), **{k: v[0] for k, v in c.items()}}
 
 
 class _ThresholdFmeasure(Metric):
@@ -128,8 +127,6 @@ class AdaptiveFmeasure(_ThresholdFmeasure):
 class FixedFmeasure(_ThresholdFmeasure):
     """Protocol 3: binarise at a fixed threshold (``pred >= 0.5``), F per image averaged (D-DFFNet)."""
 
-    names = ("f", "f_pooled")
-
     def __init__(self, threshold: float = 0.5, **kwargs):
         self.threshold = threshold
         super().__init__(**kwargs)
@@ -153,7 +150,7 @@ class ZhaoFmeasure(Metric):
         p = normalize_map(to_float(resize_to(pred, gt.shape)), "max")
         gt = binarize_gt(gt, "zhao")
         positives = np.count_nonzero(gt)
-        tp, predicted = counts_at_or_above(levels_for(p, ZHAO_THRESHOLDS), gt, len(ZHAO_THRESHOLDS))
+        tp, predicted = counts_at_or_above(levels_for(p, LEVEL_THRESHOLDS), gt, len(LEVEL_THRESHOLDS))
         best_f = fmeasure(*precision_recall(tp, predicted, positives), self.beta2).max()
         tp21, predicted21 = counts_at_or_above(levels_for(p, ZHAO_PR_THRESHOLDS), gt, len(ZHAO_PR_THRESHOLDS))
         return best_f, tp21, predicted21, positives
