@@ -21,8 +21,9 @@ from mdbd.report import results_dir
 NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
     "01_data": ("nothing (generates the synthetic benchmark; real data only if you point `data_root` at it)",
                 "smoke < 0.5 min, laptop ~ 0.5 min, paper ~ 1.5 min"),
-    "02_train": ("01_data (the dataset folder)", "smoke < 0.5 min, laptop <= 5 min, paper ~ 10-20 min on an H100"),
-    "03_ablation": ("01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 7 presets x 3 seeds x 10-20 min on an H100"),
+    "02_train": ("01_data (the dataset folder)",
+                 "smoke < 0.5 min, laptop <= 5 min, paper ~ 6 min on an H200 (two trainings; one measured 2.5 min)"),
+    "03_ablation": ("01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 21 runs x ~2.5 min ~ 1 h on an H200"),
     "04_comparison": ("02_train (the full model's checkpoint)", "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST)"),
     "05_curves": ("04_comparison (its curves CSV)", "under a minute for every profile"),
     "06_runtime": ("nothing (times the model on random input; baselines on the test images)",
