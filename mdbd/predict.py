@@ -112,7 +112,7 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
     Every input is decoded before anything is predicted, so a corrupt image fails the call early (DataError naming
     it). `preset`: CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
     from mdbd.data.readers import read_image
-    from mdbd.train import load_checkpoint
+    from mdbd.checkpoint import load_checkpoint
 
     files = expand_image_paths(image_paths)
     if not files:

@@ -3,7 +3,7 @@
     cfg = load_config("laptop", preset="multianet")
     result = train(cfg)                      # result.log: one row per epoch; result.checkpoint: run_dir/last.pt
     result = train(cfg, resume=True)         # continue a killed run exactly where its last checkpoint left it
-    model, cfg_dict, meta = load_checkpoint(result.checkpoint, expected_preset="multianet")
+    model, cfg_dict, meta = load_checkpoint(result.checkpoint, expected_preset="multianet")   # mdbd.checkpoint
 
 The recipe (Sec. IV-A of the paper): cross-entropy on the 1-channel logit (BCEWithLogits), Adam at lr 4e-4, batch 6,
 random flip/crop/resize/rotation (mdbd.data.TrainDataset). The paper leaves epochs and schedule open; ours is a
@@ -34,12 +34,11 @@ import torch.nn.functional as F
 import yaml
 
 from mdbd.config import RunConfig
-from mdbd.errors import CheckpointError, ConfigError, DataError
+from mdbd.errors import ConfigError, DataError
+from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, read_checkpoint
 from mdbd.io import atomic_write  # noqa: F401 (re-exported: tests and callers use mdbd.train.atomic_write)
 from mdbd.provenance import code_version, device_name, resolve_device
 
-CHECKPOINT_NAME = "last.pt"
-CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
 LOG_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds", "val_loss", "val_fmax", "val_mae")
 # Fields that may change between a run and its resumption without changing what is computed (epochs: extending a
 # run; the poly schedule then decays towards the new total from the step reached).
@@ -160,49 +159,6 @@ def _as_tuples(x: Any) -> Any:
     return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-# -- checkpoints ------------------------------------------------------------------------------------------
-
-def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
-        raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
-    return state
-
-
-def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None, device: str | None = "cpu",
-                    ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
-    """(model in eval mode, the run's config dict, meta: epoch, preset, backbone_source, code_version, device,
-    schedule, history...). CheckpointError for a missing or corrupt file or a preset other than `expected_preset`."""
-    from mdbd.model import PRESETS, build_model
-
-    state = _read_checkpoint(path)
-    preset = state.get("preset")
-    if expected_preset is not None and preset != expected_preset:
-        raise CheckpointError(f"checkpoint {path} holds a {preset!r} model, not the requested preset "
-                              f"{expected_preset!r}")
-    if preset not in PRESETS:
-        raise CheckpointError(f"checkpoint {path} names preset {preset!r}, which this version of mdbd does not "
-                              f"know (presets: {', '.join(PRESETS)})")
-    model = build_model(preset, backbone_weights="none")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit the {preset!r} model of this code version "
-                              f"({str(exc).splitlines()[0]})") from None
-    if hasattr(model, "backbone_source"):
-        model.backbone_source = state.get("backbone_source", model.backbone_source)
-    model.to(resolve_device(device)).eval()
-    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
-    return model, dict(state["config"]), meta
-
-
 # -- data -------------------------------------------------------------------------------------------------
 
 def _open_splits(cfg: RunConfig, info: DistInfo):
@@ -292,7 +248,7 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 def validate(model: torch.nn.Module, dataset, device: torch.device, cfg: RunConfig, batch_size: int = 8,
              ) -> dict[str, float]:
     """Loss, protocol-1 max F (beta^2 0.3) and MAE on un-augmented network-size inputs (fast, for the log; the
-    study's numbers come from evaluate_checkpoint at the original image size)."""
+    study's numbers come from mdbd.scoring.evaluate_checkpoint at the original image size)."""
     from mdbd.evaluate import evaluate_maps
 
     was_training = model.training
@@ -422,7 +378,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and ckpt_path.is_file():
-        state = _read_checkpoint(ckpt_path)
+        state = read_checkpoint(ckpt_path)
         _check_resumable(state["config"], cfg, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -521,39 +477,3 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     if not math.isnan(r["val_fmax"]):
         line += f"  | val loss {r['val_loss']:.4f}  maxF {r['val_fmax']:.3f}  MAE {r['val_mae']:.3f}"
     return line
-
-
-# -- evaluation of a trained model ------------------------------------------------------------------------
-
-def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset: str,
-                        root: str | os.PathLike | None = None, split: str = "test", *, size: int | None = None,
-                        polarity: str | None = None, device: str | None = None, batch_size: int = 8,
-                        profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
-    """Predict every image of `dataset`/`split` at its original size and score the maps with
-    mdbd.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
-    device and seed as provenance. `size`: the network input side (default: the checkpoint's image_size)."""
-    from mdbd.data import open_dataset
-    from mdbd.evaluate import evaluate_maps
-    from mdbd.predict import predict_arrays
-
-    device = resolve_device(device)
-    if isinstance(checkpoint, torch.nn.Module):
-        model, cfg_dict = checkpoint, {}
-        if size is None:
-            raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
-    else:
-        model, cfg_dict, _ = load_checkpoint(checkpoint, device=device)
-    size = size or int(cfg_dict["image_size"])
-    if root is None:  # the run's own data folder for its dataset, else the dataset's default folder
-        same = cfg_dict.get("dataset") == dataset
-        root = (RunConfig(**cfg_dict) if same else RunConfig(dataset=dataset)).resolved_data_root()
-    pairs = open_dataset(dataset, root, split, polarity=polarity)
-    samples = [pairs[i] for i in range(len(pairs))]
-    preds = predict_arrays(model, [s.image for s in samples], size, device=device, batch_size=batch_size)
-    provenance = {"model": getattr(model, "preset", cfg_dict.get("preset")), "dataset": dataset, "split": split,
-                  "weights": str(getattr(model, "backbone_source", cfg_dict.get("backbone_weights"))),
-                  "profile": profile or cfg_dict.get("profile"), "device": device_name(device)}
-    # evaluate_maps records its `seed` (also the bootstrap's): the run's seed unless told otherwise
-    seed = seed if seed is not None else int(cfg_dict.get("seed", 0))
-    return evaluate_maps(preds, [s.mask for s in samples], ids=[s.id for s in samples], seed=seed,
-                         **evaluate_kwargs, **provenance)

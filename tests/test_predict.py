@@ -14,7 +14,8 @@ from mdbd.cli import main
 from mdbd.config import load_config
 from mdbd.model import build_model
 from mdbd.predict import predict_arrays, predict_files
-from mdbd.train import load_checkpoint, train
+from mdbd.checkpoint import load_checkpoint
+from mdbd.train import train
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import torch
 from mdbd.config import load_config
 from mdbd.errors import CheckpointError, ConfigError
 from mdbd.paths import REPO_ROOT
-from mdbd.train import CHECKPOINT_FORMAT, KILL_ENV, LOG_COLUMNS, DistInfo, atomic_write, load_checkpoint, train
+from mdbd.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from mdbd.train import KILL_ENV, LOG_COLUMNS, DistInfo, atomic_write, train
 from mdbd.weights import oxford_cache_path
 
 pytestmark = pytest.mark.slow
@@ -277,7 +278,7 @@ def test_too_few_images_for_one_batch(data_dir, tmp_path):
 
 
 def test_evaluate_checkpoint_scores_the_test_split(reference_run, data_dir):
-    from mdbd.train import evaluate_checkpoint
+    from mdbd.scoring import evaluate_checkpoint
 
     result = evaluate_checkpoint(reference_run / "last.pt", "synthetic", data_dir / "synth", bootstrap=0)
     table = result.table

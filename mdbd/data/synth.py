@@ -33,6 +33,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
 from mdbd.config import RunConfig, SynthConfig, load_config, synthetic_mask_origin
+from mdbd.data.locate import find_cuhk_gt
 from mdbd.data.readers import CUHK_SPLITS, read_mask
 from mdbd.errors import DataError
 
@@ -118,22 +119,6 @@ def sharp_sources() -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 # -- masks ---------------------------------------------------------------------------------------------
-
-def find_cuhk_gt(explicit: str | Path | None = None) -> Path | None:
-    """CUHK ground-truth folder: the explicit one, else $MDBD_SHARED_DATA/cuhk/gt, else data/cuhk/gt."""
-    from mdbd.paths import DATA_DIR, shared_data_root
-
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_dir():
-            raise DataError(f"CUHK ground-truth folder not found: {path}")
-        return path
-    shared = shared_data_root()
-    for cand in ([shared / "cuhk" / "gt"] if shared else []) + [DATA_DIR / "cuhk" / "gt"]:
-        if cand.is_dir() and any(cand.glob("out_of_focus*.png")):
-            return cand
-    return None
-
 
 def _cuhk_mask_paths(gt_root: Path, split: str) -> list[Path]:
     paths = [gt_root / f"out_of_focus{n:04d}.png" for n in CUHK_SPLITS[split]]

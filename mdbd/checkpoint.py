@@ -1,0 +1,62 @@
+"""Training checkpoints: the file format, reading it safely, and rebuilding the model it holds.
+
+    model, cfg_dict, meta = load_checkpoint("results/runs/.../last.pt", expected_preset="multianet")
+
+Kept apart from training (mdbd.train writes checkpoints) and prediction (mdbd.predict reads them), so that neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mdbd.errors import CheckpointError
+from mdbd.provenance import resolve_device
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
+        raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None, device: str | None = "cpu",
+                    ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """(model in eval mode, the run's config dict, meta: epoch, preset, backbone_source, code_version, device,
+    schedule, history...). CheckpointError for a missing or corrupt file or a preset other than `expected_preset`."""
+    from mdbd.model import PRESETS, build_model
+
+    state = read_checkpoint(path)
+    preset = state.get("preset")
+    if expected_preset is not None and preset != expected_preset:
+        raise CheckpointError(f"checkpoint {path} holds a {preset!r} model, not the requested preset "
+                              f"{expected_preset!r}")
+    if preset not in PRESETS:
+        raise CheckpointError(f"checkpoint {path} names preset {preset!r}, which this version of mdbd does not "
+                              f"know (presets: {', '.join(PRESETS)})")
+    model = build_model(preset, backbone_weights="none")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the {preset!r} model of this code version "
+                              f"({str(exc).splitlines()[0]})") from None
+    if hasattr(model, "backbone_source"):
+        model.backbone_source = state.get("backbone_source", model.backbone_source)
+    model.to(resolve_device(device)).eval()
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
+    return model, dict(state["config"]), meta

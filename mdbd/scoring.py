@@ -1,0 +1,50 @@
+"""Scoring a trained model on a dataset split: predict every image, score the maps with mdbd.evaluate.
+
+    result = evaluate_checkpoint("results/runs/.../last.pt", "cuhk", "data/cuhk", split="test")
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from mdbd.config import RunConfig
+from mdbd.errors import ConfigError
+from mdbd.provenance import device_name, resolve_device
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset: str,
+                        root: str | os.PathLike | None = None, split: str = "test", *, size: int | None = None,
+                        polarity: str | None = None, device: str | None = None, batch_size: int = 8,
+                        profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
+    """Predict every image of `dataset`/`split` at its original size and score the maps with
+    mdbd.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
+    device and seed as provenance. `size`: the network input side (default: the checkpoint's image_size)."""
+    from mdbd.data import open_dataset
+    from mdbd.evaluate import evaluate_maps
+    from mdbd.checkpoint import load_checkpoint
+    from mdbd.predict import predict_arrays
+
+    device = resolve_device(device)
+    if isinstance(checkpoint, torch.nn.Module):
+        model, cfg_dict = checkpoint, {}
+        if size is None:
+            raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
+    else:
+        model, cfg_dict, _ = load_checkpoint(checkpoint, device=device)
+    size = size or int(cfg_dict["image_size"])
+    if root is None:  # the run's own data folder for its dataset, else the dataset's default folder
+        same = cfg_dict.get("dataset") == dataset
+        root = (RunConfig(**cfg_dict) if same else RunConfig(dataset=dataset)).resolved_data_root()
+    pairs = open_dataset(dataset, root, split, polarity=polarity)
+    samples = [pairs[i] for i in range(len(pairs))]
+    preds = predict_arrays(model, [s.image for s in samples], size, device=device, batch_size=batch_size)
+    provenance = {"model": getattr(model, "preset", cfg_dict.get("preset")), "dataset": dataset, "split": split,
+                  "weights": str(getattr(model, "backbone_source", cfg_dict.get("backbone_weights"))),
+                  "profile": profile or cfg_dict.get("profile"), "device": device_name(device)}
+    # evaluate_maps records its `seed` (also the bootstrap's): the run's seed unless told otherwise
+    seed = seed if seed is not None else int(cfg_dict.get("seed", 0))
+    return evaluate_maps(preds, [s.mask for s in samples], ids=[s.id for s in samples], seed=seed,
+                         **evaluate_kwargs, **provenance)
