@@ -7,9 +7,13 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= laptop
+# The dataset of `make reproduce`: synthetic (embedded, no download), or cuhk / dut / folder with DATA_ROOT=DIR.
+DATASET ?= synthetic
+DATA_ROOT ?=
 STAMP := $(VENV)/.mdbd-installed
-# The real CUHK/DUT pieces, when a folder laid out like ../shared/data sits beside the repository.
-export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk),$(abspath ../shared/data),)
+# The real CUHK/DUT pieces, when a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
+# sits beside the repository.
+export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk-full),$(abspath ../shared/data),)
 
 .PHONY: install reproduce test lab bench
 
@@ -23,7 +27,7 @@ install: $(STAMP)
 
 reproduce: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
-	$(VENV)/bin/mdbd reproduce --profile $(PROFILE)
+	$(VENV)/bin/mdbd reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 # nbval runs papermill's smoke-parameterised copies of the notebooks (lax: every cell must run without error), then the
 # unit tests, which also check the tables that chain wrote under results/smoke/.

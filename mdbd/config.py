@@ -137,6 +137,13 @@ class RunConfig:
             return f"synthetic-{synthetic_mask_origin()}masks"
         return self.dataset
 
+    def results_label(self) -> str:
+        """The folder under results/<profile>/ that this run's tables and figures go to: the dataset label, and for
+        a generic folder dataset also the folder's name, so that two datasets never write into one folder."""
+        if self.dataset == "folder":
+            return f"folder-{self.resolved_data_root().name}"
+        return self.dataset_label()
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["crop_scale"] = list(self.crop_scale)
@@ -149,7 +156,7 @@ class RunConfig:
 
 def synthetic_mask_origin() -> str:
     """`cuhk` when real CUHK ground truth is available (its mask shapes are used), else `procedural`."""
-    from mdbd.data.synth import find_cuhk_gt
+    from mdbd.data.locate import find_cuhk_gt
 
     return "cuhk" if find_cuhk_gt() is not None else "procedural"
 

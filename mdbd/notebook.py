@@ -43,11 +43,25 @@ class NotebookContext:
 
     @property
     def results(self) -> Path:
-        return results_dir(self.profile)
+        """results/<profile>/<dataset>/: this notebook's tables and figures."""
+        return results_dir(self.profile, self.cfg.results_label())
+
+    def save_table(self, df, name: str, *, title: str, provenance: dict, **kwargs) -> dict[str, Path]:
+        """mdbd.report.save_table into this notebook's results folder."""
+        from mdbd.report import save_table
+
+        return save_table(df, name, profile=self.profile, dataset=self.cfg.results_label(), title=title,
+                          provenance=provenance, **kwargs)
+
+    def save_figure(self, fig, name: str, *, provenance: dict) -> dict[str, Path]:
+        """mdbd.report.save_figure into this notebook's results folder."""
+        from mdbd.report import save_figure
+
+        return save_figure(fig, name, profile=self.profile, dataset=self.cfg.results_label(), provenance=provenance)
 
     def provenance(self, **extra) -> dict:
         """The provenance fields every table and figure of this notebook carries."""
-        from mdbd.study import display_path
+        from mdbd.stages.common import display_path
 
         return {"profile": self.profile, "device": self.device_name, "seed": self.seed,
                 "weights": self.cfg.backbone_weights, "data_root": display_path(self.cfg.resolved_data_root()),

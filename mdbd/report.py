@@ -1,4 +1,4 @@
-"""Tables and figures under results/<profile>/, each with its provenance, and our numbers beside the paper's.
+"""Tables and figures under results/<profile>/<dataset>/, each with its provenance, and our numbers beside the paper's.
 
 Rules enforced here so that no notebook can forget them:
 - every table row carries dataset, split, protocol, profile, device, seed and weights columns;
@@ -25,9 +25,11 @@ QUOTED = "paper (quoted)"
 REAL_DATASETS = ("cuhk", "dut")
 
 
-def results_dir(profile: str) -> Path:
-    """results/<profile>/: `laptop` is the tracked reference set, `smoke` is scratch for tests, `paper` is for GPU runs."""
-    return RESULTS_DIR / profile
+def results_dir(profile: str, dataset: str) -> Path:
+    """results/<profile>/<dataset>/ (`dataset`: RunConfig.results_label()): results/laptop/cuhk is the tracked real
+    reference set, results/laptop/synthetic-* the no-download demo, results/smoke/* scratch for tests, results/paper/*
+    GPU runs. One folder per dataset, so a run on one dataset never overwrites another's tables."""
+    return RESULTS_DIR / profile / dataset
 
 
 def load_paper_tables(table: str | None = None) -> pd.DataFrame:
@@ -70,9 +72,9 @@ def beside_paper(ours: pd.DataFrame, table: str, *, paper_dataset: str) -> pd.Da
     return merged
 
 
-def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provenance: dict[str, Any],
+def save_table(df: pd.DataFrame, name: str, *, profile: str, dataset: str, title: str, provenance: dict[str, Any],
                required: Iterable[str] = ("dataset", "split", "profile", "device", "seed")) -> dict[str, Path]:
-    """Write results/<profile>/tables/<name>.csv and .md (title + provenance + table), atomically.
+    """Write results/<profile>/<dataset>/tables/<name>.csv and .md (title + provenance + table), atomically.
 
     Provenance fields are also added as constant columns where the frame lacks them, and the required ones must end up
     present, so a CSV read on its own still says where its numbers came from.
@@ -85,7 +87,7 @@ def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provena
     missing = [c for c in required if c not in out.columns]
     if missing:
         raise ConfigError(f"table {name!r} lacks provenance columns {missing}")
-    folder = results_dir(profile) / "tables"
+    folder = results_dir(profile, dataset) / "tables"
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
     atomic_write_text(csv_path, out.to_csv(index=False))
     lines = [f"# {title}", ""]
@@ -95,9 +97,9 @@ def save_table(df: pd.DataFrame, name: str, *, profile: str, title: str, provena
     return {"csv": csv_path, "md": md_path}
 
 
-def save_figure(fig, name: str, *, profile: str, provenance: dict[str, Any]) -> dict[str, Path]:
-    """Write results/<profile>/figures/<name>.png and .pdf plus <name>.json with the provenance."""
-    folder = results_dir(profile) / "figures"
+def save_figure(fig, name: str, *, profile: str, dataset: str, provenance: dict[str, Any]) -> dict[str, Path]:
+    """Write results/<profile>/<dataset>/figures/<name>.png and .pdf plus <name>.json with the provenance."""
+    folder = results_dir(profile, dataset) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for ext in ("png", "pdf"):

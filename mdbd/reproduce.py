@@ -1,6 +1,9 @@
-"""Run the numbered notebooks in order with papermill: `mdbd reproduce --profile smoke|laptop|paper`.
+"""Run the numbered notebooks in order with papermill: `mdbd reproduce --profile smoke|laptop|paper
+[--dataset synthetic|cuhk|dut|folder] [--data-root DIR]`.
 
-Executed copies go to results/executed/<profile>/; the runner stops at the first failing notebook, naming it and the cell,
+The dataset and its folder are passed to every notebook. Executed copies go to results/executed/<profile>/<dataset>/,
+tables and figures to results/<profile>/<dataset>/ (one folder per dataset: no dataset overwrites another's). The
+dataset is checked (layout, every image present and of its mask's size) before the first notebook starts; the runner stops at the first failing notebook, naming it and the cell,
 and ends by listing every table and figure the chain wrote.
 """
 
@@ -11,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
 from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
 from mdbd.report import results_dir
@@ -26,6 +29,7 @@ class NotebookFailed(MdbdError):
 @dataclass
 class ChainResult:
     profile: str
+    dataset: str = "synthetic"
     executed: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
@@ -38,23 +42,37 @@ def notebook_path(name: str) -> Path:
     return path
 
 
+def chain_config(profile: str, dataset: str = "synthetic", data_root: str | None = None) -> RunConfig:
+    """The configuration every notebook of the chain starts from (a ConfigError for a bad profile or dataset)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return load_config(profile, dataset=dataset, data_root=data_root)
+
+
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
-              out_dir: Path | None = None, prepare_only: bool = False, progress: bool = True) -> ChainResult:
-    """Execute (or, with `prepare_only`, only parameterise) the chain for `profile`."""
+              dataset: str = "synthetic", data_root: str | None = None, out_dir: Path | None = None,
+              prepare_only: bool = False, progress: bool = True) -> ChainResult:
+    """Execute (or, with `prepare_only`, only parameterise) the chain for `profile` on `dataset` (at `data_root`;
+    None: the dataset's default folder). Bad data is reported before the first notebook runs."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    from mdbd.stages.data import check_dataset
+
+    cfg = chain_config(profile, dataset, data_root)
     names = list(notebooks or NOTEBOOKS)
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ConfigError(f"unknown notebook(s) {unknown}; the chain is {', '.join(NOTEBOOKS)}")
-    out_dir = Path(out_dir) if out_dir else RESULTS_DIR / "executed" / profile
+    if not prepare_only:
+        check_dataset(cfg)
+    label = cfg.results_label()
+    out_dir = Path(out_dir) if out_dir else RESULTS_DIR / "executed" / profile / label
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    result = ChainResult(profile=profile)
-    parameters = {"profile": profile}
+    result = ChainResult(profile=profile, dataset=label)
+    # data_root as the user gave it (absolute or relative to the repository root): notebooks resolve it the same way
+    parameters = {"profile": profile, "dataset": dataset, "data_root": data_root}
     for name in names:
         source, target = notebook_path(name), out_dir / f"{name}.ipynb"
         if progress:
@@ -73,7 +91,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
         if progress:
             print(f"[mdbd reproduce] {name} done in {result.seconds[name]:.0f} s", flush=True)
     if not prepare_only:
-        result.outputs = sorted(p for p in results_dir(profile).rglob("*")
+        result.outputs = sorted(p for p in results_dir(profile, label).rglob("*")
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
                                 and p.stat().st_mtime >= started - 1 and "executed" not in p.parts)
     return result
@@ -81,7 +99,8 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
 
 def print_summary(result: ChainResult, stream=sys.stdout) -> None:
     total = sum(result.seconds.values())
-    print(f"\nmdbd reproduce --profile {result.profile}: {len(result.executed)} notebooks in {total / 60:.1f} min", file=stream)
+    print(f"\nmdbd reproduce --profile {result.profile} ({result.dataset}): {len(result.executed)} notebooks in "
+          f"{total / 60:.1f} min", file=stream)
     for name, sec in result.seconds.items():
         print(f"  {name:<14} {sec:7.1f} s", file=stream)
     print("Executed notebooks:", file=stream)

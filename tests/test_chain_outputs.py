@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mdbd.config import load_config
 from mdbd.paths import NOTEBOOKS_DIR, REPO_ROOT
 from mdbd.report import results_dir
 
@@ -25,7 +26,7 @@ def _newest_source_mtime() -> float:
 
 @pytest.fixture(scope="module")
 def smoke_results() -> Path:
-    folder = results_dir("smoke")
+    folder = results_dir("smoke", load_config("smoke").results_label())
     marker = folder / "tables" / "06_table_ii.csv"  # the last table of the chain
     figure = folder / "figures" / "07_visual.png"
     if not (marker.is_file() and figure.is_file() and figure.stat().st_mtime > _newest_source_mtime()):

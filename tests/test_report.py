@@ -47,20 +47,22 @@ def test_beside_paper_leaves_difference_empty_on_synthetic_data():
 def test_save_table_writes_csv_and_markdown_with_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
     df = pd.DataFrame({"method": ["a"], "value": [0.5]})
-    paths = report.save_table(df, "t", profile="smoke", title="T",
+    paths = report.save_table(df, "t", profile="smoke", dataset="synthetic", title="T",
                               provenance={"dataset": "synthetic", "split": "test", "device": "cpu", "seed": 0})
     back = pd.read_csv(paths["csv"])
     for col in ("dataset", "split", "profile", "device", "seed", "code_version"):
         assert col in back.columns
     assert paths["md"].read_text().startswith("# T")
-    assert not list((tmp_path / "smoke" / "tables").glob(".*tmp"))
+    assert paths["csv"] == tmp_path / "smoke" / "synthetic" / "tables" / "t.csv"
+    assert not list((tmp_path / "smoke" / "synthetic" / "tables").glob(".*tmp"))
 
 
 def test_save_table_refuses_missing_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
     with pytest.raises(ConfigError, match="lacks provenance columns"):
-        report.save_table(pd.DataFrame({"x": [1]}), "t", profile="smoke", title="T", provenance={"device": "cpu"})
-    assert not (tmp_path / "smoke" / "tables" / "t.csv").exists()
+        report.save_table(pd.DataFrame({"x": [1]}), "t", profile="smoke", dataset="cuhk", title="T",
+                          provenance={"device": "cpu"})
+    assert not (tmp_path / "smoke" / "cuhk" / "tables" / "t.csv").exists()
 
 
 def test_save_figure_writes_png_pdf_and_provenance(tmp_path, monkeypatch):
@@ -69,6 +71,6 @@ def test_save_figure_writes_png_pdf_and_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    paths = report.save_figure(fig, "f", profile="smoke", provenance={"dataset": "synthetic", "seed": 1})
+    paths = report.save_figure(fig, "f", profile="smoke", dataset="synthetic", provenance={"dataset": "synthetic", "seed": 1})
     assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["pdf"].read_bytes()[:4] == b"%PDF"
     assert json.loads(paths["json"].read_text())["seed"] == 1

@@ -35,6 +35,29 @@ def test_prepare_only_injects_the_profile(tmp_path):
     assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
 
 
+def test_prepare_only_injects_the_dataset_and_keeps_datasets_apart(tmp_path):
+    real = reproduce.run_chain("smoke", ["02_train"], dataset="cuhk", data_root=str(tmp_path / "cuhk"),
+                               prepare_only=True, progress=False)
+    synthetic = reproduce.run_chain("smoke", ["02_train"], prepare_only=True, progress=False)
+    assert real.executed[0].parent != synthetic.executed[0].parent
+    assert real.executed[0].parent.name == "cuhk" and synthetic.executed[0].parent.name.startswith("synthetic")
+    book = nbformat.read(real.executed[0], as_version=4)
+    injected = next(c for c in book.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'dataset = "cuhk"' in injected.source and str(tmp_path / "cuhk") in injected.source
+
+
+def test_bad_data_is_reported_before_any_notebook_runs(tmp_path):
+    from mdbd.errors import DataError
+
+    out = tmp_path / "executed"
+    with pytest.raises(DataError, match="not found"):
+        reproduce.run_chain("smoke", dataset="cuhk", data_root=str(tmp_path / "missing"), out_dir=out, progress=False)
+    (tmp_path / "dut").mkdir()
+    with pytest.raises(DataError, match="not a CUHK"):  # a folder that is not laid out as the dataset says
+        reproduce.run_chain("smoke", dataset="cuhk", data_root=str(tmp_path / "dut"), out_dir=out, progress=False)
+    assert not out.exists()
+
+
 def test_unknown_notebook_or_profile():
     with pytest.raises(ConfigError, match="unknown notebook"):
         reproduce.run_chain("smoke", ["99_nothing"], prepare_only=True)

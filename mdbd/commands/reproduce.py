@@ -8,8 +8,12 @@ from mdbd.config import PROFILES
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the numbered notebooks in order (papermill) for a profile")
     p.add_argument("--profile", default="laptop", choices=PROFILES)
+    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "cuhk", "dut", "folder"),
+                   help="the dataset every notebook runs on (default: the embedded synthetic benchmark)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="the dataset's folder (default: data/<dataset>); relative paths are taken from the repository")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
-    p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>)")
+    p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
     p.set_defaults(func=_run)
 
@@ -17,6 +21,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from mdbd.reproduce import print_summary, run_chain
 
-    result = run_chain(args.profile, args.only, out_dir=args.out, prepare_only=args.prepare_only)
+    result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
+                       prepare_only=args.prepare_only)
     print_summary(result)
     return 0

@@ -72,6 +72,17 @@ def _full_scale(mode: str, arr: np.ndarray) -> int:
     return 65535 if mode.startswith("I;16") or arr.max() > 255 else 255
 
 
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot decode {path}: corrupt or not an image ({exc})") from None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3). Grayscale is replicated to 3 channels, RGBA/LA drop alpha (composited on nothing:
     alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8)."""
@@ -162,6 +173,21 @@ class PairDataset(Sequence):
                 self.load_image(missing[0])
             except DataError as exc:
                 raise DataError(f"{len(missing)} of {len(self)} images missing; first: {exc}") from None
+
+    def verify(self) -> None:
+        """Every image present and of its mask's size, read from the file headers only (fast: no decoding), so that
+        a broken dataset is reported before any training or scoring starts. DataError naming the first bad file and
+        how many are bad."""
+        self.require_images()
+        bad = []
+        for image_path, mask_path in zip(self.image_paths, self.mask_paths):
+            image_size, mask_size = _header_size(image_path), _header_size(mask_path)
+            if image_size != mask_size:
+                bad.append((image_path, image_size, mask_path, mask_size))
+        if bad:
+            image_path, (iw, ih), mask_path, (mw, mh) = bad[0]
+            raise DataError(f"{len(bad)} of {len(self)} images differ in size from their masks in {self.name} "
+                            f"({self.split}); first: {image_path} is {iw}x{ih}, {mask_path} is {mw}x{mh}")
 
     def subset(self, indices: Sequence[int], split: str | None = None) -> "PairDataset":
         return PairDataset(self.name, split or self.split, self.root, [self.ids[k] for k in indices],

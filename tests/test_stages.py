@@ -1,10 +1,10 @@
-"""The study's table builders: Table I/III beside the paper, and the Table III ordering verdict."""
+"""The study's stages (mdbd.stages): Table I/III beside the paper, the Table III ordering verdict, shared helpers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd import study
+from mdbd.stages import ablation, comparison, common
 from mdbd.config import load_config
 from mdbd.model import PRESETS
 from mdbd.report import QUOTED
@@ -29,30 +29,30 @@ PAPER_MAE = {"hl": 0.132, "hl_ll": 0.101, "hl_ll_hca": 0.092, "hl_ll_hca_sa": 0.
 
 def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
     cfg = load_config("paper")
-    configs = study.ablation_configs(cfg)
+    configs = ablation.ablation_configs(cfg)
     assert len(configs) == 7 * len(cfg.ablation.seeds)
     assert len({c.resolved_run_dir() for c in configs}) == len(configs)
     assert all(c.epochs == cfg.epochs for c in configs)  # paper: ablation.epochs null -> the profile's
-    smoke = study.ablation_configs(load_config("smoke"))
+    smoke = ablation.ablation_configs(load_config("smoke"))
     assert all(c.epochs == load_config("smoke").ablation.epochs for c in smoke)
     # never the same folder as 02_train's run, whose schedule may differ
     assert load_config("smoke").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
 
 
 def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatch, tmp_path):
-    import mdbd.train
+    import mdbd.scoring
 
     seen = {}
-    monkeypatch.setattr(mdbd.train, "evaluate_checkpoint", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoint", lambda *args, **kwargs: seen.update(kwargs))
     cfg = load_config("smoke", dataset="folder", data_root=str(tmp_path), polarity="blur_white", device="cpu")
-    study.evaluate_run(tmp_path / "last.pt", cfg, bootstrap=0)
+    common.evaluate_run(tmp_path / "last.pt", cfg, bootstrap=0)
     assert seen["polarity"] == "blur_white"
 
 
 def test_ablation_table_puts_quoted_values_beside_ours_and_averages_seeds():
     a = _runs(PAPER_F, PAPER_MAE)
     b = _runs({k: v - 0.02 for k, v in PAPER_F.items()}, PAPER_MAE).assign(seed=1)
-    table = study.ablation_table(pd.concat([a, b]))
+    table = ablation.ablation_table(pd.concat([a, b]))
     row = table[(table["method"] == "multianet") & (table["metric"] == "fbeta")].iloc[0]
     assert row["value"] == pytest.approx(0.940) and row[QUOTED] == 0.950 and row["seeds"] == 2
     assert row["std"] == pytest.approx(np.std([0.95, 0.93], ddof=1))
@@ -62,19 +62,19 @@ def test_ablation_table_puts_quoted_values_beside_ours_and_averages_seeds():
 
 
 def test_ordering_verdict_reproduced_when_our_numbers_follow_the_paper():
-    verdict = study.ordering_verdict(study.ablation_table(_runs(PAPER_F, PAPER_MAE)))
+    verdict = ablation.ordering_verdict(ablation.ablation_table(_runs(PAPER_F, PAPER_MAE)))
     assert verdict["reproduced"]
     assert verdict["fbeta"]["spearman_with_paper"] == pytest.approx(1.0, abs=0.05)
     assert verdict["fbeta"]["rows_beating_hl"] == 6
-    assert "IS reproduced on the synthetic benchmark" in study.verdict_text(verdict, synthetic=True)
+    assert "IS reproduced on the synthetic benchmark" in ablation.verdict_text(verdict, synthetic=True)
 
 
 def test_ordering_verdict_not_reproduced_when_baseline_wins():
     f = dict(PAPER_F, hl=0.99)
-    verdict = study.ordering_verdict(study.ablation_table(_runs(f, PAPER_MAE)))
+    verdict = ablation.ordering_verdict(ablation.ablation_table(_runs(f, PAPER_MAE)))
     assert not verdict["reproduced"]
     assert verdict["fbeta"]["best_row"] == "hl" and verdict["fbeta"]["rows_beating_hl"] == 0
-    assert "NOT reproduced" in study.verdict_text(verdict, synthetic=False)
+    assert "NOT reproduced" in ablation.verdict_text(verdict, synthetic=False)
 
 
 def test_table_one_marks_quoted_only_rows_and_keeps_synthetic_apart():
@@ -84,7 +84,7 @@ def test_table_one_marks_quoted_only_rows_and_keeps_synthetic_apart():
             rows.append({"model": model, "protocol": protocol, "metric": metric, "value": value, "ci_low": value,
                          "ci_high": value, "dataset": "synthetic", "split": "test", "profile": "smoke",
                          "device": "cpu", "seed": 0, "weights": "x", "n_images": 8})
-    table = study.table_one(pd.DataFrame(rows), load_config("smoke"))
+    table = comparison.table_one(pd.DataFrame(rows), load_config("smoke"))
     ours = table[(table["method"] == "MultiANet (ours)") & (table["metric"] == "fbeta")].iloc[0]
     assert ours["value"] == 0.9 and ours[f"{QUOTED}: cuhk"] == 0.951 and ours[f"{QUOTED}: dut"] == 0.950
     assert pd.isna(ours["difference vs cuhk"])
@@ -97,6 +97,6 @@ def test_table_one_marks_quoted_only_rows_and_keeps_synthetic_apart():
 def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
     from mdbd.paths import REPO_ROOT
 
-    assert study.display_path(REPO_ROOT / "data" / "x") == "data/x"
+    assert common.display_path(REPO_ROOT / "data" / "x") == "data/x"
     monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
-    assert study.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"
+    assert common.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"

@@ -1,0 +1,101 @@
+"""01 data: prepare the dataset folder, its statistics, and figures of samples and of one augmented batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mdbd.config import RunConfig
+from mdbd.errors import DataError
+from mdbd.paths import DATA_DIR, shared_data_root
+from mdbd.stages.common import display_path, open_split
+
+
+def prepare_data(cfg: RunConfig, progress: bool = True) -> Path:
+    """The dataset folder of `cfg`: the synthetic benchmark is generated when missing or stale; real data must exist."""
+    if cfg.dataset == "synthetic":
+        from mdbd.data import ensure_synthetic
+
+        return ensure_synthetic(cfg, progress=progress)
+    check_dataset(cfg)
+    return cfg.resolved_data_root()
+
+
+def check_dataset(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> None:
+    """Real (or folder) data of `cfg` exists, is laid out as its dataset says, and every image of `splits` is there
+    with a mask of its own size: DataError naming the folder or file otherwise. Headers only, so it costs seconds,
+    and the chain calls it before any notebook runs (nothing half-written on bad data)."""
+    if cfg.dataset == "synthetic" and not cfg.data_root:
+        return  # generated on demand by prepare_data
+    root = cfg.resolved_data_root()
+    if not root.is_dir():
+        raise DataError(f"{cfg.dataset} data not found at {root}: run `mdbd data fetch --dataset {cfg.dataset}` "
+                        f"or set data_root to the folder laid out as documented in docs/data.md")
+    from mdbd.data.readers import available_splits
+
+    present = available_splits(cfg.dataset, root)
+    for split in splits:
+        if split not in present:
+            raise DataError(f"{cfg.dataset} data at {root} has no {split!r} split (it has {', '.join(present)})")
+        open_split(cfg, split).verify()
+
+
+def data_summary(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> pd.DataFrame:
+    """Per split: pairs, mean in-focus fraction, size range."""
+    from mdbd.data.readers import summarize
+
+    rows = []
+    for split in splits:
+        s = summarize(open_split(cfg, split))
+        rows.append({"dataset": cfg.dataset, "split": split, "pairs": s["pairs"],
+                     "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4),
+                     "height_range": f"{s['height_range'][0]}-{s['height_range'][1]}",
+                     "width_range": f"{s['width_range'][0]}-{s['width_range'][1]}", "root": display_path(s["root"])})
+    return pd.DataFrame(rows)
+
+
+def real_mask_statistics() -> pd.DataFrame | None:
+    """Mask statistics of the real CUHK defocus set in $MDBD_SHARED_DATA (or data/cuhk), or None when absent.
+
+    A polarity check that needs no images: after our inversion on load the in-focus fraction must be near 0.33."""
+    from mdbd.data import open_dataset
+    from mdbd.data.readers import summarize
+
+    for root in (shared_data_root() and shared_data_root() / "cuhk", DATA_DIR / "cuhk"):
+        if root and (root / "gt").is_dir():
+            rows = []
+            for split in ("train", "test"):
+                s = summarize(open_dataset("cuhk", root, split))
+                rows.append({"dataset": "cuhk (real masks)", "split": split, "pairs": s["pairs"],
+                             "images_present": s["images_present"],
+                             "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4),
+                             "root": display_path(root)})
+            return pd.DataFrame(rows)
+    return None
+
+
+def sample_figure(cfg: RunConfig, split: str = "train", n: int = 8):
+    from mdbd.plots import image_mask_grid
+
+    pairs = open_split(cfg, split)
+    samples = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(n, len(pairs))).astype(int)]
+    return image_mask_grid([s.image for s in samples], [s.mask for s in samples], [s.id for s in samples],
+                           title=f"{cfg.dataset} / {split}: images and masks (white = in focus)")
+
+
+def augmented_batch_figure(cfg: RunConfig, n: int = 6, epoch: int = 0):
+    """One training batch exactly as the loader produces it (flip, crop, resize, rotation)."""
+    from mdbd.data import TrainDataset
+    from mdbd.plots import image_mask_grid
+
+    ds = TrainDataset(open_split(cfg, "train"), cfg.image_size, augment=True, seed=cfg.seed,
+                      max_rotation_deg=cfg.max_rotation_deg, crop_scale=cfg.crop_scale)
+    ds.set_epoch(epoch)
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    images = [x.permute(1, 2, 0).numpy() for x, _ in items]
+    masks = [y[0].numpy() for _, y in items]
+    return image_mask_grid(images, masks, [f"#{i}" for i in range(len(items))],
+                           title=f"one augmented batch at {cfg.image_size}x{cfg.image_size} (epoch {epoch}, seed {cfg.seed})")

@@ -1,0 +1,71 @@
+"""02 training: train (or resume) one preset with a live loss plot, and set it beside the HL baseline trained with
+the same profile and beside a classical sharpness map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from mdbd.config import RunConfig
+from mdbd.stages.common import evaluate_run, headline, score_baselines
+
+
+class LiveLossPlot:
+    """A training callback that redraws the loss curve in a notebook after every epoch (no-op outside IPython)."""
+
+    def __init__(self, title: str = ""):
+        self.records: list[dict[str, Any]] = []
+        self.title = title
+        self._handle = None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        try:
+            from IPython.display import display
+        except ImportError:  # pragma: no cover
+            return
+        import matplotlib.pyplot as plt
+
+        from mdbd.plots import loss_curves
+
+        fig = loss_curves(pd.DataFrame(self.records), title=self.title)
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+
+
+def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | None = None):
+    """Train `cfg`, resuming an interrupted run of the same configuration; a finished run is returned as it is."""
+    from mdbd.train import train
+
+    return train(cfg, resume=True, progress=progress, callback=callback)
+
+
+def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] = ("hl",),
+                      baselines: Sequence[str] = ("laplacian",), bootstrap: int = 1000,
+                      ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`cfg`'s model beside other presets trained with the SAME profile and beside classical sharpness maps.
+
+    Headline rows (F_beta = protocol 1 max F, MAE) plus `beats_all`: whether `cfg.preset` is better than every
+    reference on that metric (higher F_beta, lower MAE). `ours`: the table evaluate_run already gave for `checkpoint`
+    (same `bootstrap`), so that it is not evaluated twice; None evaluates it here."""
+    if ours is None:
+        ours = evaluate_run(checkpoint, cfg, bootstrap=bootstrap).table
+    tables = [headline(ours)]
+    for preset in presets:
+        other = train_or_resume(cfg.replace(preset=preset), progress=False)
+        tables.append(headline(evaluate_run(other.checkpoint, other.config, bootstrap=bootstrap).table))
+    for result in score_baselines(cfg, baselines, "test", protocols=("sod",), bootstrap=bootstrap, progress=False):
+        tables.append(headline(result.table))
+    table = pd.concat(tables, ignore_index=True)
+    for metric, better in (("fbeta", max), ("mae", min)):
+        sub = table[table["metric"] == metric]
+        ours = sub[sub["method"] == cfg.preset]["value"].iloc[0]
+        others = sub[sub["method"] != cfg.preset]["value"]
+        wins = bool((ours > others).all()) if better is max else bool((ours < others).all())
+        table.loc[table["metric"] == metric, "beats_all"] = wins
+    return table
