@@ -25,3 +25,31 @@ def smoke_synthetic(tmp_path_factory) -> Path:
 
     return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "smoke-seed0", profile="smoke", seed=0,
                               progress=False, masks="procedural")
+
+
+#: Fixed, named real CUHK pairs for tests (nothing in the suite scales with the size of $MDBD_SHARED_DATA).
+#: 0016, 0080, 0088 and 0100 have an upper-case .JPG extension in the official archive.
+CUHK_TRAIN_IDS = tuple(f"out_of_focus{n:04d}" for n in (11, 16, 31, 35, 80, 88, 100, 150, 223, 284, 300, 450))
+CUHK_TEST_IDS = tuple(f"out_of_focus{n:04d}" for n in (605, 640, 670, 704))
+
+
+@pytest.fixture
+def cuhk_full(shared_data) -> Path:
+    """$MDBD_SHARED_DATA/cuhk-full (the 704 defocus pairs, official layout), or skip with the reason."""
+    root = shared_data / "cuhk-full"
+    if not (root / "gt").is_dir():
+        pytest.skip(f"the full CUHK set is not in {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cuhk_subset(tmp_path_factory) -> Path:
+    """A declared CUHK subset of the named pairs above (12 train, 4 test), copied once per session."""
+    from mdbd.data.subset import make_cuhk_subset
+    from mdbd.paths import shared_data_root
+
+    shared = shared_data_root()
+    if shared is None or not (shared / "cuhk-full" / "gt").is_dir():
+        pytest.skip("real CUHK images not available: set $MDBD_SHARED_DATA to a folder with cuhk-full/")
+    return make_cuhk_subset(shared / "cuhk-full", tmp_path_factory.mktemp("cuhk") / "subset",
+                            train=CUHK_TRAIN_IDS, test=CUHK_TEST_IDS)

@@ -299,17 +299,15 @@ def _max_f(maps: list[np.ndarray], gts: list[np.ndarray], beta2: float = 0.3) ->
 
 
 def _cuhk_pairs():
+    """Six named real pairs (two of them .JPG in the official archive), never the whole folder."""
+    from mdbd.data import open_dataset
+
     root = shared_data_root()
-    if root is None or not (root / "cuhk" / "image").is_dir():
-        pytest.skip("real CUHK images unavailable: set MDBD_SHARED_DATA to a folder with cuhk/image and cuhk/gt")
-    pairs = []
-    for img in sorted((root / "cuhk" / "image").glob("out_of_focus*.jpg")):
-        gt = root / "cuhk" / "gt" / f"{img.stem}.png"
-        if gt.exists():
-            pairs.append((img, gt))
-    if not pairs:
-        pytest.skip(f"no out_of_focus*.jpg with a ground-truth mask under {root / 'cuhk'}")
-    return pairs
+    if root is None or not (root / "cuhk-full" / "image").is_dir():
+        pytest.skip("real CUHK images unavailable: set MDBD_SHARED_DATA to a folder with cuhk-full/")
+    ds = open_dataset("cuhk", root / "cuhk-full", split="all")
+    names = [f"out_of_focus{n:04d}" for n in (11, 80, 88, 605, 640, 704)]
+    return [(ds.image_paths[ds.ids.index(s)], ds.mask_paths[ds.ids.index(s)]) for s in names]
 
 
 def test_protocol_one_helper_agrees_with_pysodmetrics():

@@ -46,11 +46,29 @@ def test_summary_default_root_finds_every_split(tmp_path, monkeypatch, capsys):
     assert lines["train"][1] == "3" and lines["test"][1] == "2" and lines["all"][1] == "5"
 
 
-def test_summary_real_cuhk(shared_data, capsys):
-    assert _run(["data", "summary", "--dataset", "cuhk", "--root", str(shared_data / "cuhk")]) == 0
+def test_summary_of_a_real_cuhk_subset(cuhk_subset, capsys):
+    import numpy as np
+    from PIL import Image
+
+    assert _run(["data", "summary", "--dataset", "cuhk", "--root", str(cuhk_subset)]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}
-    assert lines["train"][1] == "604" and lines["test"][1] == "100"
-    assert lines["all"][1] == "704" and abs(float(lines["all"][3]) - 0.33) < 0.02
+    assert lines["train"][1] == "12" and lines["test"][1] == "4" and lines["all"][1] == "16"
+    # the in-focus fraction after inversion equals the black fraction of Shi's files
+    black = [np.mean(np.asarray(Image.open(p).convert("L")) < 128) for p in sorted((cuhk_subset / "gt").iterdir())]
+    assert abs(float(lines["all"][3]) - np.mean(black)) < 1e-3
+
+
+def test_data_subset_command(cuhk_full, tmp_path, capsys):
+    out = tmp_path / "few"
+    assert _run(["data", "subset", "--root", str(cuhk_full), "--out", str(out), "--train", "3", "--test", "2"]) == 0
+    manifest = json.loads((out / "mdbd-subset.json").read_text())
+    assert manifest["splits"] == {"train": ["out_of_focus0001", "out_of_focus0303", "out_of_focus0604"],
+                                  "test": ["out_of_focus0605", "out_of_focus0704"]}
+    assert len(list((out / "image").iterdir())) == 5 and len(manifest["sha256"]) == 10
+    with pytest.raises(DataError, match="--test N or --test-ids"):
+        _run(["data", "subset", "--root", str(cuhk_full), "--out", str(tmp_path / "other"), "--train", "3"])
+    with pytest.raises(DataError, match="exists"):
+        _run(["data", "subset", "--root", str(cuhk_full), "--out", str(out), "--train", "3", "--test", "2"])
 
 
 def test_summary_real_dut_sample_layout(shared_data, capsys):

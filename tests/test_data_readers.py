@@ -98,20 +98,68 @@ def test_cuhk_rgba_mask_converted(tmp_path):
     assert out[:4].sum() == 0 and out[4:].all()
 
 
-def test_real_cuhk(shared_data):
-    ds = open_dataset("cuhk", shared_data / "cuhk", split="all")
-    assert len(ds) == 704 and ds.ids[0] == "out_of_focus0001"
-    present = [i for i, p in zip(ds.ids, ds.image_paths) if p is not None]
-    assert "out_of_focus0011" in present and len(present) == 7
-    k = ds.ids.index("out_of_focus0011")
-    image, mask, _ = ds[k]
-    assert image.shape[:2] == mask.shape and set(np.unique(mask)) <= {0, 1}
-    stats = summarize(ds)
-    assert stats["pairs"] == 704 and abs(stats["mean_infocus_fraction"] - 0.33) < 0.02
-    with pytest.raises(DataError, match="out_of_focus0001"):
-        ds[0]
-    zhao_like = open_dataset("cuhk", shared_data / "cuhk", split_file=shared_data / "cuhk_defusionnet_test100.txt")
-    assert zhao_like.ids == open_dataset("cuhk", shared_data / "cuhk", split="test").ids
+def test_real_cuhk_full_opens_in_official_order_with_either_extension_case(cuhk_full, shared_data):
+    ds = open_dataset("cuhk", cuhk_full, split="all")
+    assert len(ds) == 704 and ds.ids[:2] == ["out_of_focus0001", "out_of_focus0002"] and ds.ids[-1] == "out_of_focus0704"
+    assert ds.has_images  # every one of the 704 images is matched, whatever the case of its extension
+    assert ds.image_paths[ds.ids.index("out_of_focus0016")].suffix == ".JPG"
+    assert ds.image_paths[ds.ids.index("out_of_focus0015")].suffix == ".jpg"
+    listed = open_dataset("cuhk", cuhk_full, split_file=shared_data / "cuhk_defusionnet_test100.txt")
+    assert listed.ids == open_dataset("cuhk", cuhk_full, split="test").ids
+    zhao = open_dataset("cuhk", cuhk_full, split_file=shared_data / "cuhk_zhao_test100.txt")
+    assert len(zhao) == 100 and len(set(zhao.ids) & set(listed.ids)) == 20  # the README's overlap
+
+
+def test_real_cuhk_masks_are_inverted_on_load(cuhk_full):
+    """Named pairs only: image and mask of one size, mask binary, and 1 = in focus = black in Shi's files."""
+    ds = open_dataset("cuhk", cuhk_full, split="all")
+    for sid in ("out_of_focus0011", "out_of_focus0080", "out_of_focus0605", "out_of_focus0704"):
+        image, mask, _ = ds[ds.ids.index(sid)]
+        raw = np.asarray(Image.open(cuhk_full / "gt" / f"{sid}.png").convert("L"))
+        assert image.shape[:2] == mask.shape == raw.shape and set(np.unique(mask)) <= {0, 1}
+        assert np.array_equal(mask.astype(bool), raw < 128)
+
+
+def test_cuhk_subset_declares_its_splits(cuhk_subset):
+    from conftest import CUHK_TEST_IDS, CUHK_TRAIN_IDS
+
+    train, test = open_dataset("cuhk", cuhk_subset, split="train"), open_dataset("cuhk", cuhk_subset, split="test")
+    assert tuple(train.ids) == CUHK_TRAIN_IDS and tuple(test.ids) == CUHK_TEST_IDS
+    assert len(open_dataset("cuhk", cuhk_subset, split="all")) == len(CUHK_TRAIN_IDS) + len(CUHK_TEST_IDS)
+    assert available_splits("cuhk", cuhk_subset) == ["train", "test"]
+    train.verify()
+    test.verify()
+    with pytest.raises(DataError, match="subset declared"):
+        open_dataset("cuhk", cuhk_subset, split="val")
+
+
+def test_cuhk_subset_bad_input(cuhk_full, tmp_path):
+    from mdbd.data.subset import make_cuhk_subset
+
+    with pytest.raises(DataError, match="out_of_focus0999"):
+        make_cuhk_subset(cuhk_full, tmp_path / "s", train=["out_of_focus0011"], test=["out_of_focus0999"])
+    with pytest.raises(DataError, match="both train and test"):
+        make_cuhk_subset(cuhk_full, tmp_path / "s", train=["out_of_focus0011"], test=["out_of_focus0011"])
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s-*"))
+    out = make_cuhk_subset(cuhk_full, tmp_path / "s", train=["out_of_focus0011"], test=["out_of_focus0605"])
+    (out / "image" / "out_of_focus0605.jpg").unlink()
+    with pytest.raises(DataError, match="out_of_focus0605"):
+        open_dataset("cuhk", out, split="test").verify()
+    (out / "mdbd-subset.json").write_text("{not json")
+    with pytest.raises(DataError, match="corrupt CUHK subset manifest"):
+        open_dataset("cuhk", out, split="test")
+
+
+def test_verify_names_missing_images_and_a_mask_of_another_size(fake_cuhk):
+    test = open_dataset("cuhk", fake_cuhk, split="test")
+    with pytest.raises(DataError, match=r"98 of 100 images missing; first: .*out_of_focus0606"):
+        test.verify()
+    present = test.subset([test.ids.index("out_of_focus0605"), test.ids.index("out_of_focus0700")])
+    present.verify()
+    path = present.mask_paths[1]
+    Image.fromarray(np.zeros((3, 5), np.uint8)).save(path)
+    with pytest.raises(DataError, match=rf"1 of 2 images differ in size.*{path.name}"):
+        present.verify()
 
 
 # -- DUT ------------------------------------------------------------------------------------------------

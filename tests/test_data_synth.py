@@ -104,9 +104,9 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path):
         generate_synthetic(tmp_path / "mine", synth=SynthConfig(2, 1, 32), progress=False, masks="procedural")
 
 
-def test_cuhk_masks_used_when_available(shared_data, tmp_path):
+def test_cuhk_masks_used_when_available(cuhk_full, tmp_path):
     root = generate_synthetic(tmp_path / "c", synth=SynthConfig(4, 2, 64), progress=False,
-                              cuhk_gt_root=shared_data / "cuhk" / "gt")
+                              cuhk_gt_root=cuhk_full / "gt")
     manifest = json.loads((root / "dataset.json").read_text())
     assert manifest["mask_origin"] == "cuhk"
     train_masks = [int(s["mask"][-4:]) for s in manifest["samples"]["train"]]

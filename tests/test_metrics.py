@@ -82,12 +82,11 @@ def test_sod_float_maps_take_the_same_path_as_uint8():
         assert ra[key] == pytest.approx(rb[key], abs=1e-12)
 
 
-def test_sod_equals_pysodmetrics_on_real_cuhk_masks(shared_data):
+def test_sod_equals_pysodmetrics_on_real_cuhk_masks(cuhk_full):
     from PIL import Image
     from scipy.ndimage import gaussian_filter
 
-    files = sorted((shared_data / "cuhk" / "gt").glob("out_of_focus06[0-9][0-9].png"))[:8]
-    assert len(files) == 8, f"expected CUHK masks under {shared_data / 'cuhk' / 'gt'}"
+    files = [cuhk_full / "gt" / f"out_of_focus{n:04d}.png" for n in range(605, 613)]  # 8 named masks
     rng = np.random.default_rng(0)
     pairs = []
     for path in files:

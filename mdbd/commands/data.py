@@ -29,6 +29,16 @@ def register(sub) -> None:
     m.add_argument("--polarity", default=None, choices=POLARITIES, help="folder datasets")
     m.set_defaults(func=_summary)
 
+    b = cmds.add_parser("subset", help="copy a few named (or evenly spaced) CUHK pairs into a declared subset folder")
+    b.add_argument("--root", required=True, help="a CUHK folder in the official layout (image/ + gt/)")
+    b.add_argument("--out", required=True, help="the subset folder to write")
+    b.add_argument("--train", type=int, default=None, help="this many training pairs, evenly spaced over 0001..0604")
+    b.add_argument("--test", type=int, default=None, help="this many test pairs, evenly spaced over 0605..0704")
+    b.add_argument("--train-ids", nargs="+", default=None, metavar="ID", help="or name them (out_of_focusNNNN)")
+    b.add_argument("--test-ids", nargs="+", default=None, metavar="ID")
+    b.add_argument("--overwrite", action="store_true")
+    b.set_defaults(func=_subset)
+
     f = cmds.add_parser("fetch", help="download/unpack CUHK (official address) or DUT (an archive you give)")
     f.add_argument("--dataset", required=True, choices=("cuhk", "dut"))
     f.add_argument("--archive", default=None, help="DUT archive: a path or URL (required for dut)")
@@ -79,6 +89,22 @@ def _summary(args) -> int:
         total = sum(r["pairs"] for r in rows)
         mean = sum(r["mean_infocus_fraction"] * r["pairs"] for r in rows) / total
         print(f"{'all':<{w}}{total:>7}{sum(r['images_present'] for r in rows):>8}{mean:>10.3f}")
+    return 0
+
+
+def _subset(args) -> int:
+    from mdbd.data.readers import open_cuhk
+    from mdbd.data.subset import evenly_spaced, make_cuhk_subset
+    from mdbd.errors import DataError
+    from mdbd.paths import resolve
+
+    picked = {}
+    for split, count, ids in (("train", args.train, args.train_ids), ("test", args.test, args.test_ids)):
+        if (count is None) == (ids is None):
+            raise DataError(f"give either --{split} N or --{split}-ids")
+        picked[split] = ids or evenly_spaced(open_cuhk(args.root, split=split).ids, count)
+    out = make_cuhk_subset(args.root, resolve(args.out), picked["train"], picked["test"], overwrite=args.overwrite)
+    print(f"CUHK subset ({len(picked['train'])} train, {len(picked['test'])} test) written to {out}")
     return 0
 
 

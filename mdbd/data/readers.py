@@ -39,6 +39,7 @@ CUHK_DEFOCUS_COUNT = 704
 CUHK_TRAIN = range(1, 605)  # the DeFusionNet / MultiANet split
 CUHK_TEST = range(605, 705)
 CUHK_SPLITS = {"train": CUHK_TRAIN, "test": CUHK_TEST}
+SUBSET_MANIFEST = "mdbd-subset.json"  # a CUHK-layout folder holding a declared subset (mdbd.data.subset)
 _CUHK_NAME = re.compile(r"^(out_of_focus|motion)(\d{4})$", re.IGNORECASE)
 
 DUT_LAYOUTS = {  # split -> candidate (image folder, mask folder) pairs, first found wins
@@ -275,24 +276,46 @@ def _cuhk_defocus_files(folder: Path, exts: tuple[str, ...]) -> dict[int, Path]:
     return found
 
 
+def read_cuhk_subset_manifest(root: Path) -> dict[str, list[int]] | None:
+    """The splits of a declared CUHK subset folder (written by mdbd.data.subset), by image number; None for a full
+    folder. A declared subset is how a handful of real images is opened as `cuhk` (smoke runs on real data); missing
+    files of the official splits stay an error everywhere else."""
+    path = root / SUBSET_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        splits = manifest["splits"]
+        return {name: _cuhk_numbers(list(ids), path) for name, ids in splits.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"corrupt CUHK subset manifest {path}: {exc}") from None
+
+
+def _cuhk_split_numbers(root: Path, split: str, split_file: str | Path | None) -> tuple[list[int], str]:
+    if split_file is not None:
+        numbers = _cuhk_numbers(_read_split_file(Path(split_file)), Path(split_file))
+        return numbers, (Path(split_file).stem if split in ("train", "test", "all") else split)
+    declared = read_cuhk_subset_manifest(root)
+    splits = declared if declared is not None else {name: list(r) for name, r in CUHK_SPLITS.items()}
+    if split in splits:
+        return list(splits[split]), split
+    if split == "all":
+        return [n for name in ("train", "test") for n in splits.get(name, [])], split
+    where = f"the subset declared in {root / SUBSET_MANIFEST} has {', '.join(splits)}" if declared is not None \
+        else "use train (0001..0604), test (0605..0704), all"
+    raise DataError(f"unknown CUHK split {split!r}: {where}, or a list file (split_file)")
+
+
 def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | None = None) -> PairDataset:
-    """Shi's CUHK defocus set (the 704 out_of_focus pairs; motion-blur files ignored). Ground truth inverted on load."""
+    """Shi's CUHK defocus set (the 704 out_of_focus pairs; motion-blur files ignored). Ground truth inverted on load.
+    A folder with a subset manifest (mdbd.data.subset) is opened with the splits it declares."""
     root = _cuhk_root(Path(root))
     gt_dir, image_dir = root / "gt", root / "image"
     masks = _cuhk_defocus_files(gt_dir, MASK_EXTS)
     images = _cuhk_defocus_files(image_dir, IMAGE_EXTS) if image_dir.is_dir() else {}
     if not masks:
         raise DataError(f"empty CUHK ground-truth folder: no out_of_focusNNNN.png in {gt_dir}")
-    if split_file is not None:
-        numbers = _cuhk_numbers(_read_split_file(Path(split_file)), Path(split_file))
-        split = Path(split_file).stem if split in ("train", "test", "all") else split
-    elif split in CUHK_SPLITS:
-        numbers = list(CUHK_SPLITS[split])
-    elif split == "all":
-        numbers = list(CUHK_TRAIN) + list(CUHK_TEST)
-    else:
-        raise DataError(f"unknown CUHK split {split!r}: use train (0001..0604), test (0605..0704), all, "
-                        f"or a list file (split_file)")
+    numbers, split = _cuhk_split_numbers(root, split, split_file)
     missing = [n for n in numbers if n not in masks]
     if missing:
         raise DataError(f"missing mask {gt_dir / f'out_of_focus{missing[0]:04d}.png'} "
@@ -391,7 +414,8 @@ def available_splits(name: str, root: str | Path | None = None) -> list[str]:
     the split subfolders (train, val, test first), or ["test"] for a flat folder."""
     root = Path(dataset_root(name, root))
     if name == "cuhk":
-        return list(CUHK_SPLITS)
+        declared = read_cuhk_subset_manifest(root) if root.is_dir() else None
+        return list(declared if declared is not None else CUHK_SPLITS)
     if name == "dut":
         return [s for s in DUT_LAYOUTS if _find_dut_layout(root, s) is not None]
     order = {"train": 0, "val": 1, "test": 2}

@@ -10,7 +10,6 @@ import pandas as pd
 
 from mdbd.config import RunConfig
 from mdbd.errors import DataError
-from mdbd.paths import DATA_DIR, shared_data_root
 from mdbd.stages.common import display_path, open_split
 
 
@@ -57,24 +56,35 @@ def data_summary(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> p
     return pd.DataFrame(rows)
 
 
-def real_mask_statistics() -> pd.DataFrame | None:
-    """Mask statistics of the real CUHK defocus set in $MDBD_SHARED_DATA (or data/cuhk), or None when absent.
+#: masks read per split for the polarity check of a synthetic run: bounded, so it never scales with the real data
+POLARITY_CHECK_MASKS = 50
 
-    A polarity check that needs no images: after our inversion on load the in-focus fraction must be near 0.33."""
+
+def real_mask_statistics(cfg: RunConfig) -> pd.DataFrame | None:
+    """A polarity check that needs no images: the in-focus fraction of real CUHK masks after our inversion on load,
+    which must be near 0.33 (Shi's files are white = blurred). On a cuhk run: its own masks, every one; otherwise
+    POLARITY_CHECK_MASKS evenly spaced masks per split of the CUHK folder found ($MDBD_SHARED_DATA/cuhk-full or
+    data/cuhk); None when there is none."""
     from mdbd.data import open_dataset
+    from mdbd.data.locate import find_cuhk_root
     from mdbd.data.readers import summarize
+    from mdbd.data.subset import evenly_spaced
 
-    for root in (shared_data_root() and shared_data_root() / "cuhk", DATA_DIR / "cuhk"):
-        if root and (root / "gt").is_dir():
-            rows = []
-            for split in ("train", "test"):
-                s = summarize(open_dataset("cuhk", root, split))
-                rows.append({"dataset": "cuhk (real masks)", "split": split, "pairs": s["pairs"],
-                             "images_present": s["images_present"],
-                             "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4),
-                             "root": display_path(root)})
-            return pd.DataFrame(rows)
-    return None
+    own = cfg.dataset == "cuhk"
+    root = cfg.resolved_data_root() if own else find_cuhk_root()
+    if root is None:
+        return None
+    rows = []
+    for split in ("train", "test"):
+        pairs = open_dataset("cuhk", root, split)
+        if not own and len(pairs) > POLARITY_CHECK_MASKS:
+            keep = set(evenly_spaced(pairs.ids, POLARITY_CHECK_MASKS))
+            pairs = pairs.subset([k for k, sid in enumerate(pairs.ids) if sid in keep])
+        s = summarize(pairs)
+        rows.append({"dataset": "cuhk (real masks)", "split": split, "pairs": s["pairs"],
+                     "images_present": s["images_present"],
+                     "mean_infocus_fraction": round(s["mean_infocus_fraction"], 4), "root": display_path(root)})
+    return pd.DataFrame(rows)
 
 
 def sample_figure(cfg: RunConfig, split: str = "train", n: int = 8):
