@@ -22,6 +22,7 @@ from mdbd.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper")
+DATASETS = ("synthetic", "cuhk", "dut", "folder")
 
 
 @dataclass
@@ -48,7 +49,12 @@ class RunConfig:
     dataset: str = "synthetic"  # synthetic | cuhk | dut | folder
     data_root: str | None = None  # None: the dataset's default folder under data/
     polarity: str = "infocus_white"  # folder datasets only: infocus_white | blur_white
-    image_size: int = 320  # training (and network input) size, square
+    image_size: int = 320  # training input size, square
+    # Training crops are cut from a square copy of each image of side `source_size` (None: 1.25 x image_size, so a
+    # crop covers 60-100% of the image, crop_scale). A larger source with a small crop_scale trains on patches at a
+    # finer scale than the whole image resized to image_size: the same cost per step, more of the image's detail.
+    source_size: int | None = None
+    eval_size: int | None = None  # network input side for validation, prediction and scoring (None: image_size)
     synth: SynthConfig = field(default_factory=SynthConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     # model
@@ -89,7 +95,7 @@ class RunConfig:
     def validate(self) -> None:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
-        if self.dataset not in ("synthetic", "cuhk", "dut", "folder"):
+        if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
         if self.polarity not in ("infocus_white", "blur_white"):
             raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
@@ -98,6 +104,10 @@ class RunConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.image_size % 2:
             raise ConfigError(f"image_size must be even, got {self.image_size}")
+        for name in ("source_size", "eval_size"):
+            value = getattr(self, name)
+            if value is not None and (value < 16 or value % 2):
+                raise ConfigError(f"{name} must be an even number >= 16 (or null), got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in ("poly", "constant"):
@@ -117,6 +127,14 @@ class RunConfig:
         if self.dataset == "synthetic":
             return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
         return DATA_DIR / self.dataset
+
+    def resolved_source_size(self) -> int:
+        from mdbd.data.cache import cache_side
+
+        return self.source_size or cache_side(self.image_size)
+
+    def resolved_eval_size(self) -> int:
+        return self.eval_size or self.image_size
 
     def resolved_run_dir(self) -> Path:
         from mdbd.paths import RESULTS_DIR, resolve
@@ -183,12 +201,26 @@ def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
 
 
 def load_config(profile: str = "smoke", **overrides: Any) -> RunConfig:
-    """The profile's YAML, then `overrides` field by field (None leaves a field as the profile has it)."""
+    """The profile's YAML, then its `datasets: {<dataset>: {...}}` section for the run's dataset, then `overrides`
+    field by field (None leaves a field as the profile has it).
+
+    The per-dataset section is how one profile declares settings that differ between the synthetic benchmark and
+    real photographs (e.g. the laptop profile's input size and which VGG blocks train on real CUHK); the resolved
+    configuration, not the section, is what runs and what every checkpoint and result records."""
     path = PROFILES_DIR / f"{profile}.yaml"
     if profile not in PROFILES or not path.is_file():
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     base = yaml.safe_load(path.read_text()) or {}
     base["profile"] = profile
+    per_dataset = base.pop("datasets", None) or {}
+    unknown = sorted(set(per_dataset) - set(DATASETS))
+    if unknown:
+        raise ConfigError(f"{path}: datasets section names unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+    dataset = overrides.get("dataset") or base.get("dataset", "synthetic")
+    section = per_dataset.get(dataset) or {}
+    if "dataset" in section:
+        raise ConfigError(f"{path}: the datasets.{dataset} section cannot set the dataset itself")
+    base = _apply(base, section).to_dict() if section else base
     return _apply(base, overrides)
 
 

@@ -81,3 +81,19 @@ def test_synthetic_variants_never_share_a_folder(monkeypatch, tmp_path):
         folders[origin] = (cfg.resolved_data_root(), cfg.resolved_run_dir())
     assert folders["cuhk"][0] != folders["procedural"][0] and folders["cuhk"][1] != folders["procedural"][1]
     assert folders["cuhk"][0].name == "smoke-seed0-cuhkmasks"
+
+
+def test_a_profile_declares_per_dataset_settings_and_explicit_overrides_win(tmp_path, monkeypatch):
+    from mdbd import config
+
+    (tmp_path / "smoke.yaml").write_text("image_size: 64\nepochs: 2\n"
+                                         "datasets:\n  cuhk: {image_size: 96, freeze_backbone_blocks: 3}\n")
+    monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
+    synthetic, cuhk = config.load_config("smoke"), config.load_config("smoke", dataset="cuhk")
+    assert (synthetic.image_size, synthetic.freeze_backbone_blocks) == (64, 0)
+    assert (cuhk.image_size, cuhk.freeze_backbone_blocks, cuhk.epochs) == (96, 3, 2)
+    assert config.load_config("smoke", dataset="cuhk", image_size=128).image_size == 128
+    assert "datasets" not in cuhk.to_dict()  # what runs is the resolved configuration
+    (tmp_path / "smoke.yaml").write_text("datasets:\n  imagenet: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match="imagenet"):
+        config.load_config("smoke")
