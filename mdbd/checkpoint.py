@@ -21,6 +21,11 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
 
 
+def inference_size(cfg_dict: dict[str, Any]) -> int:
+    """The network input side a checkpoint predicts at: its eval_size, else (older runs, or None) its image_size."""
+    return int(cfg_dict.get("eval_size") or cfg_dict["image_size"])
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

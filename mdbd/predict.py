@@ -112,7 +112,7 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
     Every input is decoded before anything is predicted, so a corrupt image fails the call early (DataError naming
     it). `preset`: CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
     from mdbd.data.readers import read_image
-    from mdbd.checkpoint import load_checkpoint
+    from mdbd.checkpoint import inference_size, load_checkpoint
 
     files = expand_image_paths(image_paths)
     if not files:
@@ -123,7 +123,7 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
     model, cfg, _ = load_checkpoint(checkpoint, expected_preset=preset, device=device)
-    size = int(size or cfg["image_size"])
+    size = int(size or inference_size(cfg))
     # decode every input before writing anything (a many-chunk call decodes twice rather than hold all in memory)
     first = [read_image(f) for f in files[:chunk]]
     for f in files[chunk:]:

@@ -21,10 +21,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
                         profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
     """Predict every image of `dataset`/`split` at its original size and score the maps with
     mdbd.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
-    device and seed as provenance. `size`: the network input side (default: the checkpoint's image_size)."""
+    device and seed as provenance. `size`: the network input side (default: the checkpoint's eval_size, else image_size)."""
     from mdbd.data import open_dataset
     from mdbd.evaluate import evaluate_maps
-    from mdbd.checkpoint import load_checkpoint
+    from mdbd.checkpoint import inference_size, load_checkpoint
     from mdbd.predict import predict_arrays
 
     device = resolve_device(device)
@@ -34,7 +34,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
             raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
     else:
         model, cfg_dict, _ = load_checkpoint(checkpoint, device=device)
-    size = size or int(cfg_dict["image_size"])
+    size = size or inference_size(cfg_dict)
     if root is None:  # the run's own data folder for its dataset, else the dataset's default folder
         same = cfg_dict.get("dataset") == dataset
         root = (RunConfig(**cfg_dict) if same else RunConfig(dataset=dataset)).resolved_data_root()

@@ -201,11 +201,20 @@ class EpochTaggedSampler(torch.utils.data.Sampler):
         return len(self.sampler)
 
 
-def _train_dataset(cfg: RunConfig, pairs, augment: bool):
+def _train_dataset(cfg: RunConfig, pairs):
+    """Training samples at image_size: augmented crops of the source_size squares (or whole images, augment off)."""
     from mdbd.data import TrainDataset
 
-    return TrainDataset(pairs, cfg.image_size, augment=augment, seed=cfg.seed,
-                        max_rotation_deg=cfg.max_rotation_deg, crop_scale=tuple(cfg.crop_scale))
+    return TrainDataset(pairs, cfg.image_size, augment=cfg.augment, seed=cfg.seed,
+                        max_rotation_deg=cfg.max_rotation_deg, crop_scale=tuple(cfg.crop_scale),
+                        source_side=cfg.resolved_source_size() if cfg.augment else None)
+
+
+def _val_dataset(cfg: RunConfig, pairs):
+    """Whole validation images at eval_size, the network input side the study scores at."""
+    from mdbd.data import TrainDataset
+
+    return TrainDataset(pairs, cfg.resolved_eval_size(), augment=False, seed=cfg.seed)
 
 
 # -- model and schedule -----------------------------------------------------------------------------------
@@ -340,8 +349,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     ckpt_path = run_dir / CHECKPOINT_NAME
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
-    train_set = _train_dataset(cfg, train_pairs, augment=cfg.augment)
-    val_set = _train_dataset(cfg, val_pairs, augment=False) if info.is_main else None
+    train_set = _train_dataset(cfg, train_pairs)
+    val_set = _val_dataset(cfg, val_pairs) if info.is_main else None
 
     local_batch = cfg.batch_size // info.world_size
     # Every rank draws the same permutation (seed + epoch); rank r takes positions r, r+W, ... so global batch k is
@@ -407,7 +416,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                  "code_version": code_version(), "device": device_name(device),
                  "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule,
                  "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
-                 "image_size": cfg.image_size}
+                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size()}
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         net.train()

@@ -110,3 +110,21 @@ def test_cache_needs_images(tmp_path):
     pairs = open_dataset("folder", tmp_path, polarity="infocus_white")
     with pytest.raises(DataError, match="missing"):
         load_or_build(pairs, 8, tmp_path / "cache")
+
+
+def test_patch_training_crops_a_larger_source_and_validates_whole_images_at_eval_size(smoke_synthetic, tmp_path,
+                                                                                      monkeypatch):
+    from mdbd.checkpoint import inference_size
+    from mdbd.config import load_config
+    from mdbd.data import open_dataset
+    from mdbd.train import _train_dataset, _val_dataset
+
+    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)  # the uint8 cache goes to a temporary folder
+    cfg = load_config("smoke", image_size=32, source_size=80, eval_size=48, crop_scale=(0.1, 0.2))
+    pairs = open_dataset("synthetic", smoke_synthetic, "train")
+    train, val = _train_dataset(cfg, pairs), _val_dataset(cfg, pairs)
+    assert train.cached.images.shape[1:3] == (80, 80) and train[0][0].shape == (3, 32, 32)
+    assert val[0][0].shape == (3, 48, 48) and val.params(0).crop_side == 1.0
+    assert train.params(0).crop_side <= 0.45  # a patch of at most sqrt(0.2) of the source side
+    assert inference_size(cfg.to_dict()) == 48 and inference_size({"image_size": 32}) == 32
+    assert load_config("smoke").resolved_source_size() == 80  # default: 1.25 x 64, rounded up to a multiple of 8

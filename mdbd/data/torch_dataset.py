@@ -34,14 +34,16 @@ class TrainDataset(Dataset):
 
     def __init__(self, pairs: PairDataset, size: int, augment: bool = True, seed: int = 0,
                  max_rotation_deg: float = 10.0, crop_scale: tuple[float, float] = (0.6, 1.0),
-                 cache_dir: str | Path | None = None, persist_cache: bool = True, progress: bool = False):
+                 cache_dir: str | Path | None = None, persist_cache: bool = True, progress: bool = False,
+                 source_side: int | None = None):
         lo, hi = crop_scale
         if not 0 < lo <= hi <= 1:
             raise DataError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {crop_scale}")
         self.pairs, self.size, self.augment, self.seed = pairs, int(size), augment, int(seed)
         self.max_rotation_deg, self.crop_scale = float(max_rotation_deg), (float(lo), float(hi))
         self.epoch = 0
-        self.cached = load_or_build(pairs, cache_side(self.size), cache_dir, persist_cache, progress)
+        # source_side: the cached square crops are cut from (default a bit larger than `size`: whole-image crops)
+        self.cached = load_or_build(pairs, source_side or cache_side(self.size), cache_dir, persist_cache, progress)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

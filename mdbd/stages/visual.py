@@ -15,7 +15,7 @@ def visual_rows(cfg: RunConfig, checkpoints: dict[str, Path], baselines: Sequenc
                 n: int = 4, split: str = "test") -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """Rows for a Fig. 5-7 style grid: image, baselines, each checkpoint's map, ground truth."""
     from mdbd.predict import predict_arrays
-    from mdbd.checkpoint import load_checkpoint
+    from mdbd.checkpoint import inference_size, load_checkpoint
 
     pairs = open_split(cfg, split)
     idx = np.linspace(0, len(pairs) - 1, min(n, len(pairs))).astype(int)
@@ -26,7 +26,7 @@ def visual_rows(cfg: RunConfig, checkpoints: dict[str, Path], baselines: Sequenc
         maps[BASELINE_LABELS.get(name, name)] = [all_baselines[name][i] for i in idx]
     for label, ckpt in checkpoints.items():
         model, saved, _ = load_checkpoint(ckpt, device=cfg.device)
-        maps[label] = predict_arrays(model, [s.image for s in samples], int(saved["image_size"]), device=cfg.device)
+        maps[label] = predict_arrays(model, [s.image for s in samples], inference_size(saved), device=cfg.device)
     columns = ["image", *maps.keys(), "ground truth"]
     rows = []
     for k, s in enumerate(samples):
