@@ -49,11 +49,28 @@ def chain_config(profile: str, dataset: str = "synthetic", data_root: str | None
     return load_config(profile, dataset=dataset, data_root=data_root)
 
 
+def declared_parameters(name: str) -> set[str]:
+    """The names assigned in a notebook's tagged parameters cell."""
+    import ast
+
+    import nbformat
+
+    book = nbformat.read(notebook_path(name), as_version=4)
+    cells = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+    names: set[str] = set()
+    for cell in cells:
+        names |= {t.id for stmt in ast.parse(cell.source).body if isinstance(stmt, ast.Assign)
+                  for t in stmt.targets if isinstance(t, ast.Name)}
+    return names
+
+
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
               dataset: str = "synthetic", data_root: str | None = None, out_dir: Path | None = None,
-              prepare_only: bool = False, progress: bool = True) -> ChainResult:
+              params: dict | None = None, prepare_only: bool = False, progress: bool = True) -> ChainResult:
     """Execute (or, with `prepare_only`, only parameterise) the chain for `profile` on `dataset` (at `data_root`;
-    None: the dataset's default folder). Bad data is reported before the first notebook runs."""
+    None: the dataset's default folder). `params`: further notebook parameters, each given to the notebooks whose
+    parameters cell declares it (a name no selected notebook declares is a ConfigError). Bad data is reported
+    before the first notebook runs."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -64,6 +81,11 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ConfigError(f"unknown notebook(s) {unknown}; the chain is {', '.join(NOTEBOOKS)}")
+    params = dict(params or {})
+    declared = {name: declared_parameters(name) for name in names}
+    undeclared = sorted(k for k in params if not any(k in d for d in declared.values()))
+    if undeclared:
+        raise ConfigError(f"notebook parameter(s) {undeclared} are declared by none of {', '.join(names)}")
     if not prepare_only:
         check_dataset(cfg)
     label = cfg.results_label()
@@ -78,8 +100,9 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
         if progress:
             print(f"[mdbd reproduce] {name} (profile {profile}) ...", flush=True)
         t0 = time.time()
+        own = {**parameters, **{k: v for k, v in params.items() if k in declared[name]}}
         try:
-            pm.execute_notebook(str(source), str(target), parameters=parameters, prepare_only=prepare_only,
+            pm.execute_notebook(str(source), str(target), parameters=own, prepare_only=prepare_only,
                                 cwd=str(NOTEBOOKS_DIR), progress_bar=False,
                                 log_output=False, stdout_file=None, stderr_file=None)
         except PapermillExecutionError as exc:

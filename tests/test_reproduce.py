@@ -46,6 +46,16 @@ def test_prepare_only_injects_the_dataset_and_keeps_datasets_apart(tmp_path):
     assert 'dataset = "cuhk"' in injected.source and str(tmp_path / "cuhk") in injected.source
 
 
+def test_further_parameters_go_to_the_notebooks_that_declare_them(tmp_path):
+    result = reproduce.run_chain("smoke", ["02_train", "05_curves"], out_dir=tmp_path, prepare_only=True,
+                                 progress=False, params={"epochs": 3})
+    sources = {p.stem: next(c.source for c in nbformat.read(p, as_version=4).cells
+                            if "injected-parameters" in c.metadata.get("tags", [])) for p in result.executed}
+    assert "epochs = 3" in sources["02_train"] and "epochs" not in sources["05_curves"]
+    with pytest.raises(ConfigError, match="declared by none"):
+        reproduce.run_chain("smoke", ["05_curves"], out_dir=tmp_path, prepare_only=True, params={"epochs": 3})
+
+
 def test_bad_data_is_reported_before_any_notebook_runs(tmp_path):
     from mdbd.errors import DataError
 

@@ -12,6 +12,9 @@ def register(sub) -> None:
                    help="the dataset every notebook runs on (default: the embedded synthetic benchmark)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="the dataset's folder (default: data/<dataset>); relative paths are taken from the repository")
+    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="further notebook parameters (YAML values), given to the notebooks that declare them, "
+                        "e.g. --param attention_scale=none")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
@@ -21,7 +24,9 @@ def register(sub) -> None:
 def _run(args) -> int:
     from mdbd.reproduce import print_summary, run_chain
 
+    from mdbd.config import parse_overrides
+
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
-                       prepare_only=args.prepare_only)
+                       params=parse_overrides(args.param), prepare_only=args.prepare_only)
     print_summary(result)
     return 0
