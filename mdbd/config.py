@@ -73,6 +73,8 @@ class RunConfig:
     max_rotation_deg: float = 10.0
     crop_scale: tuple[float, float] = (0.6, 1.0)
     # bookkeeping
+    # epochs between validations (and always after the last epoch); 0 = never validate during training: the study
+    # scores every run right after training anyway, and a CPU profile should not predict the test set twice
     val_every: int = 1
     checkpoint_every: int = 1  # epochs between writes of run_dir/last.pt (and always after the last epoch)
     seed: int = 0
@@ -99,9 +101,11 @@ class RunConfig:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
         if self.polarity not in ("infocus_white", "blur_white"):
             raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
-        for name in ("image_size", "epochs", "batch_size", "val_every", "checkpoint_every"):
+        for name in ("image_size", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.val_every < 0:
+            raise ConfigError(f"val_every must be >= 0 (0: no validation during training), got {self.val_every!r}")
         if self.image_size % 2:
             raise ConfigError(f"image_size must be even, got {self.image_size}")
         for name in ("source_size", "eval_size"):

@@ -350,7 +350,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
     train_set = _train_dataset(cfg, train_pairs)
-    val_set = _val_dataset(cfg, val_pairs) if info.is_main else None
+    val_set = _val_dataset(cfg, val_pairs) if info.is_main and cfg.val_every else None
 
     local_batch = cfg.batch_size // info.world_size
     # Every rank draws the same permutation (seed + epoch); rank r takes positions r, r+W, ... so global batch k is
@@ -452,7 +452,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                                   "images_per_s": total_seen / seconds, "seconds": seconds,
                                   "val_loss": math.nan, "val_fmax": math.nan, "val_mae": math.nan}
         if info.is_main:
-            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 record.update(validate(model, val_set, device, cfg, batch_size=max(local_batch, 8)))
             history.append(record)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:

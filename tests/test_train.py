@@ -287,3 +287,13 @@ def test_evaluate_checkpoint_scores_the_test_split(reference_run, data_dir):
                           ("profile", "smoke")):
         assert column in table.columns and (table[column] == value).all(), column
     assert not math.isnan(float(table.select_dtypes("number").iloc[0].dropna().iloc[0]))
+
+
+def test_val_every_zero_trains_without_validating(data_dir, tmp_path, monkeypatch):
+    import mdbd.train
+
+    calls = []
+    monkeypatch.setattr(mdbd.train, "validate", lambda *a, **k: calls.append(1) or {})
+    result = train(_tiny_cfg(data_dir, tmp_path / "r", epochs=1, val_every=0), progress=False)
+    assert calls == [] and result.log["val_fmax"].isna().all() and result.metrics == {}
+    assert result.checkpoint.is_file()
