@@ -9,16 +9,20 @@ imports the other.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mdbd.errors import CheckpointError
+from mdbd.errors import CheckpointError, ConfigError
 from mdbd.provenance import resolve_device
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
+# Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
+# older checkpoints hold, and what it means.
+LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then")}
 
 
 def inference_size(cfg_dict: dict[str, Any]) -> int:
@@ -37,7 +41,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
         raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    _fill_legacy_config(state, path)
     return state
+
+
+def _fill_legacy_config(state: dict[str, Any], path: Path) -> None:
+    """Give a checkpoint written before a model field existed that field's old meaning, with a warning naming the
+    file, so that it loads (and resumes) as the model it holds."""
+    config = state.setdefault("config", {})
+    for key, (value, meaning) in LEGACY_CONFIG_DEFAULTS.items():
+        if key not in config:
+            config[key] = value
+            warnings.warn(f"{path}: checkpoint written before the {key} option existed (not in its config); "
+                          f"loaded as {key}={value!r} ({meaning})", stacklevel=3)
 
 
 def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None, device: str | None = "cpu",
@@ -54,7 +70,11 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
     if preset not in PRESETS:
         raise CheckpointError(f"checkpoint {path} names preset {preset!r}, which this version of mdbd does not "
                               f"know (presets: {', '.join(PRESETS)})")
-    model = build_model(preset, backbone_weights="none")
+    config = state["config"]
+    try:
+        model = build_model(preset, backbone_weights="none", attention_scale=config["attention_scale"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path}: its configuration does not fit this code version ({exc})") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -64,4 +84,4 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
         model.backbone_source = state.get("backbone_source", model.backbone_source)
     model.to(resolve_device(device)).eval()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
-    return model, dict(state["config"]), meta
+    return model, dict(config), meta

@@ -23,6 +23,9 @@ from mdbd.errors import ConfigError
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper")
 DATASETS = ("synthetic", "cuhk", "dut", "folder")
+# Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
+# a configuration is checked without importing the model
+ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class RunConfig:
     # model
     preset: str = "multianet"
     backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
+    attention_scale: str = "none"  # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
     # optimisation (the paper: cross-entropy, Adam, lr 4e-4, batch 6)
     epochs: int = 2
     batch_size: int = 6
@@ -116,6 +120,9 @@ class RunConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in ("poly", "constant"):
             raise ConfigError(f"lr_schedule must be poly or constant, got {self.lr_schedule!r}")
+        if self.attention_scale not in ATTENTION_SCALES:
+            raise ConfigError(f"attention_scale must be one of {', '.join(ATTENTION_SCALES)} (none = the paper's eq. 1), "
+                              f"got {self.attention_scale!r}")
         if not 0 <= self.freeze_backbone_blocks <= 5:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
         lo, hi = self.crop_scale

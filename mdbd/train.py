@@ -368,7 +368,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         raise ConfigError(f"the {cfg.dataset} training split at {data_root} has {len(train_set)} images, fewer than "
                           f"one batch of {cfg.batch_size}; lower batch_size or add images")
 
-    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights)
+    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale)
     if cfg.freeze_backbone_blocks:
         model.freeze_backbone_blocks(cfg.freeze_backbone_blocks)
     model.to(device)

@@ -53,3 +53,20 @@ def cuhk_subset(tmp_path_factory) -> Path:
         pytest.skip("real CUHK images not available: set $MDBD_SHARED_DATA to a folder with cuhk-full/")
     return make_cuhk_subset(shared / "cuhk-full", tmp_path_factory.mktemp("cuhk") / "subset",
                             train=CUHK_TRAIN_IDS, test=CUHK_TEST_IDS)
+
+
+@pytest.fixture(scope="session")
+def tiny_multianet(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, synthetic data root) of a 2-epoch multianet run (attention_scale none) at 32 px on 6 synthetic
+    images, one step per epoch: after step 2, alpha is non-zero. A few seconds."""
+    import mdbd.paths
+    from mdbd.config import load_config
+    from mdbd.train import train
+
+    data = tmp_path_factory.mktemp("tiny-multianet")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mdbd.paths, "DATA_DIR", data)
+        cfg = load_config("smoke", preset="multianet", backbone_weights="none", image_size=32, epochs=2,
+                          batch_size=6, data_root=str(data / "synth"), run_dir=str(data / "run"),
+                          **{"synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 40})
+        return train(cfg, progress=False).checkpoint, data / "synth"

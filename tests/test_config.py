@@ -32,6 +32,7 @@ def test_overrides_field_by_field_and_sections():
     ({"image_size": 65}, "image_size must be even"),
     ({"lr": -1.0}, "lr must be > 0"),
     ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"attention_scale": "1/n"}, "attention_scale must be one of none, n, sqrt_n, cosine .*got '1/n'"),
     ({"no_such_field": 1}, "unknown configuration field 'no_such_field'"),
     ({"synth.colour": 1}, "unknown field 'synth.colour'"),
 ])

@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mdbd.errors import ConfigError, WeightsError
 from mdbd.model import (
+    ATTENTION_SCALES,
     PRESETS,
     ChannelAttention,
     ModelSpec,
@@ -70,6 +71,28 @@ def test_preset_forward_backward_and_modules(preset):
     for attention in (model.hca, model.lca):
         if attention is not None:  # alpha starts at 0 but must receive a gradient
             assert attention.alpha.grad is not None and attention.alpha.grad.abs() > 0
+
+
+@pytest.mark.parametrize("scale", ATTENTION_SCALES)
+def test_every_attention_scale_runs_forward_and_backward_at_an_odd_size(scale):
+    torch.manual_seed(0)
+    model = build_model("multianet", attention_scale=scale)
+    assert model.attention_scale == scale and model.hca.scale == scale and model.lca.scale == scale
+    x = torch.rand(1, 3, 97, 131)
+    logits = model(x)
+    assert logits.shape == (1, 1, 97, 131) and torch.isfinite(logits).all()
+    F.binary_cross_entropy_with_logits(logits, (x[:, :1] > 0.5).float()).backward()
+    for attention in (model.hca, model.lca):
+        assert attention.alpha.grad is not None and attention.alpha.grad.abs() > 0
+    # only the cosine form has a parameter besides alpha (its temperature): one more per module
+    extra = sum(p.numel() for name, p in model.named_parameters() if name.endswith("log_temperature"))
+    assert extra == (2 if scale == "cosine" else 0)
+    assert count_parameters(model) == count_parameters(build_model("multianet")) + extra
+
+
+def test_unknown_attention_scale_is_named():
+    with pytest.raises(ConfigError, match="'1/n'"):
+        build_model("multianet", attention_scale="1/n")
 
 
 def test_parameter_counts():

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mdbd.config import ATTENTION_SCALES
+from mdbd.errors import ConfigError
 
 
 def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
@@ -17,27 +21,75 @@ def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
-class ChannelAttention(nn.Module):
-    """Eq. 1-2: Y_j = alpha * sum_i a_ji X_i + X_j, with A = row-softmax of the C x C Gram matrix X X^T.
+# ATTENTION_SCALES (defined in mdbd.config): how the channel-attention energies x_j . x_i are scaled before eq. 1's
+# softmax.
+# - "none": unscaled, eq. 1 literally (the paper's form, and DANet's code). With post-ReLU features the energies are
+#   sums over N = H*W positions, so the softmax is one-hot in practice.
+# - "n": divided by N, i.e. the mean over positions of x_j(p) x_i(p) (an energy of order 1).
+# - "sqrt_n": divided by sqrt(N), the transformer's 1/sqrt(d) with d = N.
+# - "cosine": the cosine similarity of the two channel vectors times a learnable temperature tau > 0, as in Swin
+#   Transformer V2's scaled cosine attention: tau = exp(t), t initialised to log(10) and clamped at log(100).
+COSINE_INITIAL_TEMPERATURE = 10.0  # Swin V2's initial logit scale: energies in [-10, 10]
+COSINE_MAX_TEMPERATURE = 100.0  # Swin V2's clamp: the learnt temperature stays bounded
 
-    Parameter-free apart from `alpha` (initialised to 0, so the module starts as the identity). The Gram matrix
-    and the softmax are computed in fp32 even under bf16 autocast: the entries are sums over all N = H*W
-    positions, far beyond bf16's 8-bit mantissa.
+
+def check_attention_scale(scale: str) -> str:
+    if scale not in ATTENTION_SCALES:
+        raise ConfigError(f"unknown attention_scale {scale!r}; choose one of {', '.join(ATTENTION_SCALES)} "
+                          "(none = eq. 1 as the paper writes it)")
+    return scale
+
+
+class ChannelAttention(nn.Module):
+    """Eq. 1-2: Y_j = alpha * sum_i a_ji X_i + X_j, with A = row-softmax of the C x C energies.
+
+    The energies are the Gram matrix X X^T scaled as `scale` says (ATTENTION_SCALES; "none" is eq. 1 literally).
+    Parameter-free apart from `alpha` (initialised to 0, so the module starts as the identity whatever the scale)
+    and, for "cosine", the log-temperature. The energies and the softmax are computed in fp32 even under bf16
+    autocast: unscaled entries are sums over all N = H*W positions, far beyond bf16's 8-bit mantissa.
+
+    `softmax` is a submodule only so that its input (the energies) and output (A) can be observed by forward
+    hooks, e.g. by mdbd.model.diagnostics; it has no state.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scale: str = "none") -> None:
         super().__init__()
+        self.scale = check_attention_scale(scale)
         self.alpha = nn.Parameter(torch.zeros(1))
+        if scale == "cosine":
+            self.log_temperature = nn.Parameter(torch.tensor([math.log(COSINE_INITIAL_TEMPERATURE)]))
+        self.softmax = nn.Softmax(dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale!r}"
+
+    def temperature(self) -> torch.Tensor | None:
+        """tau of the cosine form (fp32 scalar tensor), None for the other scales."""
+        if self.scale != "cosine":
+            return None
+        return self.log_temperature.float().clamp(max=math.log(COSINE_MAX_TEMPERATURE)).exp()
+
+    def energies(self, x: torch.Tensor) -> torch.Tensor:
+        """The scaled energies (B, C, C), fp32, before the softmax; call under autocast disabled."""
+        flat = x.reshape(x.shape[0], x.shape[1], -1).float()
+        if self.scale == "cosine":
+            flat = F.normalize(flat, dim=-1)  # an all-zero channel stays zero: cosine 0 with every channel
+        energy = torch.bmm(flat, flat.transpose(1, 2))
+        if self.scale == "n":
+            energy = energy / flat.shape[-1]
+        elif self.scale == "sqrt_n":
+            energy = energy / math.sqrt(flat.shape[-1])
+        elif self.scale == "cosine":
+            energy = energy * self.temperature()
+        return energy
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """A with shape (B, C, C), fp32; A[b, j, i] = a_ji, so each row j sums to 1."""
-        flat = x.reshape(x.shape[0], x.shape[1], -1)
         with _autocast_disabled(x.device.type):
-            flat = flat.float()
-            energy = torch.bmm(flat, flat.transpose(1, 2))
+            energy = self.energies(x)
             # Subtracting the row max does not change eq. 1 and keeps exp() finite (large N gives huge energies).
             energy = energy - energy.amax(dim=-1, keepdim=True)
-            return torch.softmax(energy, dim=-1)
+            return self.softmax(energy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attention = self.attention_map(x)

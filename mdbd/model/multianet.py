@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdbd.errors import ConfigError
-from mdbd.model.attention import ChannelAttention, SpatialAttention
+from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
 from mdbd.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
@@ -122,6 +122,8 @@ class MultiANet(nn.Module):
     """VGG-16 + high-level (HL) and optional low-level (LL) branches with HCA, LCA and SA switches.
 
     Input: float RGB in [0, 1], (B, 3, H, W), any H, W >= 16. Output: logits (B, 1, H, W).
+    `attention_scale` scales the energies of both channel-attention modules (mdbd.model.attention.ATTENTION_SCALES;
+    "none" is the paper's eq. 1).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class MultiANet(nn.Module):
         sa_channels: int = 64,
         sa_dilations: Sequence[int] = (2, 4),
         fuse_channels: int = 32,
+        attention_scale: str = "none",
     ) -> None:
         super().__init__()
         if (lca or spatial_attention) and not low_level:
@@ -150,6 +153,7 @@ class MultiANet(nn.Module):
             raise ConfigError(f"sa_dilations must be two rates >= 1, got {sa_dilations!r}")
         switches = {"low_level": bool(low_level), "hca": bool(hca), "lca": bool(lca),
                     "spatial_attention": bool(spatial_attention)}
+        self.attention_scale = check_attention_scale(attention_scale)  # of HCA and LCA (ATTENTION_SCALES)
         self.spec = spec_for_switches(switches)
         self.preset = self.spec.name
         self.backbone_source = "none (random initialisation)"
@@ -162,12 +166,12 @@ class MultiANet(nn.Module):
         c1, c2, c3, c4, c5 = TAP_CHANNELS
         self.hl_reduce = UpsampleConcatConv((c3, c4, c5), hl_channels)
         self.hl_norm = _group_norm(hl_channels)
-        self.hca = ChannelAttention() if hca else None
+        self.hca = ChannelAttention(attention_scale) if hca else None
         self.hl_head = nn.Sequential(nn.Conv2d(hl_channels, head_channels, 3, padding=1), nn.ReLU(inplace=True))
         if low_level:
             self.ll_reduce = UpsampleConcatConv((c1, c2), ll_channels)
             self.ll_norm = _group_norm(ll_channels)
-            self.lca = ChannelAttention() if lca else None
+            self.lca = ChannelAttention(attention_scale) if lca else None
             self.sa = SpatialAttention(hl_channels, sa_channels, tuple(int(d) for d in sa_dilations)) \
                 if spatial_attention else None
             self.fuse_reduce = UpsampleConcatConv((ll_channels, head_channels), fuse_channels)
@@ -235,11 +239,11 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def build_model(preset: str = "multianet", backbone_weights: str = "none", **switch_overrides: Any) -> MultiANet:
-    """A preset (Table III row) with optional constructor overrides, its backbone initialised from
-    `backbone_weights` ("none", "oxford", "torchvision" or a .pth path; see mdbd.weights)."""
+    """A preset (Table III row) with optional constructor overrides (switches, widths, `attention_scale`), its
+    backbone initialised from `backbone_weights` ("none", "oxford", "torchvision" or a .pth path; see mdbd.weights)."""
     spec = get_spec(preset)
     allowed = set(SWITCHES) | {"hl_channels", "ll_channels", "head_channels", "sa_channels", "sa_dilations",
-                               "fuse_channels"}
+                               "fuse_channels", "attention_scale"}
     unknown = sorted(set(switch_overrides) - allowed)
     if unknown:
         raise ConfigError(f"unknown MultiANet option(s) {', '.join(map(repr, unknown))}; "

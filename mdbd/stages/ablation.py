@@ -102,3 +102,22 @@ def verdict_text(verdict: dict[str, Any], synthetic: bool) -> str:
             if verdict["reproduced"] else "The paper's ordering of Table III is NOT reproduced")
     where = " on the synthetic benchmark (not on DUT, where the paper measured it)" if synthetic else ""
     return f"{head}{where}.\n" + "\n".join(lines)
+
+
+def attention_diagnostics(cfg: RunConfig, n_images: int = 3, size: int | None = None) -> pd.DataFrame:
+    """The attention statistics (mdbd.model.diagnostics) of the ablation's full model, the multianet run of
+    `ablation_configs` (first seed), on the first `n_images` test images with their masks (for the gradient of one
+    BCE step), at `size` (default: the run's training size). Tidy: one row per image x module x statistic."""
+    from mdbd.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from mdbd.model.diagnostics import attention_statistics
+    from mdbd.stages.common import open_split
+
+    run_cfg = next(c for c in ablation_configs(cfg) if c.preset == "multianet")
+    checkpoint = run_cfg.resolved_run_dir() / CHECKPOINT_NAME
+    model, saved, meta = load_checkpoint(checkpoint, expected_preset="multianet", device=cfg.device)
+    pairs = open_split(run_cfg, "test")
+    samples = [pairs[i] for i in range(min(n_images, len(pairs)))]
+    return attention_statistics(model, [s.image for s in samples], [s.mask for s in samples],
+                                ids=[s.id for s in samples], size=size or run_cfg.image_size, device=cfg.device or "cpu",
+                                checkpoint=display_path(checkpoint), epoch=meta.get("epoch"), dataset=run_cfg.dataset,
+                                split="test", seed=run_cfg.seed, weights=str(model.backbone_source))
