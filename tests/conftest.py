@@ -66,7 +66,8 @@ def tiny_multianet(tmp_path_factory) -> tuple[Path, Path]:
     data = tmp_path_factory.mktemp("tiny-multianet")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mdbd.paths, "DATA_DIR", data)
-        cfg = load_config("smoke", preset="multianet", backbone_weights="none", image_size=32, epochs=2,
+        cfg = load_config("smoke", preset="multianet", backbone_weights="none", attention_scale="none", image_size=32,
+                          epochs=2,
                           batch_size=6, data_root=str(data / "synth"), run_dir=str(data / "run"),
                           **{"synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 40})
         return train(cfg, progress=False).checkpoint, data / "synth"

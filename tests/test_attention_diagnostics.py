@@ -98,7 +98,7 @@ def test_with_attention_scale_keeps_the_weights():
     from mdbd.model import build_model
 
     torch.manual_seed(0)
-    model = build_model("multianet")
+    model = build_model("multianet", attention_scale="none")
     with torch.no_grad():
         model.hca.alpha.fill_(0.25)
     cosine = with_attention_scale(model, "cosine")

@@ -46,9 +46,14 @@ def cosine_run(tmp_path_factory, data_dir) -> Path:
         return train(cfg, progress=False).checkpoint
 
 
-def test_default_is_the_papers_form():
-    assert load_config("smoke").attention_scale == "none"
-    assert all(load_config(p).attention_scale == "none" for p in ("laptop", "paper"))
+def test_every_profile_and_the_model_use_the_declared_default_and_the_papers_form_stays_available():
+    from mdbd.config import DEFAULT_ATTENTION_SCALE
+    from mdbd.model import build_model
+
+    assert DEFAULT_ATTENTION_SCALE == "cosine"
+    assert all(load_config(p).attention_scale == DEFAULT_ATTENTION_SCALE for p in ("smoke", "laptop", "paper"))
+    assert build_model("multianet").attention_scale == DEFAULT_ATTENTION_SCALE
+    assert build_model("multianet", attention_scale="none").hca.scale == "none"
 
 
 def test_checkpoint_records_the_scale_and_loads_that_model(cosine_run):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdbd.config import DEFAULT_ATTENTION_SCALE
 from mdbd.errors import ConfigError
 from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
@@ -138,7 +139,7 @@ class MultiANet(nn.Module):
         sa_channels: int = 64,
         sa_dilations: Sequence[int] = (2, 4),
         fuse_channels: int = 32,
-        attention_scale: str = "none",
+        attention_scale: str = DEFAULT_ATTENTION_SCALE,
     ) -> None:
         super().__init__()
         if (lca or spatial_attention) and not low_level:

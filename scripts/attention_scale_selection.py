@@ -1,0 +1,79 @@
+"""Issue 13's evidence for the default attention_scale: MultiANet trained with each channel-attention scale on a
+held-out split of Shi's TRAINING images (0001-0544 train, 0545-0604 validation; the test split 0605-0704 is never
+used to choose), laptop profile (its cuhk settings), seed 0, scored on the 60 validation images under protocol 1
+(in focus positive, GT size, 1000 bootstrap resamples), plus the trained alphas and temperatures.
+
+    .venv/bin/python scripts/attention_scale_selection.py --cuhk $MDBD_SHARED_DATA/cuhk-full [--concurrent 2]
+
+Writes results/laptop/cuhk/tables/13_attention_scale_selection.csv (and .md). About 15 min per scale on 2 cores
+(two at once with --concurrent 2, one thread each). Finished runs in results/runs/ are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HOLDOUT_TRAIN = [f"out_of_focus{n:04d}" for n in range(1, 545)]
+HOLDOUT_VAL = [f"out_of_focus{n:04d}" for n in range(545, 605)]
+
+
+def _one(scale: str, root: str, threads: int):
+    import torch
+
+    from mdbd.config import load_config
+    from mdbd.paths import RESULTS_DIR
+    from mdbd.scoring import evaluate_checkpoint
+    from mdbd.train import train
+
+    torch.set_num_threads(threads)
+    run_dir = RESULTS_DIR / "runs" / "laptop" / "attention-selection" / f"multianet-{scale}-seed0"
+    cfg = load_config("laptop", dataset="cuhk", data_root=root, attention_scale=scale, run_dir=str(run_dir),
+                      device="cpu")
+    started = time.perf_counter()
+    result = train(cfg, resume=True, progress=False)
+    scores = evaluate_checkpoint(result.checkpoint, "cuhk", root, "test", protocols=("sod",), bootstrap=1000)
+    table = scores.table[scores.table["metric"].isin(["max_f", "mae"])].copy()
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"]
+    learnt = {k: float(v.flatten()[0]) for k, v in state.items() if k.endswith(("alpha", "log_temperature"))}
+    table["attention_scale"] = scale
+    table["hca_alpha"], table["lca_alpha"] = learnt.get("hca.alpha"), learnt.get("lca.alpha")
+    table["train_seconds"] = float(result.log["seconds"].sum())
+    table["wall_seconds"] = time.perf_counter() - started
+    return table
+
+
+def main() -> int:
+    import pandas as pd
+
+    from mdbd.data.subset import make_cuhk_subset
+    from mdbd.paths import DATA_DIR
+    from mdbd.report import save_table
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")
+    parser.add_argument("--scales", nargs="+", default=["none", "n", "sqrt_n", "cosine"])
+    parser.add_argument("--concurrent", type=int, default=1)
+    args = parser.parse_args()
+    holdout = DATA_DIR / "cuhk-holdout"
+    if not holdout.is_dir():
+        make_cuhk_subset(args.cuhk, holdout, train=HOLDOUT_TRAIN, test=HOLDOUT_VAL)
+    threads = 1 if args.concurrent > 1 else 2
+    with ProcessPoolExecutor(args.concurrent) as pool:
+        tables = list(pool.map(_one, args.scales, [str(holdout)] * len(args.scales), [threads] * len(args.scales)))
+    table = pd.concat(tables, ignore_index=True)
+    table["split"] = "holdout validation 0545-0604 (from the training split)"
+    cols = ["attention_scale", "metric", "value", "ci_low", "ci_high", "hca_alpha", "lca_alpha", "train_seconds"]
+    table = table[cols + [c for c in table.columns if c not in cols]]
+    save_table(table, "13_attention_scale_selection", profile="laptop", dataset="cuhk",
+               title="attention_scale on held-out real CUHK training images (protocol 1, in focus positive)",
+               provenance={"dataset": "cuhk", "source": "trained here", "data_root": "cuhk 0001-0604 held out as "
+                           "0001-0544 train / 0545-0604 validation"})
+    print(table[cols].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
