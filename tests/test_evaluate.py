@@ -46,8 +46,11 @@ def test_table_and_curves_are_tidy_with_provenance():
     assert list(table.columns[:len(TABLE_COLUMNS)]) == list(TABLE_COLUMNS)
     for column in PROVENANCE + ("torch_version", "n_boot"):
         assert column in table.columns
-    assert set(table["protocol"]) == {"sod", "adaptive1.5", "fixed0.5", "zhao"}
-    assert len(table) == 5 + 3 + 3 + 2
+    assert set(table["protocol"]) == {"sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet"}
+    assert len(table) == 5 + 3 + 3 + 2 + 3
+    # D-DFFNet's protocol is scored blur-positive (its authors' choice) and its rows say so
+    assert set(table.loc[table["protocol"] == "ddffnet", "positive"]) == {"blur"}
+    assert set(table.loc[table["protocol"] != "ddffnet", "positive"]) == {"infocus"}
     row = table.iloc[0]
     assert (row["model"], row["dataset"], row["split"], row["weights"], row["profile"], row["device"],
             row["seed"], row["n_images"], row["positive"]) == ("m", "cuhk", "test", "imagenet", "smoke", "cpu", 3,
