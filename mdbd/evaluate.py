@@ -168,6 +168,13 @@ def _files_by_stem(folder: Path, exts: Sequence[str], what: str) -> dict[str, Pa
     return files
 
 
+def ground_truth_files(gt_dir: str | os.PathLike) -> dict[str, Path]:
+    """``<stem> -> file`` for the ground truths of a folder, in natural order (DataError: missing or empty folder,
+    two files for one stem)."""
+    files = _files_by_stem(Path(gt_dir), GT_EXTS, "ground-truth")
+    return {stem: files[stem] for stem in sorted(files, key=_natural_key)}
+
+
 def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(stem, prediction file, GT file) for every stem, in natural order; mismatched folders are an error."""
     preds = _files_by_stem(Path(pred_dir), PRED_EXTS, "prediction")
