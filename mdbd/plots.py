@@ -56,13 +56,21 @@ def loss_curves(log: pd.DataFrame, *, title: str = "") -> plt.Figure:
     return fig
 
 
+#: line style per `source` of a curve: maps we computed are solid, other authors' published maps dashed
+SOURCE_STYLES = {"published maps": "--"}
+
+
 def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "") -> plt.Figure:
-    """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method."""
+    """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method.
+    With a `source` column each legend entry says it ("DBDF (published maps)") and published maps are dashed."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for method, sub in curves.groupby("model", sort=False):
         sub = sub.sort_values("threshold")
-        ax1.plot(sub["recall"], sub["precision"], label=method)
-        ax2.plot(sub["threshold"], sub["fmeasure"], label=method)
+        source = sub["source"].iloc[0] if "source" in sub and pd.notna(sub["source"].iloc[0]) else None
+        label = f"{method} ({source})" if source else method
+        style = SOURCE_STYLES.get(source, "-")
+        ax1.plot(sub["recall"], sub["precision"], style, label=label)
+        ax2.plot(sub["threshold"], sub["fmeasure"], style, label=label)
     ax1.set_xlabel("recall")
     ax1.set_ylabel("precision")
     ax1.set_xlim(0, 1)
@@ -113,6 +121,31 @@ def visual_grid(rows: Sequence[dict[str, np.ndarray]], columns: Sequence[str], *
             if i == 0:
                 ax.set_title(col, fontsize=7)
             ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def audit_heatmap(ranking: pd.DataFrame, *, title: str = "", best: str | None = None) -> plt.Figure:
+    """The protocol audit at a glance: one cell per candidate, rows = protocol x F variant x MAE, columns = positive
+    class x scoring size, colour and number = distance to the paper's quoted numbers (lower is closer); the best
+    candidate (`best`: its label, default the first row) is outlined."""
+    from matplotlib.patches import Rectangle
+
+    r = ranking.assign(row=ranking["protocol"] + " " + ranking["f_metric"] + " | MAE " + ranking["mae"],
+                       col=ranking["positive"] + " positive\n" + ranking["size"].map(
+                           lambda s: "GT size" if s == "gt" else f"{s}x{s}"))
+    grid = r.pivot_table(index="row", columns="col", values="distance", sort=False)
+    grid = grid.loc[r.groupby("row", sort=False)["distance"].min().sort_values().index]  # closest rows first
+    fig, ax = plt.subplots(figsize=(1.5 * grid.shape[1] + 4.0, 0.32 * grid.shape[0] + 1.6))
+    sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis_r", cbar_kws={"label": "mean |ours - quoted|"},
+                annot_kws={"fontsize": 7}, ax=ax)
+    best_row = r[r["candidate"] == best].iloc[0] if best is not None else r.iloc[0]
+    ax.add_patch(Rectangle((list(grid.columns).index(best_row["col"]), list(grid.index).index(best_row["row"])), 1, 1,
+                           fill=False, edgecolor="crimson", linewidth=2.5))
+    ax.set_xlabel("")
+    ax.set_ylabel("protocol, F variant, MAE")
+    ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mdbd.metrics import (MAE, AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, MetricInputError, PooledIoU,
-                          SODFmeasure, ZhaoFmeasure, benchmark_against_pysodmetrics, bootstrap_ci, protocol_metrics,
-                          resample_weights, rule_metrics)
+                          PROTOCOLS, SODFmeasure, ZhaoFmeasure, benchmark_against_pysodmetrics, bootstrap_ci,
+                          protocol_metrics, resample_weights, rule_metrics)
 from mdbd.metrics.inputs import resize_nearest
 from mdbd.metrics.benchmark import random_maps
 from mdbd.metrics.bootstrap import bootstrap_distribution
@@ -209,13 +209,13 @@ def test_mae_by_hand_raw_minmax_and_both_polarities():
 
 
 def test_protocols_bundle_the_expected_metrics():
-    names = {p: [n for m in protocol_metrics(p) for n in m.names]
-             for p in ("sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet")}
+    names = {p: [n for m in protocol_metrics(p) for n in m.names] for p in PROTOCOLS}
     assert names == {"sod": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"],
                      "adaptive1.5": ["adaptive_f", "adaptive_f_pooled", "mae"],
-                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"], "ddffnet": ["f", "iou", "mae"]}
-    # D-DFFNet's protocol keeps its authors' positive class (blur) whatever is asked; rule_metrics does not
-    assert {m.positive for m in protocol_metrics("ddffnet", positive="infocus")} == {"blur"}
+                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"], "ddffnet": ["f", "iou", "mae"],
+                     "sod-blur": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"]}
+    # D-DFFNet's protocol and sod-blur keep their positive class (blur) whatever is asked; rule_metrics does not
+    assert {m.positive for p in ("ddffnet", "sod-blur") for m in protocol_metrics(p, positive="infocus")} == {"blur"}
     assert {m.positive for m in rule_metrics("ddffnet", positive="infocus")} == {"infocus"}
     assert {m.positive for m in protocol_metrics("sod", positive="blur")} == {"blur"}
     with pytest.raises(ValueError, match="protocol 'sod2'"):

@@ -15,12 +15,12 @@ from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasu
 from mdbd.metrics.inputs import POSITIVE_CLASSES, MetricInputError, validate_pair
 from mdbd.metrics.iou import PooledIoU
 from mdbd.metrics.mae import MAE
-from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, FIXED_POSITIVE, PROTOCOLS, RESIZING_PROTOCOLS, protocol_metrics,
-                                    protocol_positive, rule_metrics)
+from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, FIXED_POSITIVE, PROTOCOLS, RESIZING_PROTOCOLS, RULES,
+                                    protocol_metrics, protocol_positive, rule_metrics, rule_of)
 
 __all__ = [
-    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
+    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS", "RULES",
     "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
     "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
-    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "validate_pair",
+    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",
 ]
