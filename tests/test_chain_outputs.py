@@ -74,8 +74,7 @@ def test_table_i(smoke_results):
     assert set(measured["method"]) == {"MultiANet (ours)", "HiFST", "LBP", "Laplacian energy"}
     assert df["method"].str.contains("quoted only").sum() == 12
     # provenance of every row; no published maps on the synthetic benchmark, so DBDF stays quoted with the reason
-    assert set(df.loc[df["value"].notna(), "source"]) == {"trained here", "re-implemented",
-                                                          "implemented here (not in the paper)"}
+    assert set(df.loc[df["value"].notna(), "source"]) == {"trained here", "re-implemented", "implemented here"}
     assert set(df.loc[df["value"].isna(), "source"]) == {"quoted"}
     assert df.loc[df["method"].str.startswith("DBDF"), "note"].str.startswith("not available").all()
     curves = pd.read_csv(smoke_results / "tables" / "04_comparison_all_protocols_curves.csv")

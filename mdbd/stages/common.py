@@ -24,8 +24,9 @@ HEADLINE = {"fbeta": ("sod-blur", "max_f"), "mae": ("sod-blur", "mae")}
 #: the protocols HEADLINE reads, for stages that score only what they show
 HEADLINE_PROTOCOLS = tuple(dict.fromkeys(protocol for protocol, _ in HEADLINE.values()))
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
-#: what each of our methods is, for the `source` column of the comparison tables
-SOURCES = {"hifst": "re-implemented", "lbp": "re-implemented", "laplacian": "implemented here (not in the paper)"}
+#: what each of our methods is, for the `source` column of the comparison tables (the Laplacian-energy map is ours: the
+#: paper has no such row)
+SOURCES = {"hifst": "re-implemented", "lbp": "re-implemented", "laplacian": "implemented here"}
 
 
 def display_path(path: str | Path) -> str:
