@@ -78,7 +78,7 @@ def test_the_ranking_finds_the_protocol_that_produced_the_quoted_numbers():
 
 def test_the_verdict_says_plainly_when_no_candidate_matches():
     result = _audit({"M": (0.05, 0.99)})
-    assert "No candidate matches within 0.01" in result.verdict
+    assert "No candidate matches all quoted numbers within 0.01" in result.verdict
     table = audit_table(result)
     assert table["distance_definition"].iloc[0] == "mean over M of |F - F_quoted| and |MAE - MAE_quoted|"
 
@@ -111,6 +111,7 @@ def test_the_audit_on_real_dbdf_maps_has_one_row_per_candidate_with_its_distance
     assert result.ranking["distance"].between(0, 1).all()
     assert np.allclose(result.ranking["distance"], result.ranking["distance_published_maps"])
     assert set(result.scores["n_images"]) == {5} and set(result.scores["source"]) == {"published maps"}
+    assert "On the published maps alone (DBDF; no re-implementation in between)" in result.verdict
     # MAE does not depend on the positive class; F does (blur is ~2/3 of CUHK's pixels)
     s = result.scores.set_index(["protocol", "f_metric", "mae", "positive", "size"])
     assert s.loc[("sod", "max_f", "raw", "blur", "gt"), "mae_value"] == s.loc[("sod", "max_f", "raw", "infocus", "gt"),
