@@ -32,7 +32,7 @@ F_VARIANTS: dict[str, tuple[str, ...]] = {
     "adaptive1.5": ("adaptive_f", "adaptive_f_pooled"),
     "fixed0.5": ("f", "f_pooled"),
     "zhao": ("max_f",),
-    "ddffnet": ("f",),
+    "ddffnet": ("f", "f_no_quirk"),
 }
 #: plain words for the variants, for tables and figures
 F_VARIANT_TEXT = {
@@ -41,7 +41,8 @@ F_VARIANT_TEXT = {
     ("adaptive1.5", "adaptive_f"): "F at 1.5 x mean, per image", ("adaptive1.5", "adaptive_f_pooled"):
         "F at 1.5 x mean, pooled pixels", ("fixed0.5", "f"): "F at 0.5, per image",
     ("fixed0.5", "f_pooled"): "F at 0.5, pooled pixels", ("zhao", "max_f"): "per-image max F, averaged",
-    ("ddffnet", "f"): "max(F at 0.5, all-positive), per image",
+    ("ddffnet", "f"): "max(F at 0.5, all-positive), per image (their test.py)",
+    ("ddffnet", "f_no_quirk"): "F at 0.5, per image (their test1.py)",
 }
 MAE_VARIANTS = ("raw", "normalised")
 #: how each protocol normalises its map for MAE ("normalised"); "raw" is the map as it is

@@ -47,7 +47,7 @@ def test_table_and_curves_are_tidy_with_provenance():
     for column in PROVENANCE + ("torch_version", "n_boot"):
         assert column in table.columns
     assert set(table["protocol"]) == {"sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet", "sod-blur"}
-    assert len(table) == 5 + 3 + 3 + 2 + 3 + 5
+    assert len(table) == 5 + 3 + 3 + 2 + 4 + 5
     # D-DFFNet's protocol and sod-blur are scored blur-positive whatever is asked, and their rows say so
     fixed = table["protocol"].isin(["ddffnet", "sod-blur"])
     assert set(table.loc[fixed, "positive"]) == {"blur"} and set(table.loc[~fixed, "positive"]) == {"infocus"}

@@ -212,7 +212,8 @@ def test_protocols_bundle_the_expected_metrics():
     names = {p: [n for m in protocol_metrics(p) for n in m.names] for p in PROTOCOLS}
     assert names == {"sod": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"],
                      "adaptive1.5": ["adaptive_f", "adaptive_f_pooled", "mae"],
-                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"], "ddffnet": ["f", "iou", "mae"],
+                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"],
+                     "ddffnet": ["f", "f_no_quirk", "iou", "mae"],
                      "sod-blur": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"]}
     # D-DFFNet's protocol and sod-blur keep their positive class (blur) whatever is asked; rule_metrics does not
     assert {m.positive for p in ("ddffnet", "sod-blur") for m in protocol_metrics(p, positive="infocus")} == {"blur"}
@@ -326,7 +327,7 @@ def test_benchmark_reports_identical_numbers(monkeypatch):
 def _ddffnet_f(pred, gt, positive="blur"):
     m = DDFFNetFmeasure(positive=positive)
     m.step(pred, gt)
-    return m.get_results()["f"], m.per_image()["f_binary"][0]
+    return m.get_results()["f"], m.get_results()["f_no_quirk"]
 
 
 def test_ddffnet_f_takes_the_all_positive_map_when_it_scores_higher():

@@ -181,16 +181,17 @@ def ddffnet_binary(pred: np.ndarray, positive: str, *, strict: bool) -> np.ndarr
 
 
 class DDFFNetFmeasure(Metric):
-    """D-DFFNet's F-measure (``test.py`` + ``utils.py::F_score1``), quirk included.
+    """D-DFFNet's F-measure, both ways their code computes it.
 
-    Per image: prediction brought to the GT's size by nearest neighbour, binarised at 0.5, and
-    F = max(F of the binary map, F of the ALL-POSITIVE map): their threshold loop (``linspace(0, 1, 255)`` over
-    the already binary map) starts at 0, where every pixel counts as positive. Averaged over images (``f``).
-    D-DFFNet scores blur as the positive class; protocol "ddffnet" fixes that (``protocols.FIXED_POSITIVE``).
-    ``per_image()["f_binary"]`` keeps the F of the binary map alone, the number without the quirk.
+    Per image: prediction brought to the GT's size by nearest neighbour, binarised at 0.5 (``>= 0.5`` in focus).
+    ``f`` (``test.py`` + ``utils.py::F_score1``, how they score their OWN model): F = max(F of the binary map, F of
+    the ALL-POSITIVE map), because their threshold loop (``linspace(0, 1, 255)`` over the already binary map) starts
+    at 0, where every pixel counts as positive: the quirk. ``f_no_quirk`` (``test1.py``, how they score other methods'
+    saved maps: sklearn precision and recall of the binary map): F of the binary map alone. Both averaged over
+    images. D-DFFNet scores blur as the positive class; protocol "ddffnet" fixes that (``protocols.FIXED_POSITIVE``).
     """
 
-    names = ("f",)
+    names = ("f", "f_no_quirk")
     resizes_prediction = True
 
     def _update(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
@@ -205,7 +206,8 @@ class DDFFNetFmeasure(Metric):
 
     def _per_image(self) -> dict[str, np.ndarray]:
         f, f_binary = self._stack()
-        return {"f": f, "f_binary": f_binary}
+        return {"f": f, "f_no_quirk": f_binary}
 
     def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        return {"f": weighted_mean(weights, self.per_image()["f"])}
+        images = self.per_image()
+        return {"f": weighted_mean(weights, images["f"]), "f_no_quirk": weighted_mean(weights, images["f_no_quirk"])}
