@@ -175,15 +175,17 @@ def test_cuhk_te1_puts_our_rows_beside_ddffnets_quoted_numbers():
     rows = pd.DataFrame([{"model": "DBDF", "source": "published maps", "protocol": "ddffnet", "positive": "blur",
                           "metric": m, "value": v, "dataset": "cuhk", "split": "cuhk_zhao_test100", "n_images": 100}
                          for m, v in (("f", 0.88), ("f_no_quirk", 0.80), ("iou", 0.55), ("mae", 0.29))])
-    table = comparison.beside_ddffnet(rows)
+    table = comparison.beside_ddffnet(rows, {"MultiANet (ours)": comparison.multianet_left_out_reason()})
     dbdf = table[table["method"] == "DBDF"].set_index("metric")
     assert dbdf.loc["fbeta", DDFFNET_QUOTED] == dbdf.loc["fbeta_no_quirk", DDFFNET_QUOTED] == 0.806
     assert dbdf.loc["fbeta_no_quirk", "difference (ours - quoted)"] == pytest.approx(0.80 - 0.806)
     assert dbdf.loc["iou", "difference (ours - quoted)"] == pytest.approx(0.55 - 0.549)
-    quoted_only = table[~table["measured_here"]]
+    quoted_only = table[table["source"] == "quoted"]
     assert set(quoted_only["method"]) == {"LBP", "HiFST", "BTBNet", "CENet", "BR2Net", "DD", "D-DFFNet"}
-    assert set(quoted_only["source"]) == {"quoted"} and quoted_only["value"].isna().all()
-    assert len(table) == 8 * 4
+    assert quoted_only["value"].isna().all() and not quoted_only["measured_here"].any()
+    ours = table[table["method"] == "MultiANet (ours)"]  # left out, with the reason in the table itself
+    assert len(ours) == 4 and ours["value"].isna().all() and ours["note"].str.contains("shares 80 of its 100").all()
+    assert len(table) == 8 * 4 + 4
 
 
 def test_the_headline_is_an_audit_candidate():

@@ -184,12 +184,14 @@ def zhao_test_comparison(cfg: RunConfig, baselines: Sequence[str] = ("hifst", "l
     published = published_results(cfg, "test", protocols=("ddffnet",), bootstrap=bootstrap, split_file=ZHAO_TEST_LIST)
     notes += [f"{k}: {v}" for k, v in published.unavailable.items()]
     ours = pd.concat([r.table for r in measured + published.results], ignore_index=True)
-    return ZhaoComparison(beside_ddffnet(ours), notes)
+    left_out = {OURS: multianet_left_out_reason(), **published.unavailable}
+    return ZhaoComparison(beside_ddffnet(ours, left_out), notes)
 
 
-def beside_ddffnet(ours: pd.DataFrame) -> pd.DataFrame:
-    """Our protocol-"ddffnet" rows (model, metric f/iou/mae, value, ...) beside D-DFFNet's quoted numbers for the same
-    method and metric, with `difference (ours - quoted)`; D-DFFNet's other methods are kept as quoted rows."""
+def beside_ddffnet(ours: pd.DataFrame, left_out: dict[str, str] | None = None) -> pd.DataFrame:
+    """Our protocol-"ddffnet" rows (model, metric f/f_no_quirk/iou/mae, value, ...) beside D-DFFNet's quoted numbers
+    for the same method and metric, with `difference (ours - quoted)`; D-DFFNet's other methods are kept as quoted
+    rows; `left_out` (method -> reason) adds an unmeasured row per metric whose `note` says why."""
     from mdbd.report import DDFFNET_QUOTED, load_ddffnet_table
 
     ours = ours[ours["protocol"] == "ddffnet"].rename(columns={"model": "method"})
@@ -202,16 +204,26 @@ def beside_ddffnet(ours: pd.DataFrame) -> pd.DataFrame:
     table["source"] = table.get("source", pd.Series(index=table.index, dtype=object)).where(~quoted_only,
                                                                                             QUOTED_SOURCE)
     table["difference (ours - quoted)"] = table["value"] - table[DDFFNET_QUOTED]
+    table["note"] = ""
+    for method, reason in (left_out or {}).items():
+        rows = table["method"] == method
+        if rows.any():  # quoted by D-DFFNet, not measured here
+            table.loc[rows & table["value"].isna(), "note"] = reason
+        else:
+            table = pd.concat([table, pd.DataFrame({"method": method, "metric": list(DDFFNET_METRICS.values()),
+                                                    "source": TRAINED_HERE if method == OURS else None,
+                                                    "note": reason})], ignore_index=True)
+    quoted_only = table["value"].isna() & table[DDFFNET_QUOTED].notna()
     table["quoted_from"] = "D-DFFNet (ICME 2023), CUHK-TE-1 (mdbd/reference/ddffnet_cuhk_te1.csv)"
     for col in ("dataset", "split", "protocol", "positive", "profile", "device", "seed", "weights"):
         if col in table:
             table[col] = table[col].astype(object).where(~quoted_only, "n/a (quoted only)")
-    table["measured_here"] = ~quoted_only
+    table["measured_here"] = table["value"].notna()
     order = {"mae": 0, "fbeta": 1, "fbeta_no_quirk": 2, "iou": 3}
     table = table.sort_values(["metric", "measured_here", "method"], key=lambda c: c.map(order) if c.name == "metric"
                               else c, ascending=[True, False, True])
     cols = ["method", "source", "metric", "value", "ci_low", "ci_high", DDFFNET_QUOTED, "difference (ours - quoted)",
-            "measured_here", "dataset", "split", "protocol", "positive", "n_images", "profile", "device", "seed",
+            "measured_here", "note", "dataset", "split", "protocol", "positive", "n_images", "profile", "device", "seed",
             "weights", "quoted_from"]
     return table[[c for c in cols if c in table]].reset_index(drop=True)
 
