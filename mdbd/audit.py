@@ -187,7 +187,8 @@ def rank_candidates(scores: pd.DataFrame) -> pd.DataFrame:
         "distance_published_maps": _distance(g[g["source"] == "published maps"])}), include_groups=False).reset_index()
     wide = scores.pivot_table(index="candidate", columns="method", values=["fbeta_difference", "mae_difference"],
                               sort=False)
-    wide.columns = [f"{'F' if value == 'fbeta_difference' else 'MAE'} - quoted: {method}" for value, method in wide.columns]
+    wide.columns = [f"{'F' if value == 'fbeta_difference' else 'MAE'} - quoted: {method}"
+                    for value, method in wide.columns]
     ranking = ranking.merge(wide.reset_index(), on="candidate", how="left")
     ranking = ranking.sort_values("distance", kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))

@@ -153,12 +153,13 @@ def open_published(folder: str | os.PathLike, ids: Sequence[str], pattern: str,
     if not ids:
         raise DataError(f"no ids to read maps for from {folder}")
     by_lower = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-    paths: list[Path | None] = []
+    found: dict[str, Path] = {}
     for image_id in ids:
         name = pattern.format(id=image_id)
-        exact = folder / name
-        paths.append(exact if exact.is_file() else by_lower.get(name.lower()))
-    missing = [i for i, p in zip(ids, paths) if p is None]
+        path = folder / name if (folder / name).is_file() else by_lower.get(name.lower())
+        if path is not None:
+            found[image_id] = path
+    missing = [i for i in ids if i not in found]
     if len(missing) == len(ids):
         sample = sorted(by_lower.values())[:3]
         holds = ", ".join(p.name for p in sample) if sample else "no files"
@@ -168,7 +169,7 @@ def open_published(folder: str | os.PathLike, ids: Sequence[str], pattern: str,
         raise DataError(f"{len(missing)} of {len(ids)} maps missing in {folder} (pattern {pattern!r}): "
                         f"{_few(missing)}; nothing was scored (a subset is never scored silently: pass the ids that "
                         "have maps explicitly to score those only)")
-    return PublishedMaps(folder=folder, pattern=pattern, polarity=polarity, ids=ids, paths=paths)  # type: ignore[arg-type]
+    return PublishedMaps(folder=folder, pattern=pattern, polarity=polarity, ids=ids, paths=[found[i] for i in ids])
 
 
 def open_known(key: str, ids: Sequence[str], folder: str | os.PathLike | None = None) -> PublishedMaps | None:

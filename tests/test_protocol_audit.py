@@ -71,7 +71,8 @@ def test_the_ranking_finds_the_protocol_that_produced_the_quoted_numbers():
     # the distance is the mean |difference| over every method's F and MAE
     row = result.ranking.iloc[5]
     mine = result.scores[result.scores["candidate"] == row["candidate"]]
-    assert row["distance"] == pytest.approx(np.mean(np.r_[mine["fbeta_difference"].abs(), mine["mae_difference"].abs()]))
+    differences = np.r_[mine["fbeta_difference"].abs(), mine["mae_difference"].abs()]
+    assert row["distance"] == pytest.approx(np.mean(differences))
     assert "It matches the paper's numbers within 0.01" in result.verdict
     assert pd.isna(row["distance_published_maps"])  # no published maps among the methods
 

@@ -29,8 +29,9 @@ def _list(args) -> int:
 
     for key, m in PUBLISHED_METHODS.items():
         folder = find_published_folder(key, m.dataset)
+        where = folder if folder else f"not found (mdbd published fetch {key} --source ...)"
         print(f"{key}: {m.label} ({m.citation}) on {m.dataset}; files '{m.pattern}', {m.polarity}; authors' page "
-              f"{m.page}\n  maps here: {folder if folder else 'not found (mdbd published fetch ' + key + ' --source ...)'}")
+              f"{m.page}\n  maps here: {where}")
     return 0
 
 

@@ -19,7 +19,8 @@ from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, FIXED_POSITIVE, PROTOCOLS,
                                     protocol_metrics, protocol_positive, rule_metrics, rule_of)
 
 __all__ = [
-    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS", "RULES",
+    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
+    "RULES",
     "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
     "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
     "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",

@@ -16,7 +16,8 @@ import pandas as pd
 from mdbd.config import RunConfig
 from mdbd.errors import DataError
 from mdbd.report import REAL_DATASETS
-from mdbd.stages.common import BASELINE_LABELS, HEADLINE, display_path, evaluate_run, headline, open_split, score_baselines
+from mdbd.stages.common import (BASELINE_LABELS, HEADLINE, display_path, evaluate_run, headline, open_split,
+                                score_baselines)
 
 if TYPE_CHECKING:
     from mdbd.audit import AuditResult, Candidate
@@ -223,8 +224,8 @@ def beside_ddffnet(ours: pd.DataFrame, left_out: dict[str, str] | None = None) -
     table = table.sort_values(["metric", "measured_here", "method"], key=lambda c: c.map(order) if c.name == "metric"
                               else c, ascending=[True, False, True])
     cols = ["method", "source", "metric", "value", "ci_low", "ci_high", DDFFNET_QUOTED, "difference (ours - quoted)",
-            "measured_here", "note", "dataset", "split", "protocol", "positive", "n_images", "profile", "device", "seed",
-            "weights", "quoted_from"]
+            "measured_here", "note", "dataset", "split", "protocol", "positive", "n_images", "profile", "device",
+            "seed", "weights", "quoted_from"]
     return table[[c for c in cols if c in table]].reset_index(drop=True)
 
 
