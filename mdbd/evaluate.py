@@ -59,8 +59,9 @@ def evaluate_maps(preds: Iterable[Any], gts: Iterable[Any], ids: Sequence[Hashab
                   **provenance_fields: Any) -> EvaluationResult:
     """Score paired prediction maps (in-focus probability) and ground truths (1 = in focus), streaming.
 
-    ``protocols``: any of "sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet". ``positive``: "infocus" or "blur"
-    (both maps flipped; "ddffnet" always scores blur, its authors' choice, and its rows say so). ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
+    ``protocols``: any of PROTOCOLS ("sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet", "sod-blur"). ``positive``:
+    "infocus" or "blur" (both maps flipped; "ddffnet" and "sod-blur" always score blur, and their rows say so).
+    ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
     ``strict_gt``: refuse graded GT masks (False: each protocol binarises them with its own rule).
     ``provenance_fields``: model, dataset, split, weights, profile, device and anything else worth a column.
     """
