@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.errors import ConfigError, DataError
-from mdbd.metrics import PROTOCOLS, bootstrap_ci, protocol_metrics
+from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, protocol_metrics
 from mdbd.metrics.inputs import check_positive, resize_to
 from mdbd.provenance import provenance
 
@@ -59,8 +59,9 @@ def evaluate_maps(preds: Iterable[Any], gts: Iterable[Any], ids: Sequence[Hashab
                   **provenance_fields: Any) -> EvaluationResult:
     """Score paired prediction maps (in-focus probability) and ground truths (1 = in focus), streaming.
 
-    ``protocols``: any of "sod", "adaptive1.5", "fixed0.5", "zhao". ``positive``: "infocus" or "blur" (both
-    maps flipped). ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
+    ``protocols``: any of PROTOCOLS ("sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet", "sod-blur"). ``positive``:
+    "infocus" or "blur" (both maps flipped; "ddffnet" and "sod-blur" always score blur, and their rows say so).
+    ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
     ``strict_gt``: refuse graded GT masks (False: each protocol binarises them with its own rule).
     ``provenance_fields``: model, dataset, split, weights, profile, device and anything else worth a column.
     """
@@ -101,18 +102,18 @@ def _evaluate_pairs(pairs: Iterable[tuple[Any, Any]], ids: Sequence[Hashable] | 
             results = m.get_results()
             for name in m.names:
                 lo, hi = cis.get(name, (np.nan, np.nan))
-                rows.append({"protocol": protocol, "positive": positive, "metric": name, "value": results[name],
+                rows.append({"protocol": protocol, "positive": m.positive, "metric": name, "value": results[name],
                              "ci_low": lo, "ci_high": hi, "n_images": n})
             if "curve" in results:
                 curve = pd.DataFrame(results["curve"])
                 curve.insert(0, "protocol", protocol)
-                curve.insert(1, "positive", positive)
+                curve.insert(1, "positive", m.positive)
                 curve_frames.append(curve)
             per_image = m.per_image()
             for name in m.names:  # the metrics that are plain per-image averages
                 if name in per_image:
                     image_frames.append(pd.DataFrame({"id": [str(i) for i in m.ids], "protocol": protocol,
-                                                      "positive": positive, "metric": name,
+                                                      "positive": m.positive, "metric": name,
                                                       "value": per_image[name]}))
     table = _with_fields(pd.DataFrame(rows), fields, TABLE_COLUMNS)
     curves = _with_fields(pd.concat(curve_frames, ignore_index=True) if curve_frames
@@ -168,6 +169,13 @@ def _files_by_stem(folder: Path, exts: Sequence[str], what: str) -> dict[str, Pa
     return files
 
 
+def ground_truth_files(gt_dir: str | os.PathLike) -> dict[str, Path]:
+    """``<stem> -> file`` for the ground truths of a folder, in natural order (DataError: missing or empty folder,
+    two files for one stem)."""
+    files = _files_by_stem(Path(gt_dir), GT_EXTS, "ground-truth")
+    return {stem: files[stem] for stem in sorted(files, key=_natural_key)}
+
+
 def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(stem, prediction file, GT file) for every stem, in natural order; mismatched folders are an error."""
     preds = _files_by_stem(Path(pred_dir), PRED_EXTS, "prediction")
@@ -219,12 +227,12 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     """Score every ``<stem>.png`` prediction in ``pred_dir`` against ``<stem>.png|.bmp|.jpg`` in ``gt_dir``.
 
     ``resize``: resize predictions to their GT's size (bicubic); without it a size mismatch is an error
-    (the zhao protocol resizes on its own). Other keywords go to ``evaluate_maps``.
+    (unless every protocol asked for resizes on its own: zhao, ddffnet). Other keywords go to ``evaluate_maps``.
     """
     if gt_polarity not in GT_POLARITIES:
         raise ConfigError(f"gt_polarity={gt_polarity!r}: expected one of {GT_POLARITIES}")
     pairs = pair_folders(pred_dir, gt_dir)
-    only_zhao = set(kwargs.get("protocols", PROTOCOLS)) == {"zhao"}
+    self_resizing = set(kwargs.get("protocols", PROTOCOLS)) <= set(RESIZING_PROTOCOLS)
 
     def stream():  # one file pair at a time: memory stays flat however large the test set
         for _, pred_path, gt_path in pairs:
@@ -232,7 +240,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
             if pred.shape != gt.shape:
                 if resize:
                     pred = resize_to(pred, gt.shape)
-                elif not only_zhao:
+                elif not self_resizing:
                     raise DataError(f"{pred_path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground "
                                     f"truth {gt_path.name} is {gt.shape[0]}x{gt.shape[1]}; pass --resize "
                                     "(resize=True) to resize predictions to the GT size")

@@ -24,7 +24,9 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
     "02_train": ("01_data (the dataset folder)",
                  "smoke < 0.5 min, laptop <= 5 min, paper ~ 6 min on an H200 (two trainings; one measured 2.5 min)"),
     "03_ablation": ("01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 21 runs x ~2.5 min ~ 1 h on an H200"),
-    "04_comparison": ("02_train (the full model's checkpoint)", "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST)"),
+    "04_comparison": ("02_train (the full model's checkpoint); on CUHK also DBDF's published maps (optional)",
+                      "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST); on CUHK the first run computes HiFST "
+                      "and LBP on 180 images (~25 min on 2 cores), seconds once cached"),
     "05_curves": ("04_comparison (its curves CSV)", "under a minute for every profile"),
     "06_runtime": ("nothing (times the model on random input; baselines on the test images)",
                    "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min"),

@@ -56,13 +56,21 @@ def loss_curves(log: pd.DataFrame, *, title: str = "") -> plt.Figure:
     return fig
 
 
+#: line style per `source` of a curve: maps we computed are solid, other authors' published maps dashed
+SOURCE_STYLES = {"published maps": "--"}
+
+
 def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "") -> plt.Figure:
-    """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method."""
+    """Fig. 4 style: precision-recall curves (left) and F-measure against threshold (right), one line per method.
+    With a `source` column each legend entry says it ("DBDF, published maps") and published maps are dashed."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for method, sub in curves.groupby("model", sort=False):
         sub = sub.sort_values("threshold")
-        ax1.plot(sub["recall"], sub["precision"], label=method)
-        ax2.plot(sub["threshold"], sub["fmeasure"], label=method)
+        source = sub["source"].iloc[0] if "source" in sub and pd.notna(sub["source"].iloc[0]) else None
+        label = f"{method}, {source}" if source else method
+        style = SOURCE_STYLES.get(source, "-")
+        ax1.plot(sub["recall"], sub["precision"], style, label=label)
+        ax2.plot(sub["threshold"], sub["fmeasure"], style, label=label)
     ax1.set_xlabel("recall")
     ax1.set_ylabel("precision")
     ax1.set_xlim(0, 1)
@@ -113,6 +121,42 @@ def visual_grid(rows: Sequence[dict[str, np.ndarray]], columns: Sequence[str], *
             if i == 0:
                 ax.set_title(col, fontsize=7)
             ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def audit_heatmap(ranking: pd.DataFrame, *, title: str = "", best: str | None = None) -> plt.Figure:
+    """The protocol audit at a glance: one cell per candidate, rows = protocol x F variant x MAE, columns = positive
+    class x scoring size, colour (log scale) and number = distance to the paper's quoted numbers (lower is closer);
+    the best candidate (`best`: its label, default the first row) is outlined. A second panel shows the distance on
+    published maps alone when the ranking has it (no re-implementation in between)."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    r = ranking.assign(row=ranking["protocol"] + " " + ranking["f_metric"] + " | MAE " + ranking["mae"],
+                       col=ranking["positive"] + " positive\n" + ranking["size"].map(
+                           lambda s: "GT size" if s == "gt" else f"{s}x{s}"))
+    order = r.groupby("row", sort=False)["distance"].min().sort_values().index  # closest rows first
+    panels = [("distance", "all methods")]
+    if "distance_published_maps" in r and r["distance_published_maps"].notna().any():
+        panels.append(("distance_published_maps", "published maps alone"))
+    values = pd.concat([r[v] for v, _ in panels])
+    norm = LogNorm(vmin=max(float(values.min()), 1e-4), vmax=float(values.max()))
+    n_rows, n_cols = len(order), r["col"].nunique()
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1.4 * n_cols + 2.2) + 2.6, 0.3 * n_rows + 1.8),
+                             squeeze=False, sharey=True)
+    best_row = r[r["candidate"] == best].iloc[0] if best is not None else r.iloc[0]
+    for k, (ax, (value, label)) in enumerate(zip(axes[0], panels)):
+        grid = r.pivot_table(index="row", columns="col", values=value, sort=False).loc[order]
+        sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis_r", norm=norm, annot_kws={"fontsize": 7}, ax=ax,
+                    cbar=k == len(panels) - 1, cbar_kws={"label": "mean |ours - quoted| (log scale)"})
+        ax.add_patch(Rectangle((list(grid.columns).index(best_row["col"]), list(grid.index).index(best_row["row"])),
+                               1, 1, fill=False, edgecolor="crimson", linewidth=2.5))
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("")
+        ax.set_ylabel("protocol, F variant, MAE" if k == 0 else "")
+        ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

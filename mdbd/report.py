@@ -20,8 +20,14 @@ from mdbd.io import atomic_write, atomic_write_text
 from mdbd.paths import RESULTS_DIR
 from mdbd.provenance import code_version
 
-PAPER_TABLES = Path(__file__).resolve().parent / "reference" / "paper_tables.csv"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+PAPER_TABLES = REFERENCE_DIR / "paper_tables.csv"
+#: D-DFFNet's (ICME 2023) numbers on CUHK-TE-1, transcribed once (all QUOTED)
+DDFFNET_TABLE = REFERENCE_DIR / "ddffnet_cuhk_te1.csv"
+#: Zhao's 100-image CUHK test list (ids only), D-DFFNet's CUHK-TE-1
+ZHAO_TEST_LIST = REFERENCE_DIR / "cuhk_zhao_test100.txt"
 QUOTED = "paper (quoted)"
+DDFFNET_QUOTED = "D-DFFNet (quoted)"
 REAL_DATASETS = ("cuhk", "dut")
 
 
@@ -40,6 +46,17 @@ def load_paper_tables(table: str | None = None) -> pd.DataFrame:
             raise ConfigError(f"the paper has no Table {table!r}; choose I, II or III")
         df = df[df["table"] == table].reset_index(drop=True)
     return df
+
+
+def load_ddffnet_table() -> pd.DataFrame:
+    """D-DFFNet's CUHK-TE-1 table (MAE, F_beta, IoU per method) as transcribed in mdbd/reference (all QUOTED)."""
+    return pd.read_csv(DDFFNET_TABLE)
+
+
+def zhao_test_ids() -> list[str]:
+    """The 100 ids of Zhao's CUHK test list (mdbd/reference/cuhk_zhao_test100.txt), in Zhao's order."""
+    lines = (line.split("#", 1)[0].strip() for line in ZHAO_TEST_LIST.read_text().splitlines())
+    return [line for line in lines if line]
 
 
 def benchmark_kind(dataset: str) -> str:

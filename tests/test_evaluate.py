@@ -46,8 +46,13 @@ def test_table_and_curves_are_tidy_with_provenance():
     assert list(table.columns[:len(TABLE_COLUMNS)]) == list(TABLE_COLUMNS)
     for column in PROVENANCE + ("torch_version", "n_boot"):
         assert column in table.columns
-    assert set(table["protocol"]) == {"sod", "adaptive1.5", "fixed0.5", "zhao"}
-    assert len(table) == 5 + 3 + 3 + 2
+    assert set(table["protocol"]) == {"sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet", "sod-blur"}
+    assert len(table) == 5 + 3 + 3 + 2 + 4 + 5
+    # D-DFFNet's protocol and sod-blur are scored blur-positive whatever is asked, and their rows say so
+    fixed = table["protocol"].isin(["ddffnet", "sod-blur"])
+    assert set(table.loc[fixed, "positive"]) == {"blur"} and set(table.loc[~fixed, "positive"]) == {"infocus"}
+    blur = evaluate_maps(preds, gts, protocols=["sod"], positive="blur", bootstrap=0).table.set_index("metric")
+    assert table.query("protocol == 'sod-blur'").set_index("metric")["value"].to_dict() == blur["value"].to_dict()
     row = table.iloc[0]
     assert (row["model"], row["dataset"], row["split"], row["weights"], row["profile"], row["device"],
             row["seed"], row["n_images"], row["positive"]) == ("m", "cuhk", "test", "imagenet", "smoke", "cpu", 3,
@@ -56,7 +61,7 @@ def test_table_and_curves_are_tidy_with_provenance():
     assert (table["ci_low"] <= table["value"] + 1e-12).all() and (table["value"] <= table["ci_high"] + 1e-12).all()
     curves = result.curves
     assert list(curves.columns[:len(CURVE_COLUMNS)]) == list(CURVE_COLUMNS)
-    assert curves.groupby("protocol").size().to_dict() == {"sod": 256, "zhao": 21}
+    assert curves.groupby("protocol").size().to_dict() == {"sod": 256, "zhao": 21, "sod-blur": 256}
     # the table's sod max_f is the max of the sod F-curve
     sod_curve = curves[curves["protocol"] == "sod"]
     max_f = table.query("protocol == 'sod' and metric == 'max_f'")["value"].item()

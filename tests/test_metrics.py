@@ -7,8 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from mdbd.metrics import (MAE, AdaptiveFmeasure, FixedFmeasure, MetricInputError, SODFmeasure, ZhaoFmeasure,
-                          benchmark_against_pysodmetrics, bootstrap_ci, protocol_metrics, resample_weights)
+from mdbd.metrics import (MAE, AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, MetricInputError, PooledIoU,
+                          PROTOCOLS, SODFmeasure, ZhaoFmeasure, benchmark_against_pysodmetrics, bootstrap_ci,
+                          protocol_metrics, resample_weights, rule_metrics)
+from mdbd.metrics.inputs import resize_nearest
 from mdbd.metrics.benchmark import random_maps
 from mdbd.metrics.bootstrap import bootstrap_distribution
 
@@ -206,10 +208,16 @@ def test_mae_by_hand_raw_minmax_and_both_polarities():
 
 
 def test_protocols_bundle_the_expected_metrics():
-    names = {p: [n for m in protocol_metrics(p) for n in m.names] for p in ("sod", "adaptive1.5", "fixed0.5", "zhao")}
+    names = {p: [n for m in protocol_metrics(p) for n in m.names] for p in PROTOCOLS}
     assert names == {"sod": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"],
                      "adaptive1.5": ["adaptive_f", "adaptive_f_pooled", "mae"],
-                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"]}
+                     "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"],
+                     "ddffnet": ["f", "f_no_quirk", "iou", "mae"],
+                     "sod-blur": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"]}
+    # D-DFFNet's protocol and sod-blur keep their positive class (blur) whatever is asked; rule_metrics does not
+    assert {m.positive for p in ("ddffnet", "sod-blur") for m in protocol_metrics(p, positive="infocus")} == {"blur"}
+    assert {m.positive for m in rule_metrics("ddffnet", positive="infocus")} == {"infocus"}
+    assert {m.positive for m in protocol_metrics("sod", positive="blur")} == {"blur"}
     with pytest.raises(ValueError, match="protocol 'sod2'"):
         protocol_metrics("sod2")
 
@@ -311,3 +319,61 @@ def test_benchmark_reports_identical_numbers(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "py_sod_metrics", None)  # as on the GPU machine
     alone = benchmark_against_pysodmetrics(n_maps=4, size=16)
     assert "note" in alone and "speedup" not in alone
+
+
+# -- D-DFFNet's protocol ------------------------------------------------------------------------
+
+def _ddffnet_f(pred, gt, positive="blur"):
+    m = DDFFNetFmeasure(positive=positive)
+    m.step(pred, gt)
+    return m.get_results()["f"], m.get_results()["f_no_quirk"]
+
+
+def test_ddffnet_f_takes_the_all_positive_map_when_it_scores_higher():
+    # 10 pixels, 9 blurred (GT 0 = blur); the prediction calls every pixel in focus: its binary blur map is empty
+    gt = np.array([[1] + [0] * 9], np.uint8)
+    pred = np.ones((1, 10))
+    f, f_binary = _ddffnet_f(pred, gt)
+    assert f_binary == 0.0  # nothing predicted as blur
+    # the quirk: F of the all-blur map, P = 0.9, R = 1 -> 1.3 * 0.9 / (0.3 * 0.9 + 1)
+    assert f == pytest.approx(1.3 * 0.9 / 1.27, abs=1e-12)
+    fixed = FixedFmeasure(positive="blur")  # protocol 3 without the quirk
+    fixed.step(pred, gt)
+    assert fixed.get_results()["f"] == 0.0
+
+
+def test_ddffnet_f_keeps_the_binary_map_when_it_is_better_and_binarises_like_their_code():
+    gt = np.array([[1, 1, 0, 0]], np.uint8)  # blur = the last two pixels
+    pred = np.array([[0.9, 0.5, 0.2, 0.7]])  # in-focus map: >= 0.5 is in focus, so blur = {0.2}
+    f, f_binary = _ddffnet_f(pred, gt)
+    # blur binary: TP 1, predicted 1, positives 2 -> P 1, R 0.5; the all-blur map: P 0.5, R 1
+    expected = 1.3 * 1 * 0.5 / (0.3 * 1 + 0.5)
+    assert f_binary == pytest.approx(expected, abs=1e-12) and f == pytest.approx(expected, abs=1e-12)
+    assert expected > 1.3 * 0.5 / (0.3 * 0.5 + 1)
+    # the tie at 0.5 is in focus for F (their >= 0.5) but blur for IoU (their > 0.5)
+    iou = PooledIoU(positive="blur")
+    iou.step(pred, gt)
+    assert iou.get_results()["iou"] == pytest.approx(1 / 3, abs=1e-12)  # blur {0.5, 0.2} vs GT blur {0.2, 0.7}
+
+
+def test_ddffnet_iou_pools_pixels_over_the_set_instead_of_averaging_images():
+    big_gt, big_pred = np.zeros((1, 8), np.uint8), np.zeros((1, 8))   # 8 blur pixels, all found: IoU 1
+    small_gt, small_pred = np.array([[0, 0]], np.uint8), np.array([[0.0, 1.0]])  # 1 of 2 found: IoU 0.5
+    iou = PooledIoU(positive="blur")
+    iou.step(big_pred, big_gt)
+    iou.step(small_pred, small_gt)
+    assert iou.get_results()["iou"] == pytest.approx(9 / 10, abs=1e-12)  # not (1 + 0.5) / 2
+
+
+def test_ddffnet_resizes_predictions_to_the_gt_by_nearest_like_torch():
+    pred = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert resize_nearest(pred, (4, 4)).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
+    # torch's rule: source index floor(i * in / out), so 3 -> 2 picks rows 0 and 0.66 -> 0, 1.33 -> 1
+    assert resize_nearest(np.arange(3.0)[:, None], (2, 1)).ravel().tolist() == [0.0, 1.0]
+    gt = np.kron(np.array([[1, 0], [0, 1]], np.uint8), np.ones((2, 2), np.uint8))
+    metrics = protocol_metrics("ddffnet")
+    for m in metrics:
+        m.step(1 - pred, gt)  # half-size map: resized, not refused
+    assert metrics[0].get_results()["f"] == pytest.approx(1.0) and metrics[2].get_results()["mae"] == 0.0
+    with pytest.raises(MetricInputError, match="resize predictions"):
+        FixedFmeasure().step(pred, gt)  # protocol 3 still refuses a size mismatch

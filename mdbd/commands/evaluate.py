@@ -6,6 +6,7 @@ from __future__ import annotations
 def register(sub) -> None:
     from mdbd.evaluate import GT_POLARITIES
     from mdbd.metrics import DEFAULT_PROTOCOL, POSITIVE_CLASSES, PROTOCOLS
+    from mdbd.published import MAP_POLARITIES
 
     p = sub.add_parser("evaluate", help="F-measure and MAE of prediction maps under the DBD scoring protocols",
                        description="Pairs <stem>.png predictions (white = in focus) with <stem>.png/.bmp/.jpg "
@@ -21,6 +22,13 @@ def register(sub) -> None:
     p.add_argument("--gt-polarity", choices=GT_POLARITIES, default="infocus_white",
                    help="what white means in the GT files (Shi's CUHK: blur_white; DUT: infocus_white)")
     p.add_argument("--resize", action="store_true", help="resize predictions to the GT size (bicubic)")
+    p.add_argument("--pred-pattern", default=None, metavar="PATTERN",
+                   help="another method's published maps: file name per GT stem, e.g. '{id}_shi.jpg' (DBDF); "
+                        "maps of another size are resized to the GT and recorded; missing maps are an error")
+    p.add_argument("--pred-polarity", choices=MAP_POLARITIES, default=None,
+                   help="what white means in the maps (required with --pred-pattern; DBDF: blur_white)")
+    p.add_argument("--split-file", default=None, metavar="FILE",
+                   help="score only the GT stems listed in FILE (one per line), e.g. a test split")
     p.add_argument("--binarize-gt", action="store_true",
                    help="accept graded GT masks (e.g. resized DUT) and binarise them with each protocol's rule")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (0: no intervals)")
@@ -37,9 +45,21 @@ def _run(args) -> int:
     from mdbd.evaluate import evaluate_folders, write_results
 
     provenance = {k: getattr(args, k) for k in ("model", "dataset", "split", "weights", "profile", "device")}
-    result = evaluate_folders(args.pred, args.gt, gt_polarity=args.gt_polarity, resize=args.resize,
-                              protocols=args.protocol, positive=args.positive, bootstrap=args.bootstrap,
-                              seed=args.seed, strict_gt=not args.binarize_gt, **provenance)
+    options = {"protocols": args.protocol, "positive": args.positive, "bootstrap": args.bootstrap, "seed": args.seed,
+               "strict_gt": not args.binarize_gt, **provenance}
+    if args.pred_pattern or args.pred_polarity or args.split_file:
+        from mdbd.published import evaluate_published_folder
+
+        ids = _read_ids(args.split_file) if args.split_file else None
+        # a pattern is another method's release: its polarity must be declared; our own <stem>.png are white = in focus
+        polarity = args.pred_polarity or (None if args.pred_pattern else "infocus_white")
+        result = evaluate_published_folder(args.pred, args.gt, args.pred_pattern or "{id}.png", polarity,
+                                           gt_polarity=args.gt_polarity, ids=ids, **options)
+        if result.table["resized_maps"].iloc[0]:
+            print(f"note: {result.table['resized_maps'].iloc[0]} map(s) resized to their GT's size: "
+                  f"{result.table['resized_ids'].iloc[0]}")
+    else:
+        result = evaluate_folders(args.pred, args.gt, gt_polarity=args.gt_polarity, resize=args.resize, **options)
     written = write_results(result, args.out, per_image=args.per_image)
     with pd.option_context("display.width", 120, "display.max_columns", 10):
         print(result.summary().to_string(index=False))
@@ -48,3 +68,18 @@ def _run(args) -> int:
         print(f"note: MAE {mae.min():.3f} > 0.5; is --gt-polarity right? (Shi's CUHK masks are blur_white)")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _read_ids(path: str) -> list[str]:
+    from pathlib import Path
+
+    from mdbd.errors import DataError
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"split file not found: {file}")
+    ids = [line.split("#", 1)[0].strip() for line in file.read_text().splitlines()]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise DataError(f"split file {file} lists no ids")
+    return ids

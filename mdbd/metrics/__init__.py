@@ -1,4 +1,4 @@
-"""F-measure and MAE for defocus blur detection under the four protocols of the literature (docs/metrics.md).
+"""F-measure, MAE and IoU for defocus blur detection under the protocols of the literature (docs/metrics.md).
 
     from mdbd.metrics import protocol_metrics, bootstrap_ci
     metrics = protocol_metrics("sod")            # SODFmeasure + MAE, PySODMetrics-equal
@@ -11,13 +11,17 @@
 from mdbd.metrics.base import BETA2, Metric, fmeasure
 from mdbd.metrics.benchmark import benchmark_against_pysodmetrics
 from mdbd.metrics.bootstrap import bootstrap_ci, bootstrap_distribution, resample_weights
-from mdbd.metrics.fmeasure import AdaptiveFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
+from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
 from mdbd.metrics.inputs import POSITIVE_CLASSES, MetricInputError, validate_pair
+from mdbd.metrics.iou import PooledIoU
 from mdbd.metrics.mae import MAE
-from mdbd.metrics.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_metrics
+from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, FIXED_POSITIVE, PROTOCOLS, RESIZING_PROTOCOLS, RULES,
+                                    protocol_metrics, protocol_positive, rule_metrics, rule_of)
 
 __all__ = [
-    "BETA2", "DEFAULT_PROTOCOL", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "AdaptiveFmeasure", "FixedFmeasure",
-    "Metric", "MetricInputError", "SODFmeasure", "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci",
-    "bootstrap_distribution", "fmeasure", "protocol_metrics", "resample_weights", "validate_pair",
+    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
+    "RULES",
+    "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
+    "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
+    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",
 ]

@@ -167,3 +167,47 @@ class ZhaoFmeasure(Metric):
         images = self.per_image()
         c = _mean_curves(np.ones((1, self.n_images)), images["precision"], images["recall"], self.beta2)
         return {"threshold": ZHAO_PR_THRESHOLDS.copy(), **{k: v[0] for k, v in c.items()}}
+
+
+def ddffnet_binary(pred: np.ndarray, positive: str, *, strict: bool) -> np.ndarray:
+    """D-DFFNet's binarisation of a [0, 1] map already flipped to ``positive``.
+
+    Their code thresholds the IN-FOCUS map at 0.5 before any flip: ``>= 0.5`` in ``F_score1`` (``strict=False``),
+    ``> 0.5`` in ``test_iou.py`` (``strict=True``). After our blur flip (p -> 1 - p) the same pixels are
+    ``p > 0.5`` and ``p >= 0.5`` respectively, so the tie at exactly 0.5 lands where theirs does.
+    """
+    in_focus_strict = strict if positive == "infocus" else not strict
+    return pred > 0.5 if in_focus_strict else pred >= 0.5
+
+
+class DDFFNetFmeasure(Metric):
+    """D-DFFNet's F-measure, both ways their code computes it.
+
+    Per image: prediction brought to the GT's size by nearest neighbour, binarised at 0.5 (``>= 0.5`` in focus).
+    ``f`` (``test.py`` + ``utils.py::F_score1``, how they score their OWN model): F = max(F of the binary map, F of
+    the ALL-POSITIVE map), because their threshold loop (``linspace(0, 1, 255)`` over the already binary map) starts
+    at 0, where every pixel counts as positive: the quirk. ``f_no_quirk`` (``test1.py``, how they score other methods'
+    saved maps: sklearn precision and recall of the binary map): F of the binary map alone. Both averaged over
+    images. D-DFFNet scores blur as the positive class; protocol "ddffnet" fixes that (``protocols.FIXED_POSITIVE``).
+    """
+
+    names = ("f", "f_no_quirk")
+    resizes_prediction = True
+
+    def _update(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
+        p = to_float(resize_to(pred, gt.shape, "nearest"))
+        gt = binarize_gt(gt, "half")
+        above = ddffnet_binary(p, self.positive, strict=False)
+        positives = np.count_nonzero(gt)
+        f_binary = fmeasure(*precision_recall(np.count_nonzero(above & gt), np.count_nonzero(above), positives),
+                            self.beta2)
+        f_all_positive = fmeasure(*precision_recall(positives, gt.size, positives), self.beta2)
+        return max(f_binary, f_all_positive), f_binary
+
+    def _per_image(self) -> dict[str, np.ndarray]:
+        f, f_binary = self._stack()
+        return {"f": f, "f_no_quirk": f_binary}
+
+    def summaries(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        images = self.per_image()
+        return {"f": weighted_mean(weights, images["f"]), "f_no_quirk": weighted_mean(weights, images["f_no_quirk"])}

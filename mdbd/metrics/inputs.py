@@ -143,10 +143,27 @@ def to_float(pred: np.ndarray) -> np.ndarray:
     return pred / 255.0 if pred.dtype == np.uint8 else pred
 
 
-def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize (antialiased when shrinking, like Matlab's imresize) to ``shape``; 8-bit stays 8-bit."""
+RESIZE_METHODS = ("bicubic", "nearest")
+
+
+def resize_nearest(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize with PyTorch's ``F.interpolate(mode="nearest")`` index rule (source index
+    floor(i x in / out)), which D-DFFNet's test code uses; any dtype, values unchanged."""
+    h, w = shape
+    rows = np.minimum((np.arange(h) * (pred.shape[0] / h)).astype(np.intp), pred.shape[0] - 1)
+    cols = np.minimum((np.arange(w) * (pred.shape[1] / w)).astype(np.intp), pred.shape[1] - 1)
+    return pred[rows[:, None], cols[None, :]]
+
+
+def resize_to(pred: np.ndarray, shape: tuple[int, int], method: str = "bicubic") -> np.ndarray:
+    """Resize to ``shape``: "bicubic" (antialiased when shrinking, like Matlab's imresize; 8-bit stays 8-bit) or
+    "nearest" (``resize_nearest``)."""
+    if method not in RESIZE_METHODS:
+        raise ConfigError(f"resize method {method!r}: expected one of {RESIZE_METHODS}")
     if pred.shape == tuple(shape):
         return pred
+    if method == "nearest":
+        return resize_nearest(pred, shape)
     from PIL import Image
 
     h, w = shape

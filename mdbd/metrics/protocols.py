@@ -1,21 +1,44 @@
-"""The four scoring protocols as ready-made lists of metrics (docs/metrics.md)."""
+"""The scoring protocols as ready-made lists of metrics (docs/metrics.md)."""
 
 from __future__ import annotations
 
 from mdbd.errors import ConfigError
 from mdbd.metrics.base import BETA2, Metric
-from mdbd.metrics.fmeasure import AdaptiveFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
+from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
+from mdbd.metrics.inputs import check_positive
+from mdbd.metrics.iou import PooledIoU
 from mdbd.metrics.mae import MAE
 
-PROTOCOLS = ("sod", "adaptive1.5", "fixed0.5", "zhao")
-#: what our tables use unless told otherwise: protocol 1, in-focus positive, maps at the GT's original size
+PROTOCOLS = ("sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet", "sod-blur")
+#: the protocols whose rules differ (the four of the literature and D-DFFNet's); the others reuse one of them
+RULES = ("sod", "adaptive1.5", "fixed0.5", "zhao", "ddffnet")
+#: protocols applying another's rules with their own positive class: "sod-blur" is protocol 1 with blur positive,
+#: the protocol the audit found behind the MultiANet paper's Table I (docs/metrics.md, "Protocol audit")
+PROTOCOL_RULES = {"sod-blur": "sod"}
+#: `mdbd evaluate`'s default: protocol 1, in-focus positive, maps at the GT's original size
 DEFAULT_PROTOCOL = "sod"
+#: protocols that fix the positive class (D-DFFNet's code scores blur); the `positive` argument does not apply to them
+FIXED_POSITIVE = {"ddffnet": "blur", "sod-blur": "blur"}
+#: protocols that bring predictions to the GT's size themselves (so a size mismatch is not an error for them)
+RESIZING_PROTOCOLS = ("zhao", "ddffnet")
 
 
-def protocol_metrics(protocol: str, positive: str = "infocus", strict_gt: bool = True,
-                     beta2: float = BETA2) -> list[Metric]:
-    """Fresh metric objects implementing one protocol; step each of them with every image."""
-    common = {"positive": positive, "strict_gt": strict_gt}
+def protocol_positive(protocol: str, positive: str = "infocus") -> str:
+    """The positive class `protocol` is scored with when `positive` is asked for."""
+    return FIXED_POSITIVE.get(protocol, check_positive(positive))
+
+
+def rule_of(protocol: str) -> str:
+    """The protocol whose rules `protocol` applies (itself for the five in RULES)."""
+    return PROTOCOL_RULES.get(protocol, protocol)
+
+
+def rule_metrics(protocol: str, positive: str = "infocus", strict_gt: bool = True,
+                 beta2: float = BETA2) -> list[Metric]:
+    """Fresh metric objects applying one protocol's rules with ANY positive class (the protocol audit varies it
+    for every protocol, D-DFFNet's included); `protocol_metrics` is what tables use."""
+    common = {"positive": check_positive(positive), "strict_gt": strict_gt}
+    protocol = rule_of(protocol)
     if protocol == "sod":
         return [SODFmeasure(beta2=beta2, **common), MAE(normalize="minmax", gt_rule="sod", **common)]
     if protocol == "adaptive1.5":
@@ -24,4 +47,14 @@ def protocol_metrics(protocol: str, positive: str = "infocus", strict_gt: bool =
         return [FixedFmeasure(threshold=0.5, beta2=beta2, **common), MAE(normalize="none", **common)]
     if protocol == "zhao":
         return [ZhaoFmeasure(beta2=beta2, **common), MAE(normalize="max", gt_rule="zhao", resize=True, **common)]
+    if protocol == "ddffnet":
+        return [DDFFNetFmeasure(beta2=beta2, **common), PooledIoU(**common),
+                MAE(normalize="none", resize="nearest", **common)]
     raise ConfigError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
+
+
+def protocol_metrics(protocol: str, positive: str = "infocus", strict_gt: bool = True,
+                     beta2: float = BETA2) -> list[Metric]:
+    """Fresh metric objects implementing one protocol; step each of them with every image. A protocol in
+    FIXED_POSITIVE ("ddffnet", "sod-blur": blur) keeps its own positive class whatever `positive` says."""
+    return rule_metrics(protocol, protocol_positive(protocol, positive), strict_gt, beta2)

@@ -16,9 +16,17 @@ from mdbd.paths import REPO_ROOT, SHARED_DATA_ENV, shared_data_root
 if TYPE_CHECKING:
     from mdbd.evaluate import EvaluationResult
 
-#: the numbers our tables put beside the paper's F_beta and MAE: protocol 1 (SOD style), in focus positive.
-HEADLINE = {"fbeta": ("sod", "max_f"), "mae": ("sod", "mae")}
+#: the numbers our tables put beside the paper's F_beta and MAE, as (protocol, metric) of the tables every stage
+#: writes: protocol 1 (SOD style, max F of the averaged per-image F curves, min-max normalised MAE) with BLUR as the
+#: positive class, maps at the GT's size. The protocol audit (04_comparison, docs/metrics.md) found it reproduces
+#: the paper's Table I (DBDF from its published maps within 0.001); it was "sod" (in focus positive) before.
+HEADLINE = {"fbeta": ("sod-blur", "max_f"), "mae": ("sod-blur", "mae")}
+#: the protocols HEADLINE reads, for stages that score only what they show
+HEADLINE_PROTOCOLS = tuple(dict.fromkeys(protocol for protocol, _ in HEADLINE.values()))
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
+#: what each of our methods is, for the `source` column of the comparison tables (the Laplacian-energy map is ours: the
+#: paper has no such row)
+SOURCES = {"hifst": "re-implemented", "lbp": "re-implemented", "laplacian": "implemented here"}
 
 
 def display_path(path: str | Path) -> str:
@@ -30,10 +38,12 @@ def display_path(path: str | Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def open_split(cfg: RunConfig, split: str):
+def open_split(cfg: RunConfig, split: str, split_file: str | Path | None = None):
+    """`cfg`'s dataset, one split (or the ids of `split_file`, e.g. Zhao's CUHK test list)."""
     from mdbd.data import open_dataset
 
-    return open_dataset(cfg.dataset, cfg.resolved_data_root(), split, polarity=cfg.mask_polarity())
+    return open_dataset(cfg.dataset, cfg.resolved_data_root(), split, polarity=cfg.mask_polarity(),
+                        split_file=split_file)
 
 
 def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstrap: int = 1000):
@@ -46,7 +56,7 @@ def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstra
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
-    """F_beta (protocol 1 max F) and MAE per model, each with its 95% bootstrap interval, long format."""
+    """F_beta and MAE per model as HEADLINE reads them, each with its 95% bootstrap interval, long format."""
     rows = []
     for metric, (protocol, name) in HEADLINE.items():
         sub = table[(table["protocol"] == protocol) & (table["metric"] == name)].copy()
@@ -57,24 +67,26 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"model": "method"})
 
 
-def baseline_maps(cfg: RunConfig, names: Sequence[str], split: str = "test", progress: bool = True
-                  ) -> dict[str, list[np.ndarray]]:
+def baseline_maps(cfg: RunConfig, names: Sequence[str], split: str = "test", progress: bool = True,
+                  split_file: str | Path | None = None) -> dict[str, list[np.ndarray]]:
     """Each baseline's sharpness maps (high = in focus) on a split, computed once and cached."""
     from mdbd.baselines import run_baseline
 
-    pairs = open_split(cfg, split)
+    pairs = open_split(cfg, split, split_file)
     return {name: run_baseline(name, list(pairs.image_paths), progress=progress) for name in names}
 
 
 def score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protocols: Sequence[str],
-                     bootstrap: int, progress: bool) -> list[EvaluationResult]:
-    """Each baseline's maps scored against the split's ground truths, one EvaluationResult per baseline, with the
-    provenance of a classical method (no weights, numpy on the CPU)."""
+                     bootstrap: int, progress: bool, split_file: str | Path | None = None) -> list[EvaluationResult]:
+    """Each baseline's maps scored against the split's ground truths (or those of `split_file`), one
+    EvaluationResult per baseline, with the provenance of a classical method (no weights, numpy on the CPU) and its
+    `source` (re-implemented, or implemented here)."""
     from mdbd.evaluate import evaluate_maps
 
-    pairs = open_split(cfg, split)
+    pairs = open_split(cfg, split, split_file)
     gts = [pairs.load_mask(i) for i in range(len(pairs))]
     return [evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=protocols, bootstrap=bootstrap, seed=cfg.seed,
-                          model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=split,
-                          weights="none (classical)", profile=cfg.profile, device="cpu (numpy)")
-            for name, maps in baseline_maps(cfg, names, split, progress).items()]
+                          model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=pairs.split,
+                          weights="none (classical)", profile=cfg.profile, device="cpu (numpy)",
+                          source=SOURCES.get(name, "implemented here"))
+            for name, maps in baseline_maps(cfg, names, split, progress, split_file).items()]

@@ -1,39 +1,110 @@
-"""04 comparison (Table I): our model and the re-run classical baselines scored identically, beside the paper."""
+"""04 comparison: the protocol audit, Table I (our model, the re-run baselines and published maps scored identically,
+beside the paper) and the CUHK-TE-1 table (Zhao's 100 images, D-DFFNet's protocol, beside D-DFFNet's numbers).
+
+Every measured row says where its maps came from (`source`: trained here / re-implemented / published maps /
+implemented here); quoted rows say `quoted`. What cannot be measured on this run's data (no published maps, the
+synthetic benchmark, images missing) is reported as "not available" with the reason, never silently dropped."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
 from mdbd.config import RunConfig
+from mdbd.errors import DataError
 from mdbd.report import REAL_DATASETS
-from mdbd.stages.common import evaluate_run, headline, score_baselines
+from mdbd.stages.common import (BASELINE_LABELS, HEADLINE, display_path, evaluate_run, headline, open_split,
+                                score_baselines)
+
+if TYPE_CHECKING:
+    from mdbd.audit import AuditResult, Candidate
+    from mdbd.evaluate import EvaluationResult
+
+OURS = "MultiANet (ours)"
+TRAINED_HERE = "trained here"
+QUOTED_SOURCE = "quoted"
+#: the methods Table I compares with published maps, where the maps are available (mdbd.published)
+PUBLISHED = ("dbdf",)
+#: the methods of Table I whose maps the audit scores: DBDF from its authors' maps, HiFST and LBP re-implemented
+AUDIT_BASELINES = ("hifst", "lbp")
+#: the names of our rows in the paper's tables
+PAPER_NAMES = {OURS: "MultiANet", "HiFST": "HiFST", "LBP": "LBP", "DBDF": "DBDF"}
+
+
+@dataclass
+class PublishedScores:
+    """The published-map methods scored on one split, and, for those that could not be, why."""
+
+    results: list[EvaluationResult] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def published_results(cfg: RunConfig, split: str = "test", *, keys: Sequence[str] = PUBLISHED,
+                      protocols: Sequence[str] | None = None, bootstrap: int = 1000,
+                      split_file: str | Path | None = None) -> PublishedScores:
+    """Each method's published maps (mdbd.published) scored against `cfg`'s split like every other method. A method
+    whose maps do not exist for this dataset or are not on this machine is `unavailable` with the reason; an
+    incomplete folder is an error (it names the missing ids)."""
+    from mdbd.metrics import PROTOCOLS
+    from mdbd.published import evaluate_published, open_known, published_method
+
+    out = PublishedScores()
+    for key in keys:
+        method = published_method(key)
+        if cfg.dataset != method.dataset:
+            out.unavailable[method.label] = (f"not available: {method.label}'s authors published maps for "
+                                             f"{method.dataset} only, this run's dataset is {cfg.results_label()}")
+            continue
+        pairs = open_split(cfg, split, split_file)
+        maps = open_known(key, pairs.ids)
+        if maps is None:
+            out.unavailable[method.label] = (
+                f"not available: {method.label}'s published maps were not found ($MDBD_SHARED_DATA/published-maps/"
+                f"{method.dataset}/{key} or data/published-maps/{method.dataset}/{key}; `mdbd published fetch {key} "
+                f"--source ...`, docs/metrics.md)")
+            continue
+        out.results.append(evaluate_published(
+            maps, (pairs.load_mask(i) for i in range(len(pairs))), pred_dir=display_path(maps.folder),
+            protocols=protocols or PROTOCOLS, bootstrap=bootstrap, seed=cfg.seed, model=method.label,
+            dataset=cfg.dataset, split=pairs.split, weights=f"none (the authors' maps: {method.citation})",
+            profile=cfg.profile, device="n/a (published maps)"))
+    return out
 
 
 def compare_methods(cfg: RunConfig, checkpoint: Path, baselines: Sequence[str] = ("hifst", "lbp", "laplacian"),
-                    split: str = "test", bootstrap: int = 1000, progress: bool = True):
-    """Our full model and the re-run baselines scored identically on one split (all four protocols)."""
+                    split: str = "test", bootstrap: int = 1000, progress: bool = True,
+                    published: Sequence[EvaluationResult] = ()):
+    """Our full model, the re-run baselines and any published maps (`published_results`) scored identically on one
+    split, every protocol; each row's `source` says where the maps came from."""
     from mdbd.evaluate import EvaluationResult
     from mdbd.metrics import PROTOCOLS
 
     ours = evaluate_run(checkpoint, cfg, split, bootstrap)
-    ours.table["model"] = "MultiANet (ours)"
-    ours.curves["model"] = "MultiANet (ours)"
+    for frame in (ours.table, ours.curves):
+        frame["model"] = OURS
+        frame["source"] = TRAINED_HERE
     results = [ours, *score_baselines(cfg, baselines, split, protocols=PROTOCOLS, bootstrap=bootstrap,
-                                       progress=progress)]
+                                       progress=progress), *published]
     return EvaluationResult(table=pd.concat([r.table for r in results], ignore_index=True),
                             curves=pd.concat([r.curves for r in results], ignore_index=True))
 
 
-def table_one(comparison_table: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
-    """Table I: F_beta and MAE (protocol 1) per method on our data, beside the paper's quoted numbers for the same
-    method on Shi's and DUT (quoted rows for methods we do not re-run are kept and marked)."""
+def table_one(comparison_table: pd.DataFrame, cfg: RunConfig, unavailable: dict[str, str] | None = None
+              ) -> pd.DataFrame:
+    """Table I: F_beta and MAE (as HEADLINE reads them) per method on our data, beside the paper's quoted numbers for
+    the same method on Shi's and DUT. Methods the paper lists that we do not measure are kept as quoted rows
+    (`source` "quoted"); `note` says why a row is not measured (`unavailable`: method -> reason)."""
     from mdbd.report import QUOTED, load_paper_tables
 
+    unavailable = unavailable or {}
     ours = headline(comparison_table)
-    ours["method_key"] = ours["method"].map({"MultiANet (ours)": "MultiANet", "HiFST": "HiFST", "LBP": "LBP"})
+    if "source" not in ours:
+        ours["source"] = None
+    ours["source"] = ours["source"].fillna(ours["method"].map(lambda m: TRAINED_HERE if m == OURS else None))
+    ours["method_key"] = ours["method"].map(PAPER_NAMES)
     paper = load_paper_tables("I")
     out = []
     for ds in REAL_DATASETS:
@@ -42,16 +113,182 @@ def table_one(comparison_table: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
         out.append(q.set_index(["method_key", "metric"]))
     quoted = pd.concat(out, axis=1).reset_index()
     table = ours.merge(quoted, on=["method_key", "metric"], how="outer")
+    quoted_only = table["value"].isna()
     table["method"] = table["method"].fillna(table["method_key"] + " (quoted only, not re-run)")
+    table["source"] = table["source"].where(~quoted_only, QUOTED_SOURCE)
+    table["note"] = ""
+    table.loc[quoted_only, "note"] = table.loc[quoted_only, "method_key"].map(
+        lambda key: unavailable.get(key, "quoted only: no code or maps to re-run here"))
     for ds in REAL_DATASETS:
         table[f"difference vs {ds}"] = (table["value"] - table[f"{QUOTED}: {ds}"]).where(table["dataset"].eq(ds))
-    quoted_only = table["value"].isna()
-    for col in ("dataset", "split", "protocol", "profile", "device", "seed", "weights"):
+    for col in ("dataset", "split", "protocol", "positive", "profile", "device", "seed", "weights"):
         if col in table:
             table[col] = table[col].astype(object).where(~quoted_only, "n/a (quoted only)")
     table["measured_here"] = ~quoted_only
-    cols = ["method", "metric", "value", "ci_low", "ci_high", f"{QUOTED}: cuhk", f"{QUOTED}: dut", "difference vs cuhk",
-            "difference vs dut", "measured_here", "dataset", "split", "protocol", "profile", "device", "seed", "weights",
-            "n_images"]
+    cols = ["method", "source", "metric", "value", "ci_low", "ci_high", f"{QUOTED}: cuhk", f"{QUOTED}: dut",
+            "difference vs cuhk", "difference vs dut", "measured_here", "note", "dataset", "split", "protocol",
+            "positive", "profile", "device", "seed", "weights", "n_images"]
     table = table.sort_values(["metric", "measured_here", "method"], ascending=[True, False, True])
     return table[[c for c in cols if c in table]].reset_index(drop=True)
+
+
+# -- CUHK-TE-1: Zhao's 100 images under D-DFFNet's protocol ------------------------------------------------
+
+#: our ddffnet metric names -> the table's; D-DFFNet scores their own model with the all-positive quirk (test.py, our
+#: `f`) and other methods' saved maps without it (test1.py, our `f_no_quirk`): their F_beta is set beside both
+DDFFNET_METRICS = {"f": "fbeta", "f_no_quirk": "fbeta_no_quirk", "iou": "iou", "mae": "mae"}
+
+
+def zhao_overlap_with_training() -> int:
+    """How many of Zhao's 100 CUHK test images lie in the DeFusionNet/MultiANet training split 0001-0604."""
+    from mdbd.data.readers import CUHK_TRAIN
+    from mdbd.report import zhao_test_ids
+
+    return sum(int(s[-4:]) in CUHK_TRAIN for s in zhao_test_ids())
+
+
+def multianet_left_out_reason() -> str:
+    return (f"MultiANet (ours) left out: Zhao's list shares {zhao_overlap_with_training()} of its 100 images with the "
+            "training split 0001-0604 our model was trained on; a fair row needs a model trained without them")
+
+
+@dataclass
+class ZhaoComparison:
+    """The CUHK-TE-1 table, or why it could not be made, and the rows left out with their reasons."""
+
+    table: pd.DataFrame | None
+    notes: list[str]
+
+    @property
+    def available(self) -> bool:
+        return self.table is not None
+
+
+def zhao_test_comparison(cfg: RunConfig, baselines: Sequence[str] = ("hifst", "lbp", "laplacian"),
+                         bootstrap: int = 1000, progress: bool = True) -> ZhaoComparison:
+    """"CUHK-TE-1 (Zhao's 100), D-DFFNet's protocol": our measured rows (re-run baselines, published maps) scored with
+    protocol "ddffnet" on Zhao's list, beside D-DFFNet's published numbers (quoted), with differences."""
+    from mdbd.report import ZHAO_TEST_LIST
+
+    notes = [multianet_left_out_reason()]
+    if cfg.dataset != "cuhk":
+        return ZhaoComparison(None, [f"not available: CUHK-TE-1 is a CUHK test list; this run's dataset is "
+                                     f"{cfg.results_label()}"] + notes)
+    try:
+        pairs = open_split(cfg, "test", ZHAO_TEST_LIST)
+        pairs.require_images()
+    except DataError as exc:
+        return ZhaoComparison(None, [f"not available: Zhao's 100 test images are not all in this run's data "
+                                     f"({exc})"] + notes)
+    measured = score_baselines(cfg, baselines, "test", protocols=("ddffnet",), bootstrap=bootstrap, progress=progress,
+                               split_file=ZHAO_TEST_LIST)
+    published = published_results(cfg, "test", protocols=("ddffnet",), bootstrap=bootstrap, split_file=ZHAO_TEST_LIST)
+    notes += [f"{k}: {v}" for k, v in published.unavailable.items()]
+    ours = pd.concat([r.table for r in measured + published.results], ignore_index=True)
+    left_out = {OURS: multianet_left_out_reason(), **published.unavailable}
+    return ZhaoComparison(beside_ddffnet(ours, left_out), notes)
+
+
+def beside_ddffnet(ours: pd.DataFrame, left_out: dict[str, str] | None = None) -> pd.DataFrame:
+    """Our protocol-"ddffnet" rows (model, metric f/f_no_quirk/iou/mae, value, ...) beside D-DFFNet's quoted numbers
+    for the same method and metric, with `difference (ours - quoted)`; D-DFFNet's other methods are kept as quoted
+    rows; `left_out` (method -> reason) adds an unmeasured row per metric whose `note` says why."""
+    from mdbd.report import DDFFNET_QUOTED, load_ddffnet_table
+
+    ours = ours[ours["protocol"] == "ddffnet"].rename(columns={"model": "method"})
+    ours = ours.assign(metric=ours["metric"].map(DDFFNET_METRICS))
+    quoted = load_ddffnet_table()[["method", "metric", "value"]].rename(columns={"value": DDFFNET_QUOTED})
+    quoted = pd.concat([quoted, quoted[quoted["metric"] == "fbeta"].assign(metric="fbeta_no_quirk")],
+                       ignore_index=True)
+    table = ours.merge(quoted, on=["method", "metric"], how="outer")
+    quoted_only = table["value"].isna()
+    table["source"] = table.get("source", pd.Series(index=table.index, dtype=object)).where(~quoted_only,
+                                                                                            QUOTED_SOURCE)
+    table["difference (ours - quoted)"] = table["value"] - table[DDFFNET_QUOTED]
+    table["note"] = ""
+    for method, reason in (left_out or {}).items():
+        rows = table["method"] == method
+        if rows.any():  # quoted by D-DFFNet, not measured here
+            table.loc[rows & table["value"].isna(), "note"] = reason
+        else:
+            table = pd.concat([table, pd.DataFrame({"method": method, "metric": list(DDFFNET_METRICS.values()),
+                                                    "source": TRAINED_HERE if method == OURS else None,
+                                                    "note": reason})], ignore_index=True)
+    quoted_only = table["value"].isna() & table[DDFFNET_QUOTED].notna()
+    table["quoted_from"] = "D-DFFNet (ICME 2023), CUHK-TE-1 (mdbd/reference/ddffnet_cuhk_te1.csv)"
+    for col in ("dataset", "split", "protocol", "positive", "profile", "device", "seed", "weights"):
+        if col in table:
+            table[col] = table[col].astype(object).where(~quoted_only, "n/a (quoted only)")
+    table["measured_here"] = table["value"].notna()
+    order = {"mae": 0, "fbeta": 1, "fbeta_no_quirk": 2, "iou": 3}
+    table = table.sort_values(["metric", "measured_here", "method"], key=lambda c: c.map(order) if c.name == "metric"
+                              else c, ascending=[True, False, True])
+    cols = ["method", "source", "metric", "value", "ci_low", "ci_high", DDFFNET_QUOTED, "difference (ours - quoted)",
+            "measured_here", "note", "dataset", "split", "protocol", "positive", "n_images", "profile", "device",
+            "seed", "weights", "quoted_from"]
+    return table[[c for c in cols if c in table]].reset_index(drop=True)
+
+
+# -- the protocol audit ------------------------------------------------------------------------------------
+
+@dataclass
+class AuditOutcome:
+    """The audit's result, or why it could not run, and what it left out."""
+
+    result: AuditResult | None
+    notes: list[str]
+
+    @property
+    def available(self) -> bool:
+        return self.result is not None
+
+
+def protocol_audit(cfg: RunConfig, split: str = "test", progress: bool = True) -> AuditOutcome:
+    """The protocol audit on `cfg`'s split: DBDF from its published maps, HiFST and LBP from our re-implementations,
+    against the paper's Table I (Shi's). "Not available" (with the reason) off Shi's data or with no maps at all."""
+    from mdbd.audit import AuditMethod, audit_protocols
+    from mdbd.published import open_known
+    from mdbd.report import load_paper_tables
+    from mdbd.stages.common import SOURCES, baseline_maps
+
+    if cfg.dataset != "cuhk":
+        return AuditOutcome(None, [f"not available: the paper's Table I numbers are on Shi's (CUHK) test split; this "
+                                   f"run's dataset is {cfg.results_label()}"])
+    pairs = open_split(cfg, split)
+    gts = [pairs.load_mask(i) for i in range(len(pairs))]
+    methods, notes = [], []
+    dbdf = open_known("dbdf", pairs.ids)
+    if dbdf is None:
+        notes.append("DBDF: not available (its published maps were not found; see `mdbd published fetch dbdf`)")
+    else:
+        methods.append(AuditMethod("DBDF", "published maps", (dbdf.load(i, g.shape) for i, g in enumerate(gts))))
+    for name, maps in baseline_maps(cfg, AUDIT_BASELINES, split, progress).items():
+        methods.append(AuditMethod(BASELINE_LABELS[name], SOURCES[name], maps))
+    paper = load_paper_tables("I")
+    paper = paper[paper["dataset"] == "cuhk"].pivot(index="method", columns="metric", values="value")
+    quoted = {m.name: (float(paper.loc[m.name, "fbeta"]), float(paper.loc[m.name, "mae"])) for m in methods}
+    if pairs.split != "test" or len(pairs) != 100:
+        notes.append(f"on {len(pairs)} images of split {pairs.split!r}, not the paper's 100 (0605-0704): a rough check")
+    return AuditOutcome(audit_protocols(methods, gts, quoted), notes)
+
+
+def headline_candidate() -> Candidate:
+    """HEADLINE as an audit candidate: its F protocol's rules and positive class, its MAE protocol's normalisation,
+    at the GT's size (where every stage scores)."""
+    from mdbd.audit import PROTOCOL_MAE, Candidate
+    from mdbd.metrics import protocol_positive, rule_of
+
+    (f_protocol, f_metric), (mae_protocol, _) = HEADLINE["fbeta"], HEADLINE["mae"]
+    return Candidate(protocol=rule_of(f_protocol), f_metric=f_metric, mae=PROTOCOL_MAE[rule_of(mae_protocol)],
+                     positive=protocol_positive(f_protocol), size="gt")
+
+
+def headline_verdict(result: AuditResult) -> str:
+    """Whether the audit's best candidate is the study's HEADLINE, in one sentence."""
+    ours = headline_candidate()
+    if result.best == ours:
+        return f"The audit's best candidate IS the study's headline protocol (HEADLINE = {HEADLINE})."
+    rank = result.ranking.loc[result.ranking["candidate"] == ours.label, "rank"]
+    where = f"rank {int(rank.iloc[0])} of {len(result.ranking)}" if len(rank) else "not among the candidates"
+    return (f"The audit's best candidate ({result.best.label}) is NOT the study's headline protocol "
+            f"(HEADLINE = {HEADLINE}: {ours.label}, {where}).")

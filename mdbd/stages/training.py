@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.stages.common import evaluate_run, headline, score_baselines
+from mdbd.stages.common import HEADLINE_PROTOCOLS, evaluate_run, headline, score_baselines
 
 
 class LiveLossPlot:
@@ -50,7 +50,7 @@ def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] =
                       ours: pd.DataFrame | None = None) -> pd.DataFrame:
     """`cfg`'s model beside other presets trained with the SAME profile and beside classical sharpness maps.
 
-    Headline rows (F_beta = protocol 1 max F, MAE) plus `beats_all`: whether `cfg.preset` is better than every
+    Headline rows (F_beta and MAE as HEADLINE reads them) plus `beats_all`: whether `cfg.preset` is better than every
     reference on that metric (higher F_beta, lower MAE). `ours`: the table evaluate_run already gave for `checkpoint`
     (same `bootstrap`), so that it is not evaluated twice; None evaluates it here."""
     if ours is None:
@@ -59,7 +59,8 @@ def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] =
     for preset in presets:
         other = train_or_resume(cfg.replace(preset=preset), progress=False)
         tables.append(headline(evaluate_run(other.checkpoint, other.config, bootstrap=bootstrap).table))
-    for result in score_baselines(cfg, baselines, "test", protocols=("sod",), bootstrap=bootstrap, progress=False):
+    for result in score_baselines(cfg, baselines, "test", protocols=HEADLINE_PROTOCOLS, bootstrap=bootstrap,
+                                  progress=False):
         tables.append(headline(result.table))
     table = pd.concat(tables, ignore_index=True)
     for metric, better in (("fbeta", max), ("mae", min)):
