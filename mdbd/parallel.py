@@ -55,12 +55,14 @@ class RunsFailed(MdbdError):
 @dataclass
 class Job:
     """One run: train `config` (resuming an interrupted run of it), then score it on the test split when
-    `evaluate` (every protocol, `bootstrap` resamples; mdbd.stages.common.evaluate_run)."""
+    `evaluate` (every protocol, `bootstrap` resamples; mdbd.stages.common.evaluate_run). `train=False` scores the
+    run folder's checkpoint as it is (a run stopped at a deadline)."""
 
     config: RunConfig
     evaluate: bool = True
     bootstrap: int = 1000
     label: str = ""
+    train: bool = True
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -99,10 +101,12 @@ class JobResult:
         return self.run_dir / CHECKPOINT_NAME
 
 
-def describe_form(concurrent: int, threads: int | None) -> str:
+def describe_form(concurrent: int, threads: int | None, in_process: bool | None = None) -> str:
     threads_text = f", {threads} CPU thread(s) each" if threads else ""
-    if concurrent == 1:
+    if in_process if in_process is not None else concurrent == 1:
         return f"in-process, one run at a time{threads_text}"
+    if concurrent == 1:
+        return f"one process at a time{threads_text}"
     return f"up to {concurrent} processes at once{threads_text}"
 
 
@@ -119,13 +123,18 @@ def _epoch_printer(cfg: RunConfig, stream: IO[str]) -> Callable[[dict], None]:
 
 
 def run_job(job: Job, stream: IO[str] | None = None) -> tuple[Any, Any]:
-    """(TrainResult, EvaluationResult or None) of one job, in this process; per-epoch lines to `stream`."""
+    """(TrainResult or None when not training, EvaluationResult or None) of one job, in this process; per-epoch
+    lines to `stream`."""
+    from mdbd.checkpoint import CHECKPOINT_NAME
     from mdbd.stages.common import evaluate_run
     from mdbd.train import train
 
-    callback = _epoch_printer(job.config, stream) if stream is not None else None
-    result = train(job.config, resume=True, progress=False, callback=callback)
-    evaluation = evaluate_run(result.checkpoint, job.config, bootstrap=job.bootstrap) if job.evaluate else None
+    result = None
+    if job.train:
+        callback = _epoch_printer(job.config, stream) if stream is not None else None
+        result = train(job.config, resume=True, progress=False, callback=callback)
+    checkpoint = job.run_dir / CHECKPOINT_NAME
+    evaluation = evaluate_run(checkpoint, job.config, bootstrap=job.bootstrap) if job.evaluate else None
     return result, evaluation
 
 
@@ -137,15 +146,17 @@ def _worker(job_file: Path) -> int:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     job = Job(RunConfig(**spec["config"]), evaluate=spec["evaluate"], bootstrap=spec["bootstrap"],
-              label=spec["label"])
+              label=spec["label"], train=spec.get("train", True))
     print(f"start: {job.label} in {job.run_dir} ({torch.get_num_threads()} threads, pid {os.getpid()})", flush=True)
     started = time.perf_counter()
     result, evaluation = run_job(job, stream=sys.stdout)
     if evaluation is not None:
         atomic_write_text(job.run_dir / EVALUATION_FILE, evaluation.table.to_csv(index=False))
     atomic_write_text(job.run_dir / JOB_RESULT, json.dumps(
-        {"label": job.label, "seconds": time.perf_counter() - started, "train_call_seconds": result.seconds,
-         "epochs": int(len(result.log)), "metrics": result.metrics}, indent=1))
+        {"label": job.label, "seconds": time.perf_counter() - started, "trained": job.train,
+         "train_call_seconds": result.seconds if result else None,
+         "epochs": int(len(result.log)) if result else None, "metrics": result.metrics if result else None},
+        indent=1))
     print(f"done: {job.label} in {time.perf_counter() - started:.1f} s", flush=True)
     return 0
 
@@ -206,7 +217,7 @@ def _start(job: Job, threads: int | None, show: Callable[[str], None] | None) ->
     job_file = job.run_dir / JOB_FILE
     atomic_write_text(job_file, json.dumps({"label": job.label, "config": job.config.to_dict(),
                                             "evaluate": job.evaluate, "bootstrap": job.bootstrap,
-                                            "threads": threads}, indent=1))
+                                            "train": job.train, "threads": threads}, indent=1))
     # a session of its own: stopping a run stops its loader workers too (os.killpg)
     proc = subprocess.Popen([sys.executable, "-m", "mdbd.parallel", str(job_file)], cwd=REPO_ROOT,
                             env=_child_env(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -272,10 +283,10 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
             torch.set_num_threads(threads)
         for job in tqdm(jobs, desc="runs", disable=not progress):
             started = time.perf_counter()
-            result, evaluation = run_job(job)
+            _, evaluation = run_job(job)
             log, _ = _read_run_outputs(job)  # the file, as for a worker (rounded to 8 digits)
             results.append(JobResult(job, "done", form, time.perf_counter() - started,
-                                     float(result.log["seconds"].sum()), log,
+                                     float(log["seconds"].sum()) if log is not None else float("nan"), log,
                                      evaluation.table if evaluation is not None else None))
     finally:
         torch.set_num_threads(before)
@@ -283,24 +294,29 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
 
 
 def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = None, progress: bool = True,
-             deadline: float | None = None, poll_seconds: float = 0.2) -> list[JobResult]:
+             deadline: float | None = None, in_process: bool | None = None, poll_seconds: float = 0.2
+             ) -> list[JobResult]:
     """Run every job, at most `concurrent` at once; one JobResult per job, in the jobs' order.
 
-    `concurrent=1`: one after another in this process (an error propagates, as from train()). Above 1: worker
-    processes; a failing run is reported in its JobResult (status "failed", its last output line) and the others go
-    on. `threads`: CPU threads per run (default: this machine's cores shared out; in-process: unchanged).
-    `deadline` (time.monotonic()): runs still going then are stopped (SIGTERM; their last checkpoint stays valid,
-    status "stopped"), runs not yet started are left ("not started")."""
+    In this process, one after another (`in_process`; the default for `concurrent=1`): an error propagates, as
+    from train(). Otherwise worker processes: a failing run is reported in its JobResult (status "failed", its last
+    output line) and the others go on. `threads`: CPU threads per run (default: this machine's cores shared out;
+    in-process: unchanged). `deadline` (time.monotonic(); worker processes only): runs still going then are stopped
+    (SIGTERM; their last checkpoint stays valid, status "stopped"), runs not yet started are left ("not started")."""
+    if in_process is None:
+        in_process = concurrent == 1
+    if in_process and deadline is not None:
+        raise ConfigError("a deadline needs worker processes (in_process=False)")
     if concurrent < 1:
         raise ConfigError(f"concurrent must be >= 1, got {concurrent}")
     folders = [job.run_dir for job in jobs]
     if len(set(folders)) != len(folders):
         raise ConfigError("two runs share a run folder; give each its own run_dir: "
                           + ", ".join(sorted({str(f) for f in folders if folders.count(f) > 1})))
-    if concurrent == 1:
+    if in_process:
         return _run_in_process(jobs, threads, progress)
     threads = threads or max(1, (os.cpu_count() or 1) // min(concurrent, len(jobs) or 1))
-    form = describe_form(concurrent, threads)
+    form = describe_form(concurrent, threads, in_process=False)
     prepare_shared_inputs([job.config for job in jobs])
     lock = threading.Lock()
 
