@@ -410,7 +410,7 @@ def write_tables(cfg, results, scored, provenance: dict, stages: Stages, forms, 
     return written, notes, runs
 
 
-def summary_text(provenance, stages, results, runs, notes, written) -> str:
+def summary_text(provenance, stages, results, runs, notes, written, forms=None) -> str:
     lines = ["# GPU paper profile on real Shi's (CUHK): scripts/gpu_paper_cuhk.py", ""]
     lines += [f"- {k}: {v}" for k, v in provenance.items() if not isinstance(v, dict)]
     lines += ["", "## Stages", "", "| stage | seconds | status | note |", "| --- | ---: | --- | --- |"]
@@ -422,6 +422,10 @@ def summary_text(provenance, stages, results, runs, notes, written) -> str:
         lines += ["", "## Headline (protocol 1: max F beta^2 0.3, MAE; in focus positive; 95% bootstrap CI)", ""]
         cols = ["method", "metric", "value", "ci_low", "ci_high", "epochs_done", "n_images"]
         lines += [runs[[c for c in cols if c in runs]].to_markdown(index=False, floatfmt=".4f")]
+    if forms is not None and len(forms):
+        lines += ["", "## Ways of sharing the GPU (random tensors; images/s over all models)", ""]
+        cols = ["form", "status", "images_per_s", "speedup_vs_sequential", "note"]
+        lines += [forms[[c for c in cols if c in forms]].to_markdown(index=False, floatfmt=".3g")]
     lines += ["", *[f"{v}" for v in notes.values()], "", "## Tables", ""]
     lines += [f"- {path}" for path in written.values()]
     return "\n".join(lines) + "\n"
@@ -489,6 +493,8 @@ def run(args) -> int:
         concurrent = min(args.concurrent, len(configs))
         cores = os.cpu_count() or 1
         threads = args.threads or max(1, cores // (concurrent * (2 if device.startswith("cuda") else 1)))
+        # seven runs compiling at once would each start a pool of one compile worker per core
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(max(1, cores // max(concurrent, 1))))
         if carry is not None and args.forms and args.forms_seconds > 0 and stages.left() > args.reserve + 60:
             measured = stages.run("measure concurrency forms", measure_forms, args, cfg, presets, out, stages, mps,
                                   threads)
@@ -499,7 +505,8 @@ def run(args) -> int:
         provenance.update({"concurrency": describe_form(concurrent, threads, in_process=False)
                            + (" under MPS" if keep_mps else ""),
                            "mps": keep_mps, "num_workers_per_run": configs[0].num_workers if configs else None,
-                           "compile": f"{cfg.compile} (resolves to {'on' if cfg.compile_enabled(device.split(':')[0]) else 'off'} here)"})
+                           "compile": f"{cfg.compile} (resolves to "
+                                      f"{'on' if cfg.compile_enabled(device.split(':')[0]) else 'off'} here)"})
         results = []
         if carry is not None and stages.left() > args.reserve:
             stages.run("prepare caches", prepare_shared_inputs, configs)
@@ -530,7 +537,7 @@ def run(args) -> int:
     atomic_write_text(out / "provenance.json", _json.dumps(
         {**provenance, "stages": stages.rows, "tables": {k: str(v) for k, v in written.items()}}, indent=1,
         default=str))
-    atomic_write_text(out / "summary.md", summary_text(provenance, stages, results, runs, notes, written))
+    atomic_write_text(out / "summary.md", summary_text(provenance, stages, results, runs, notes, written, forms))
     pack(out, cfg, results)
     for name in ("forms.csv", "timings.csv", *(p.name for p in out.glob("forms-*.csv"))):
         (out / name).unlink(missing_ok=True)  # inside results.tar.gz: $OUT brings back at most 8 files

@@ -1,7 +1,7 @@
 """A carry: a compact, checksummed copy of a CUHK folder for a machine that cannot reach the dataset (a lent GPU
 machine takes at most 64 MiB of working tree, backbone weights included).
 
-    report = make_carry("/data/cuhk-full", "data/gpu/cuhk-carry")   # mdbd data carry --dataset cuhk --root ... --out ...
+    report = make_carry("/data/cuhk-full", "data/gpu/cuhk-carry")   # mdbd data carry --root ... --out ...
     verify_carry("data/gpu/cuhk-carry")                             # mdbd data verify-carry DIR
     open_dataset("cuhk", "data/gpu/cuhk-carry", "train")           # read like the original folder
 
