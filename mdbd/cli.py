@@ -10,7 +10,8 @@ import sys
 from mdbd import __version__
 from mdbd.errors import MdbdError
 
-COMMANDS = ("model", "weights", "data", "train", "predict", "evaluate", "baseline", "published", "bench", "reproduce")
+COMMANDS = ("model", "weights", "data", "train", "ablation", "predict", "evaluate", "baseline", "published", "bench",
+            "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

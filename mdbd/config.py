@@ -30,6 +30,7 @@ ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
 # nor uniform on real CUHK features, it passes 2.7-6x more gradient through the softmax than the literal eq. 1, and
 # it scores as well as every other form on held-out real images. "none" stays available as the paper's eq. 1.
 DEFAULT_ATTENTION_SCALE = "cosine"
+COMPILE_CHOICES = ("off", "on", "auto")
 
 
 @dataclass
@@ -90,6 +91,9 @@ class RunConfig:
     device: str | None = None  # None: cuda when available, else cpu
     bf16: bool = True  # autocast to bf16 on CUDA only; CPU runs stay fp32 and deterministic
     channels_last: bool = True  # CUDA only
+    # torch.compile of the training forward/backward: off | on | auto (on for CUDA, off on CPU, where compiling a
+    # run of minutes costs more than it saves and needs a C++ toolchain); validation and checkpoints use the plain model
+    compile: str = "off"
     run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>
 
     def __post_init__(self) -> None:
@@ -100,6 +104,8 @@ class RunConfig:
         self.ablation.seeds = tuple(self.ablation.seeds)
         if isinstance(self.crop_scale, list):
             self.crop_scale = tuple(self.crop_scale)
+        if isinstance(self.compile, bool):  # YAML 1.1 reads a bare on/off as a boolean
+            self.compile = "on" if self.compile else "off"
         self.validate()
 
     def validate(self) -> None:
@@ -129,6 +135,8 @@ class RunConfig:
                               f"got {self.attention_scale!r}")
         if not 0 <= self.freeze_backbone_blocks <= 5:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
+        if self.compile not in COMPILE_CHOICES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
@@ -157,6 +165,10 @@ class RunConfig:
         if self.run_dir:
             return resolve(self.run_dir)
         return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset_label()}-seed{self.seed}"
+
+    def compile_enabled(self, device_type: str) -> bool:
+        """Whether training compiles its model on a device of this type ("cuda", "cpu"): `compile` resolved."""
+        return self.compile == "on" or (self.compile == "auto" and device_type == "cuda")
 
     def mask_polarity(self) -> str | None:
         """The polarity masks are read with: `polarity` for folder datasets; None (the reader's own convention) for

@@ -246,6 +246,17 @@ def _autocast(device: torch.device, cfg: RunConfig):
     return contextlib.nullcontext()
 
 
+def _compiled_for_training(net: torch.nn.Module, cfg: RunConfig, device: torch.device
+                           ) -> tuple[torch.nn.Module, bool]:
+    """`net` under torch.compile when `cfg.compile` resolves to on for this device, and whether it is. Only the
+    training steps use it (static shapes: drop_last keeps every batch full); validation and checkpoints use the plain
+    model, so eval mode never recompiles and the saved keys stay the same. The first epoch's time includes the
+    compilation."""
+    if not cfg.compile_enabled(device.type):
+        return net, False
+    return torch.compile(net, dynamic=False), True
+
+
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -407,6 +418,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    net, compiled = _compiled_for_training(net, cfg, device)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml",
@@ -416,7 +428,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                  "code_version": code_version(), "device": device_name(device),
                  "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule,
                  "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
-                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size()}
+                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size(), "compiled": compiled}
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         net.train()

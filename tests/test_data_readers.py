@@ -129,7 +129,7 @@ def test_cuhk_subset_declares_its_splits(cuhk_subset):
     assert available_splits("cuhk", cuhk_subset) == ["train", "test"]
     train.verify()
     test.verify()
-    with pytest.raises(DataError, match="subset declared"):
+    with pytest.raises(DataError, match="mdbd-subset.json declares train, test"):
         open_dataset("cuhk", cuhk_subset, split="val")
 
 

@@ -1,4 +1,5 @@
-"""`mdbd data`: generate the synthetic benchmark, summarise a dataset, fetch the real ones."""
+"""`mdbd data`: generate the synthetic benchmark, summarise a dataset, fetch the real ones, carry one to a machine
+without the data (`carry`, `verify-carry`)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ def register(sub) -> None:
     f.add_argument("--raw-dir", default=None, help="where archives are kept (default data/raw)")
     f.add_argument("--out", default=None, help="extracted dataset folder (default data/<dataset>)")
     f.set_defaults(func=_fetch)
+
+    from mdbd.data.carry import CARRY_DATASETS, DEFAULT_MAX_SIDE, DEFAULT_QUALITY
+
+    c = cmds.add_parser("carry", help="a compact, checksummed copy of a CUHK folder for a machine without it "
+                                      "(images reduced to what training reads, masks as they are)")
+    c.add_argument("--dataset", default="cuhk", choices=CARRY_DATASETS)
+    c.add_argument("--root", required=True, help="the dataset folder in the official layout (image/ + gt/)")
+    c.add_argument("--out", required=True, help="the carry folder to write (atomically; must not exist)")
+    c.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help=f"no side of a carried image longer than this (default {DEFAULT_MAX_SIDE}; each axis capped "
+                        f"on its own unless --keep-aspect)")
+    c.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality (default {DEFAULT_QUALITY})")
+    c.add_argument("--keep-aspect", action="store_true", help="scale both axes by one factor instead")
+    c.add_argument("--force", action="store_true", help="replace an existing carry at --out")
+    c.set_defaults(func=_carry)
+
+    v = cmds.add_parser("verify-carry", help="check every file of a carry against its manifest's sha256")
+    v.add_argument("carry", help="the carry folder")
+    v.set_defaults(func=_verify_carry)
 
 
 def _synth(args) -> int:
@@ -119,4 +139,26 @@ def _fetch(args) -> int:
             raise DataError("--archive PATH_OR_URL is required for dut (the lab page is dead; mirrors: docs/data.md)")
         out = fetch_dut(args.archive, args.raw_dir, args.out)
     print(f"{args.dataset} ready in {out}")
+    return 0
+
+
+def _carry(args) -> int:
+    from mdbd.data.carry import make_carry
+    from mdbd.paths import resolve
+
+    report = make_carry(resolve(args.root), resolve(args.out), dataset=args.dataset, max_side=args.max_side,
+                        quality=args.quality, keep_aspect=args.keep_aspect, force=args.force)
+    print(f"carry written in {report.seconds:.1f} s: {report.line()}")
+    print(f"source {report.manifest['source']}; max side {args.max_side}, JPEG quality {args.quality}; "
+          f"complete (the study's 604 train + 100 test): {report.manifest['complete']}")
+    return 0
+
+
+def _verify_carry(args) -> int:
+    from mdbd.data.carry import verify_carry
+    from mdbd.paths import resolve
+
+    check = verify_carry(resolve(args.carry))
+    print(f"carry {check.path}: all {check.files} files match their sha256 ({check.bytes / 2**20:.1f} MiB); "
+          f"source {check.manifest['source']}")
     return 0

@@ -11,6 +11,8 @@ Layouts (docs/data.md has the details):
   or Zhao's redistribution ``dut500-source`` + ``dut500-gt`` (test). White = in focus already.
 - ``folder`` / ``synthetic``: ``images/`` + ``masks/`` with matching stems, optionally under ``<root>/<split>/``;
   polarity declared (``infocus_white`` | ``blur_white``) or read from ``dataset.json``.
+- a CUHK *carry* (``mdbd data carry``, mdbd.data.carry): the cuhk layout plus ``carry.json``; its images are smaller
+  than their masks and are resized to the mask's size on load, its splits come from the manifest.
 
 Masks can be read without the images (``load_mask``), so statistics work on mask-only folders; asking for a missing
 image raises a DataError naming the expected file.
@@ -41,6 +43,10 @@ CUHK_TEST = range(605, 705)
 CUHK_SPLITS = {"train": CUHK_TRAIN, "test": CUHK_TEST}
 SUBSET_MANIFEST = "mdbd-subset.json"  # a CUHK-layout folder holding a declared subset (mdbd.data.subset)
 _CUHK_NAME = re.compile(r"^(out_of_focus|motion)(\d{4})$", re.IGNORECASE)
+
+#: a compact copy of a CUHK folder made by mdbd.data.carry (images reduced, masks as they were) names itself here
+CARRY_MANIFEST = "carry.json"
+CARRY_FORMAT = "mdbd-carry/1"
 
 DUT_LAYOUTS = {  # split -> candidate (image folder, mask folder) pairs, first found wins
     "train": [("DUT600S_Training", "DUT600GT_Training")],
@@ -127,15 +133,19 @@ def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
 class PairDataset(Sequence):
     """An ordered list of (image, mask) files read as `Sample`s in the internal convention (mask 1 = in focus).
 
-    `image_paths[i]` is None when only the mask exists (mask-only statistics); loading that image raises DataError."""
+    `image_paths[i]` is None when only the mask exists (mask-only statistics); loading that image raises DataError.
+    `resize_images_to_masks`: images stored smaller than their masks (a carry) are resized (bicubic) to the mask's
+    size on load; everywhere else an image of another size than its mask is an error."""
 
     def __init__(self, name: str, split: str, root: Path, ids: list[str], image_paths: list[Path | None],
-                 mask_paths: list[Path], white_is_infocus: bool, missing_image_hint: str = ""):
+                 mask_paths: list[Path], white_is_infocus: bool, missing_image_hint: str = "",
+                 resize_images_to_masks: bool = False):
         if not ids:
             raise DataError(f"{name} dataset at {root} (split {split!r}) has no image/mask pairs")
         self.name, self.split, self.root = name, split, Path(root)
         self.ids, self.image_paths, self.mask_paths = list(ids), list(image_paths), list(mask_paths)
         self.white_is_infocus = white_is_infocus
+        self.resize_images_to_masks = resize_images_to_masks
         self._missing_image_hint = missing_image_hint
 
     def __len__(self) -> int:
@@ -164,7 +174,12 @@ class PairDataset(Sequence):
         if path is None:
             raise DataError(f"image for {self.ids[i]} is missing: no file {self.ids[i]}.* next to the other images "
                             f"of {self.name} in {self.root} (mask: {self.mask_paths[i]}).{self._missing_image_hint}")
-        return read_image(path)
+        image = read_image(path)
+        if self.resize_images_to_masks:
+            width, height = _header_size(self.mask_paths[i])
+            if image.shape[:2] != (height, width):
+                image = np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+        return image
 
     def require_images(self) -> None:
         """Raise a DataError naming the first missing image (and how many are missing)."""
@@ -183,7 +198,10 @@ class PairDataset(Sequence):
         bad = []
         for image_path, mask_path in zip(self.image_paths, self.mask_paths):
             image_size, mask_size = _header_size(image_path), _header_size(mask_path)
-            if image_size != mask_size:
+            # a carry's images are reduced copies: no side larger than the mask's
+            fits = (all(i <= m for i, m in zip(image_size, mask_size)) if self.resize_images_to_masks
+                    else image_size == mask_size)
+            if not fits:
                 bad.append((image_path, image_size, mask_path, mask_size))
         if bad:
             image_path, (iw, ih), mask_path, (mw, mh) = bad[0]
@@ -193,7 +211,7 @@ class PairDataset(Sequence):
     def subset(self, indices: Sequence[int], split: str | None = None) -> "PairDataset":
         return PairDataset(self.name, split or self.split, self.root, [self.ids[k] for k in indices],
                            [self.image_paths[k] for k in indices], [self.mask_paths[k] for k in indices],
-                           self.white_is_infocus, self._missing_image_hint)
+                           self.white_is_infocus, self._missing_image_hint, self.resize_images_to_masks)
 
     def __repr__(self) -> str:
         return f"PairDataset(name={self.name!r}, split={self.split!r}, root='{self.root}', n={len(self)})"
@@ -291,25 +309,54 @@ def read_cuhk_subset_manifest(root: Path) -> dict[str, list[int]] | None:
         raise DataError(f"corrupt CUHK subset manifest {path}: {exc}") from None
 
 
+def read_carry_manifest(root: str | Path) -> dict | None:
+    """The manifest of a carry (mdbd.data.carry) at `root`, or None when `root` is not one."""
+    path = Path(root) / CARRY_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"corrupt carry manifest {path}: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != CARRY_FORMAT:
+        raise DataError(f"{path} is not an mdbd carry manifest (format {CARRY_FORMAT!r} expected, found "
+                        f"{manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__!r})")
+    return manifest
+
+
+def declared_cuhk_splits(root: Path) -> tuple[dict[str, list[int]], Path] | None:
+    """The splits a CUHK-layout folder declares itself (a carry's or a declared subset's manifest), with the manifest
+    that says so; None for a plain folder, whose splits are the official ones."""
+    carry = read_carry_manifest(root)
+    if carry is not None:
+        path = root / CARRY_MANIFEST
+        return {name: _cuhk_numbers(list(ids), path) for name, ids in carry.get("splits", {}).items()}, path
+    subset = read_cuhk_subset_manifest(root)
+    return None if subset is None else (subset, root / SUBSET_MANIFEST)
+
+
 def _cuhk_split_numbers(root: Path, split: str, split_file: str | Path | None) -> tuple[list[int], str]:
     if split_file is not None:
         numbers = _cuhk_numbers(_read_split_file(Path(split_file)), Path(split_file))
         return numbers, (Path(split_file).stem if split in ("train", "test", "all") else split)
-    declared = read_cuhk_subset_manifest(root)
-    splits = declared if declared is not None else {name: list(r) for name, r in CUHK_SPLITS.items()}
+    declared = declared_cuhk_splits(root)
+    splits = declared[0] if declared is not None else {name: list(r) for name, r in CUHK_SPLITS.items()}
     if split in splits:
         return list(splits[split]), split
     if split == "all":
         return [n for name in ("train", "test") for n in splits.get(name, [])], split
-    where = f"the subset declared in {root / SUBSET_MANIFEST} has {', '.join(splits)}" if declared is not None \
+    where = f"{declared[1]} declares {', '.join(splits)}" if declared is not None \
         else "use train (0001..0604), test (0605..0704), all"
     raise DataError(f"unknown CUHK split {split!r}: {where}, or a list file (split_file)")
 
 
 def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | None = None) -> PairDataset:
     """Shi's CUHK defocus set (the 704 out_of_focus pairs; motion-blur files ignored). Ground truth inverted on load.
-    A folder with a subset manifest (mdbd.data.subset) is opened with the splits it declares."""
+
+    A folder with a subset manifest (mdbd.data.subset) or a carry (carry.json, mdbd.data.carry) is opened with the
+    splits it declares; a carry's reduced images are resized to their masks' sizes on load."""
     root = _cuhk_root(Path(root))
+    carry = read_carry_manifest(root)
     gt_dir, image_dir = root / "gt", root / "image"
     masks = _cuhk_defocus_files(gt_dir, MASK_EXTS)
     images = _cuhk_defocus_files(image_dir, IMAGE_EXTS) if image_dir.is_dir() else {}
@@ -327,7 +374,7 @@ def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | No
     hint = (f" Only {len(images)} of the {len(masks)} defocus images are present: put the full image/ folder "
             f"from BlurDatasetImage.zip there (`mdbd data fetch --dataset cuhk`).")
     return PairDataset("cuhk", split, root, ids, [images.get(n) for n in numbers], [masks[n] for n in numbers],
-                       white_is_infocus=False, missing_image_hint=hint)
+                       white_is_infocus=False, missing_image_hint=hint, resize_images_to_masks=carry is not None)
 
 
 # -- DUT ----------------------------------------------------------------------------------------------
@@ -410,12 +457,13 @@ def dataset_root(name: str, root: str | Path | None) -> str | Path:
 
 def available_splits(name: str, root: str | Path | None = None) -> list[str]:
     """The splits worth opening for `name` at `root` (None: the same default folder as open_dataset):
-    cuhk: train and test; dut: those whose folders exist (Zhao's redistribution has test only); folder/synthetic:
-    the split subfolders (train, val, test first), or ["test"] for a flat folder."""
+    cuhk: train and test (a carry: the splits its manifest lists); dut: those whose folders exist (Zhao's
+    redistribution has test only); folder/synthetic: the split subfolders (train, val, test first), or ["test"] for a
+    flat folder."""
     root = Path(dataset_root(name, root))
     if name == "cuhk":
-        declared = read_cuhk_subset_manifest(root) if root.is_dir() else None
-        return list(declared if declared is not None else CUHK_SPLITS)
+        declared = declared_cuhk_splits(root) if root.is_dir() else None
+        return list(declared[0] if declared is not None else CUHK_SPLITS)
     if name == "dut":
         return [s for s in DUT_LAYOUTS if _find_dut_layout(root, s) is not None]
     order = {"train": 0, "val": 1, "test": 2}

@@ -10,8 +10,7 @@ import pandas as pd
 
 from mdbd.config import RunConfig
 from mdbd.paths import RESULTS_DIR
-from mdbd.stages.common import display_path, evaluate_run, headline
-from mdbd.stages.training import train_or_resume
+from mdbd.stages.common import display_path, headline
 
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
@@ -30,20 +29,26 @@ def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
     return out
 
 
-def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -> pd.DataFrame:
-    """Train (or resume) and evaluate every ablation run; one headline row per run x metric."""
-    from tqdm.auto import tqdm
+def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int = 1,
+                 threads: int | None = None) -> pd.DataFrame:
+    """Train (or resume) and evaluate every ablation run; one headline row per run x metric.
 
+    `concurrent`: runs at once (mdbd.parallel: that many processes, sharing a GPU; 1 = one after another in this
+    process); `threads`: CPU threads per run. Same seeds, same results (on CPU bit for bit at equal `threads`)."""
+    from mdbd.parallel import Job, raise_for_failures, run_jobs
+
+    results = run_jobs([Job(c, bootstrap=bootstrap) for c in ablation_configs(cfg)], concurrent=concurrent,
+                       threads=threads, progress=progress)
+    raise_for_failures(results)
     rows = []
-    configs = ablation_configs(cfg)
-    for run_cfg in tqdm(configs, desc="ablation runs", disable=not progress):
-        result = train_or_resume(run_cfg, progress=False)
-        evaluation = evaluate_run(result.checkpoint, run_cfg, bootstrap=bootstrap)
-        table = headline(evaluation.table)
+    for result in results:
+        run_cfg = result.job.config
+        table = headline(result.evaluation)
         table["seed"] = run_cfg.seed
         table["epochs"] = run_cfg.epochs
         table["checkpoint"] = display_path(result.checkpoint)
-        table["train_seconds"] = float(result.log["seconds"].sum())
+        table["train_seconds"] = result.train_seconds
+        table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
 

@@ -1,0 +1,98 @@
+"""Several runs at once (mdbd.parallel): the same weights as one at a time, every run's output visible, a failing
+run named with its folder and log, a deadline that stops runs cleanly. Tiny runs: 32 px, random backbone, one
+epoch of two steps on 12 synthetic images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mdbd.cli import main
+from mdbd.config import load_config
+from mdbd.errors import ConfigError
+from mdbd.parallel import Job, RunsFailed, prepare_shared_inputs, raise_for_failures, run_jobs
+
+pytestmark = pytest.mark.slow
+
+TINY = {"image_size": 32, "backbone_weights": "none", "epochs": 1, "batch_size": 6, "val_every": 1,
+        "synth.train_images": 12, "synth.test_images": 4, "synth.image_size": 48}
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A private data folder (synthetic set and cache), the same for this process and its workers."""
+    import mdbd.paths
+
+    folder = tmp_path / "data"
+    monkeypatch.setattr(mdbd.paths, "DATA_DIR", folder)
+    monkeypatch.setenv("MDBD_DATA_DIR", str(folder))
+    return folder
+
+
+def _jobs(tmp_path: Path, data_dir: Path, name: str, presets=("hl", "hl_ll"), **overrides) -> list[Job]:
+    settings = {**TINY, **overrides}
+    return [Job(load_config("smoke", preset=preset, data_root=str(data_dir / "synth"),
+                            run_dir=str(tmp_path / name / preset), **settings), bootstrap=20)
+            for preset in presets]
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def test_two_runs_at_once_give_the_same_weights_and_scores_as_one_after_another(tmp_path, data_dir, capfd):
+    sequential = run_jobs(_jobs(tmp_path, data_dir, "one-by-one"), concurrent=1, threads=1, progress=False)
+    together = run_jobs(_jobs(tmp_path, data_dir, "together"), concurrent=2, threads=1, progress=True)
+    shown = capfd.readouterr().out
+    for a, b in zip(sequential, together):
+        assert (a.status, b.status) == ("done", "done")
+        assert a.form.startswith("in-process") and b.form.startswith("up to 2 processes")
+        wa, wb = _weights(a.run_dir), _weights(b.run_dir)
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"{a.label}: weights differ"  # bit for bit
+        assert a.log["train_loss"].tolist() == b.log["train_loss"].tolist()
+        np.testing.assert_array_equal(a.evaluation["value"].to_numpy(), b.evaluation["value"].to_numpy())
+        # every run's progress reaches the parent, prefixed with its label, and its own log
+        assert f"[{b.label}] epoch 1/1 loss" in shown and f"[{b.label}] done: {b.label}" in shown
+        assert "epoch 1/1" in b.output.read_text()
+
+
+def test_a_failing_run_is_named_with_its_configuration_folder_and_log_and_the_others_go_on(tmp_path, data_dir):
+    jobs = _jobs(tmp_path, data_dir, "bad", presets=("no_such_preset", "hl"))
+    jobs[1].evaluate = False
+    results = run_jobs(jobs, concurrent=2, threads=1, progress=False)
+    bad, good = results
+    assert bad.status == "failed" and bad.returncode == 2 and "unknown preset 'no_such_preset'" in bad.error
+    assert "unknown preset" in bad.output.read_text()
+    assert good.status == "done" and len(good.log) == 1 and good.checkpoint.is_file()
+    with pytest.raises(RunsFailed) as info:
+        raise_for_failures(results)
+    message = str(info.value)
+    assert "1 of 2 runs did not finish: no_such_preset seed 0 (failed; run folder" in message
+    assert str(tmp_path / "bad" / "no_such_preset") in message and "job.log" in message
+
+
+def test_a_deadline_stops_running_runs_and_leaves_the_rest_unstarted(tmp_path, data_dir):
+    import time
+
+    jobs = _jobs(tmp_path, data_dir, "deadline", presets=("hl", "hl_ll", "multianet"), epochs=50)
+    prepare_shared_inputs([job.config for job in jobs])  # the data first: the deadline is for the runs
+    started = time.monotonic()
+    results = run_jobs(jobs, concurrent=2, threads=1, progress=False, deadline=started + 8)
+    assert time.monotonic() - started < 30
+    assert [r.status for r in results] == ["stopped", "stopped", "not started"]
+    assert all(r.returncode is not None and r.returncode != 0 for r in results[:2])
+
+
+def test_bad_arguments_are_refused_before_any_run_starts(tmp_path, data_dir):
+    jobs = _jobs(tmp_path, data_dir, "args")
+    with pytest.raises(ConfigError, match="concurrent must be >= 1"):
+        run_jobs(jobs, concurrent=0)
+    same_folder = [jobs[0], Job(jobs[1].config.replace(run_dir=jobs[0].config.run_dir))]
+    with pytest.raises(ConfigError, match="share a run folder"):
+        run_jobs(same_folder, concurrent=2)
+    assert not (tmp_path / "args").exists()
+    assert main(["ablation", "--profile", "smoke", "--concurrent", "0", "--quiet"]) == 2
