@@ -74,7 +74,7 @@ class RunConfig:
     device: str | None = None  # None: cuda when available, else cpu
     bf16: bool = True  # autocast to bf16 on CUDA only; CPU runs stay fp32 and deterministic
     channels_last: bool = True  # CUDA only
-    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>
+    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
 
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
@@ -119,11 +119,14 @@ class RunConfig:
         return DATA_DIR / self.dataset
 
     def resolved_run_dir(self) -> Path:
-        from mdbd.paths import RESULTS_DIR, resolve
+        """`run_dir`, or the default folder named after the run's identity (mdbd.identity): a configuration that
+        trains another model never finds this one's checkpoint there."""
+        from mdbd.identity import default_run_dir
+        from mdbd.paths import resolve
 
         if self.run_dir:
             return resolve(self.run_dir)
-        return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset_label()}-seed{self.seed}"
+        return default_run_dir(self)
 
     def mask_polarity(self) -> str | None:
         """The polarity masks are read with: `polarity` for folder datasets; None (the reader's own convention) for

@@ -28,15 +28,19 @@ PAPER_MAE = {"hl": 0.132, "hl_ll": 0.101, "hl_ll_hca": 0.092, "hl_ll_hca_sa": 0.
 
 
 def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
-    cfg = load_config("paper")
+    cfg = load_config("paper", device="cpu")
     configs = ablation.ablation_configs(cfg)
     assert len(configs) == 7 * len(cfg.ablation.seeds)
     assert len({c.resolved_run_dir() for c in configs}) == len(configs)
     assert all(c.epochs == cfg.epochs for c in configs)  # paper: ablation.epochs null -> the profile's
-    smoke = ablation.ablation_configs(load_config("smoke"))
+    # the same identity as 02_train's run (paper: same epochs) is the same run folder, shared; the smoke profile's
+    # ablation trains 1 epoch instead of 2: another identity, never 02's folder
+    assert cfg.resolved_run_dir() in {c.resolved_run_dir() for c in configs}
+    assert cfg.replace(preset="hl").resolved_run_dir() in {c.resolved_run_dir() for c in configs}
+    assert cfg.replace(epochs=20).resolved_run_dir() not in {c.resolved_run_dir() for c in configs}
+    smoke = ablation.ablation_configs(load_config("smoke", device="cpu"))
     assert all(c.epochs == load_config("smoke").ablation.epochs for c in smoke)
-    # never the same folder as 02_train's run, whose schedule may differ
-    assert load_config("smoke").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
+    assert load_config("smoke", device="cpu").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
 
 
 def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatch, tmp_path):
@@ -100,3 +104,4 @@ def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
     assert common.display_path(REPO_ROOT / "data" / "x") == "data/x"
     monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
     assert common.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"
+

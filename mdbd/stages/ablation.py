@@ -9,25 +9,21 @@ from typing import Any
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.paths import RESULTS_DIR
 from mdbd.stages.common import display_path, evaluate_run, headline
 from mdbd.stages.training import train_or_resume
 
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
-    """The seven Table III presets x the profile's ablation seeds, each in its own run folder.
+    """The seven Table III presets x the profile's ablation seeds, each in the default folder of its identity.
 
-    Own folders even where a run repeats one of 02_train's (paper profile: same epochs): reusing 02's folder would
-    silently extend a 02 run trained with an epochs override instead of training the ablation's schedule."""
+    A run that repeats one of 02_train's (same preset, seed, epochs and everything else: the paper profile's
+    multianet and hl at seed 0) is the same run and is shared; any difference (e.g. an epochs override in 02) is
+    another identity, hence another folder (mdbd.identity)."""
     from mdbd.model import PRESETS
 
     epochs = cfg.ablation.epochs or cfg.epochs
-    out = []
-    for seed in cfg.ablation.seeds:
-        for preset in PRESETS:
-            run_dir = RESULTS_DIR / "runs" / cfg.profile / "ablation" / f"{preset}-{cfg.dataset_label()}-seed{seed}"
-            out.append(cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=str(run_dir)))
-    return out
+    return [cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=None)
+            for seed in cfg.ablation.seeds for preset in PRESETS]
 
 
 def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -> pd.DataFrame:
@@ -43,6 +39,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -
         table["seed"] = run_cfg.seed
         table["epochs"] = run_cfg.epochs
         table["checkpoint"] = display_path(result.checkpoint)
+        table["run"] = result.status  # trained | resumed | reused (an earlier run of the same identity)
         table["train_seconds"] = float(result.log["seconds"].sum())
         rows.append(table)
     return pd.concat(rows, ignore_index=True)

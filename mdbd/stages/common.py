@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.paths import REPO_ROOT, SHARED_DATA_ENV, shared_data_root
+from mdbd.paths import display_path  # noqa: F401 (re-exported: the notebooks import it from here)
 
 if TYPE_CHECKING:
     from mdbd.evaluate import EvaluationResult
@@ -19,15 +19,6 @@ if TYPE_CHECKING:
 #: the numbers our tables put beside the paper's F_beta and MAE: protocol 1 (SOD style), in focus positive.
 HEADLINE = {"fbeta": ("sod", "max_f"), "mae": ("sod", "mae")}
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
-
-
-def display_path(path: str | Path) -> str:
-    """A path as it should appear in a tracked table: relative to the repository, or to $MDBD_SHARED_DATA."""
-    path = Path(path).resolve()
-    shared = shared_data_root()
-    if shared and path.is_relative_to(shared):
-        return f"${SHARED_DATA_ENV}/{path.relative_to(shared)}"
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def open_split(cfg: RunConfig, split: str):
