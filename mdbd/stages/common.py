@@ -60,12 +60,15 @@ def baseline_maps(cfg: RunConfig, names: Sequence[str], split: str = "test", pro
 def score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protocols: Sequence[str],
                      bootstrap: int, progress: bool) -> list[EvaluationResult]:
     """Each baseline's maps scored against the split's ground truths, one EvaluationResult per baseline, with the
-    provenance of a classical method (no weights, numpy on the CPU)."""
+    provenance of a classical method (no weights, numpy on the CPU). Scored as the model is (mdbd.scoring): the
+    8-bit maps `mdbd baseline` writes, graded GT levels with each protocol's own rule."""
     from mdbd.evaluate import evaluate_maps
+    from mdbd.io import quantize_map
 
     pairs = open_split(cfg, split)
-    gts = [pairs.load_mask(i) for i in range(len(pairs))]
-    return [evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=protocols, bootstrap=bootstrap, seed=cfg.seed,
+    gts = [pairs.load_mask_levels(i) for i in range(len(pairs))]
+    return [evaluate_maps([quantize_map(m) for m in maps], gts, ids=list(pairs.ids), protocols=protocols,
+                          bootstrap=bootstrap, seed=cfg.seed, strict_gt=False,
                           model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=split,
                           weights="none (classical)", profile=cfg.profile, device="cpu (numpy)")
             for name, maps in baseline_maps(cfg, names, split, progress).items()]
