@@ -105,3 +105,18 @@ def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
     monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
     assert common.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"
 
+
+def test_the_interval_over_seeds_is_computed_over_seeds_not_from_the_bootstrap_bounds():
+    """Three seeds 0.90, 0.92, 0.97 (each with a narrow per-image bootstrap interval): mean 0.93, sd 0.036056,
+    t(0.975, 2) = 4.302653 -> half-width 4.302653 x 0.036056 / sqrt(3) = 0.089567. Averaging the bootstrap
+    bounds would give [0.92, 0.94], far too narrow for three seeds this far apart."""
+    runs = pd.concat([_runs({k: v for k in PAPER_F}, PAPER_MAE).assign(seed=seed)
+                      for seed, v in ((0, 0.90), (1, 0.92), (2, 0.97))])
+    row = ablation.ablation_table(runs).query("method == 'multianet' and metric == 'fbeta'").iloc[0]
+    assert row["value"] == pytest.approx(0.93) and row["std"] == pytest.approx(0.0360555, abs=1e-6)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.93 - 0.0895669, 0.93 + 0.0895669), abs=1e-6)
+    assert row["interval"].startswith("95% t-interval over 3 seeds") and pd.isna(row["bootstrap_ci_low"])
+    one = ablation.ablation_table(_runs(PAPER_F, PAPER_MAE)).query("method == 'hl' and metric == 'mae'").iloc[0]
+    assert pd.isna(one["ci_low"]) and pd.isna(one["ci_high"]) and pd.isna(one["std"])
+    assert one["interval"].startswith("no interval over seeds (one seed)")
+    assert (one["bootstrap_ci_low"], one["bootstrap_ci_high"]) == pytest.approx((0.122, 0.142))

@@ -4,8 +4,9 @@ plain verdict on whether the paper's ordering holds."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
@@ -45,14 +46,42 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000) -
     return pd.concat(rows, ignore_index=True)
 
 
+#: what ablation_table's interval columns mean (its `interval` column says which applies to a row)
+SEED_INTERVAL = "95% t-interval over {n} seeds: mean +- t(0.975, n-1) x sd / sqrt(n)"
+ONE_SEED = ("no interval over seeds (one seed); bootstrap_ci_low/high: that run's 95% per-image bootstrap "
+            "(test images resampled; the model's training noise is not in it)")
+
+
+def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the t-interval for the mean over seeds; low and high are NaN for fewer than 2 seeds."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, math.nan, math.nan
+    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean (and std over seeds) per preset and metric, beside Table III's quoted numbers."""
+    """Per preset and metric: the mean over seeds, its sd and its t-interval OVER SEEDS (ci_low, ci_high; NaN for
+    one seed), beside Table III's quoted numbers. With one seed the run's per-image bootstrap interval is kept in
+    bootstrap_ci_low/high (with several, each run's is in the runs table); the `interval` column says which is which."""
     from mdbd.model import PRESETS
     from mdbd.report import beside_paper
 
-    grouped = runs.groupby(["method", "metric"], sort=False)
-    table = grouped.agg(value=("value", "mean"), std=("value", "std"), ci_low=("ci_low", "mean"),
-                        ci_high=("ci_high", "mean"), seeds=("seed", "nunique")).reset_index()
+    rows = []
+    for (method, metric), group in runs.groupby(["method", "metric"], sort=False):
+        per_seed = group.groupby("seed")["value"].mean()  # one value per seed
+        mean, low, high = seed_interval(per_seed.to_numpy())
+        one = len(per_seed) == 1
+        rows.append({"method": method, "metric": metric, "value": mean,
+                     "std": float(per_seed.std(ddof=1)) if not one else math.nan, "ci_low": low, "ci_high": high,
+                     "seeds": len(per_seed), "interval": ONE_SEED if one else SEED_INTERVAL.format(n=len(per_seed)),
+                     "bootstrap_ci_low": float(group["ci_low"].iloc[0]) if one else math.nan,
+                     "bootstrap_ci_high": float(group["ci_high"].iloc[0]) if one else math.nan})
+    table = pd.DataFrame(rows)
     first = runs.drop_duplicates(["method", "metric"]).set_index(["method", "metric"])
     for col in ("dataset", "split", "protocol", "profile", "device", "weights", "epochs"):
         if col in first:
