@@ -15,7 +15,7 @@ STAMP := $(VENV)/.mdbd-installed
 # sits beside the repository.
 export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk-full),$(abspath ../shared/data),)
 
-.PHONY: install reproduce test lab bench
+.PHONY: install reproduce test nbval-refs lab bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,13 +29,30 @@ reproduce: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(VENV)/bin/mdbd reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-# nbval runs papermill's smoke-parameterised copies of the notebooks (lax: every cell must run without error), then the
-# unit tests, which also check the tables that chain wrote under results/smoke/.
-NBVAL_DIR := build/nbval-smoke
+# nbval re-runs the reference copies of the notebooks in tests/nbval/ (smoke profile, executed by `make nbval-refs`)
+# and compares every output that is not tagged nbval-ignore-output, times, paths and versions sanitised
+# (tests/nbval/sanitize.cfg): a change that alters a printed result fails. Both run the chain in the same fresh,
+# private state: no MDBD_SHARED_DATA (procedural masks on every machine), data and results folders of their own, wiped
+# first (every run trained, none reused), two CPU threads. Then the unit tests, which also check the tables that run
+# wrote (MDBD_CHAIN_RESULTS) and that the references still hold the notebooks' cells.
+NBVAL_STATE := build/nbval-state
+NBVAL_ENV := MDBD_SHARED_DATA= MDBD_DATA_DIR=$(abspath $(NBVAL_STATE))/data \
+	MDBD_RESULTS_DIR=$(abspath $(NBVAL_STATE))/results OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+NBVAL_FRESH_STATE := rm -rf $(NBVAL_STATE) && mkdir -p $(NBVAL_STATE)/data \
+	&& ln -s $(abspath data/weights) $(NBVAL_STATE)/data/weights
 test: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
-	rm -rf $(NBVAL_DIR) && $(VENV)/bin/mdbd reproduce --profile smoke --prepare-only --out $(NBVAL_DIR)
-	$(PY) -m pytest $(NBVAL_DIR) tests --nbval-lax -p no:cacheprovider
+	$(NBVAL_FRESH_STATE)
+	$(NBVAL_ENV) $(PY) -m pytest tests/nbval --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval/sanitize.cfg -p no:cacheprovider
+	MDBD_CHAIN_RESULTS=$(abspath $(NBVAL_STATE))/results/smoke/synthetic-proceduralmasks \
+		$(PY) -m pytest tests -p no:cacheprovider
+
+# Regenerate the nbval references (after a change to a notebook, or one that alters its printed results on purpose).
+nbval-refs: $(STAMP)
+	$(VENV)/bin/mdbd weights fetch --source oxford
+	$(NBVAL_FRESH_STATE)
+	$(NBVAL_ENV) $(PY) -m mdbd.notebook_refs write
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mdbd --display-name "Python (mdbd)"

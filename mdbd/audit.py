@@ -29,7 +29,7 @@ from mdbd.metrics.inputs import resize_nearest, resize_to, validate_gt
 #: the protocols' rules the audit applies, and the F-measure variants each of them reports
 F_VARIANTS: dict[str, tuple[str, ...]] = {
     "sod": ("max_f", "max_f_pr", "mean_f", "adaptive_f"),
-    "adaptive1.5": ("adaptive_f", "adaptive_f_pooled"),
+    "adaptive1.5": ("adaptive15_f", "adaptive15_f_pooled"),
     "fixed0.5": ("f", "f_pooled"),
     "zhao": ("max_f",),
     "ddffnet": ("f", "f_no_quirk"),
@@ -38,7 +38,7 @@ F_VARIANTS: dict[str, tuple[str, ...]] = {
 F_VARIANT_TEXT = {
     ("sod", "max_f"): "max F, mean of per-image F curves", ("sod", "max_f_pr"): "max F of mean P and R",
     ("sod", "mean_f"): "mean F over thresholds", ("sod", "adaptive_f"): "adaptive F (2 x mean)",
-    ("adaptive1.5", "adaptive_f"): "F at 1.5 x mean, per image", ("adaptive1.5", "adaptive_f_pooled"):
+    ("adaptive1.5", "adaptive15_f"): "F at 1.5 x mean, per image", ("adaptive1.5", "adaptive15_f_pooled"):
         "F at 1.5 x mean, pooled pixels", ("fixed0.5", "f"): "F at 0.5, per image",
     ("fixed0.5", "f_pooled"): "F at 0.5, pooled pixels", ("zhao", "max_f"): "per-image max F, averaged",
     ("ddffnet", "f"): "max(F at 0.5, all-positive), per image (their test.py)",

@@ -94,7 +94,7 @@ class RunConfig:
     # torch.compile of the training forward/backward: off | on | auto (on for CUDA, off on CPU, where compiling a
     # run of minutes costs more than it saves and needs a C++ toolchain); validation and checkpoints use the plain model
     compile: str = "off"
-    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>
+    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
 
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
@@ -160,11 +160,14 @@ class RunConfig:
         return self.eval_size or self.image_size
 
     def resolved_run_dir(self) -> Path:
-        from mdbd.paths import RESULTS_DIR, resolve
+        """`run_dir`, or the default folder named after the run's identity (mdbd.identity): a configuration that
+        trains another model never finds this one's checkpoint there."""
+        from mdbd.identity import default_run_dir
+        from mdbd.paths import resolve
 
         if self.run_dir:
             return resolve(self.run_dir)
-        return RESULTS_DIR / "runs" / self.profile / f"{self.preset}-{self.dataset_label()}-seed{self.seed}"
+        return default_run_dir(self)
 
     def compile_enabled(self, device_type: str) -> bool:
         """Whether training compiles its model on a device of this type ("cuda", "cpu"): `compile` resolved."""

@@ -1,7 +1,8 @@
 """Scoring prediction maps into tidy tables with provenance (docs/metrics.md).
 
-    result = evaluate_folders("preds/", "data/cuhk/gt", gt_polarity="blur_white", model="multianet",
-                              dataset="cuhk", split="test")
+    result = evaluate_folders("preds/", "data/cuhk/gt", dataset="cuhk", model="multianet", split="test")
+    # GT polarity: declared (gt_polarity=), or known from the dataset (cuhk: white = blurred, dut: white = in focus) or
+    # from Shi's file names; a bare folder without a declared polarity is an error (resolve_gt_polarity)
     write_results(result, "results/eval.csv")   # + results/eval_curves.csv, both written atomically
 """
 
@@ -24,6 +25,11 @@ from mdbd.metrics.inputs import check_positive, resize_to
 from mdbd.provenance import provenance
 
 GT_POLARITIES = ("infocus_white", "blur_white")
+#: what white means in each dataset's GT files, as distributed (Shi's CUHK: blurred; Zhao's DUT: in focus)
+DATASET_GT_POLARITY = {"cuhk": "blur_white", "dut": "infocus_white"}
+_SHI_STEM = re.compile(r"^out_of_focus\d{4}$", re.IGNORECASE)
+#: DUT's GT folder names (official and Zhao's redistribution; mdbd.data.readers.DUT_LAYOUTS)
+DUT_GT_FOLDERS = ("DUT600GT_Training", "DUT500GT-Testing", "dut500-gt")
 PRED_EXTS = (".png",)
 GT_EXTS = (".png", ".bmp", ".jpg", ".jpeg")
 IDENTITY_COLUMNS = ("model", "dataset", "split")
@@ -213,25 +219,58 @@ def load_prediction(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_ground_truth(path: str | os.PathLike, polarity: str = "infocus_white") -> np.ndarray:
-    """A GT mask file in our convention (white = in focus); ``blur_white`` masks (Shi's CUHK) are inverted."""
+    """A GT mask file in our convention (white = in focus); ``blur_white`` masks (Shi's CUHK) are inverted.
+
+    Read by mdbd.data.readers.read_mask_levels, as the dataset readers' scoring path reads masks: graded levels are
+    kept (the protocols binarise), so folders and datasets give the same numbers."""
+    from mdbd.data.readers import read_mask_levels
+
     if polarity not in GT_POLARITIES:
         raise ConfigError(f"gt_polarity={polarity!r}: expected one of {GT_POLARITIES}")
-    gt = _read_gray(Path(path))
-    if polarity == "blur_white":
-        gt = 255 - gt if gt.dtype == np.uint8 else 1.0 - gt
-    return gt
+    try:
+        return read_mask_levels(path, white_is_infocus=polarity == "infocus_white")
+    except DataError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_polarity: str = "infocus_white",
+def resolve_gt_polarity(gt_dir: str | os.PathLike, gt_polarity: str | None = None, dataset: str | None = None,
+                        stems: Sequence[str] | None = None) -> tuple[str, str]:
+    """(polarity, where it came from) for the GT files in `gt_dir`: the declared `gt_polarity`; else the convention
+    of `dataset` (cuhk: blur_white, dut: infocus_white); else a folder recognised by its names (every file named
+    out_of_focusNNNN: Shi's CUHK, blur_white; a DUT GT folder name: infocus_white). Anything else is a ConfigError
+    saying how to declare it: never a silent default, since a flipped GT still gives plausible-looking numbers."""
+    if gt_polarity is not None:
+        if gt_polarity not in GT_POLARITIES:
+            raise ConfigError(f"gt_polarity={gt_polarity!r}: expected one of {GT_POLARITIES}")
+        known = DATASET_GT_POLARITY.get(dataset or "")
+        note = f"; note: {dataset}'s files as distributed are {known}" if known and known != gt_polarity else ""
+        return gt_polarity, f"declared{note}"
+    if dataset in DATASET_GT_POLARITY:
+        return DATASET_GT_POLARITY[dataset], f"the {dataset} convention (dataset={dataset})"
+    gt_dir = Path(gt_dir)
+    if stems is None:
+        stems = list(_files_by_stem(gt_dir, GT_EXTS, "ground-truth"))
+    if stems and all(_SHI_STEM.match(s) for s in stems):
+        return "blur_white", "recognised as Shi's CUHK masks (out_of_focusNNNN files, white = blurred)"
+    if gt_dir.name in DUT_GT_FOLDERS:
+        return "infocus_white", f"recognised as DUT masks (folder {gt_dir.name}, white = in focus)"
+    raise ConfigError(f"the polarity of the ground truth in {gt_dir} is not known: declare what white means there, "
+                      "gt_polarity='infocus_white' (white = in focus, e.g. DUT) or 'blur_white' (white = blurred, "
+                      "e.g. Shi's CUHK); CLI: --gt-polarity infocus_white|blur_white, or --dataset cuhk|dut")
+
+
+def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_polarity: str | None = None,
                      resize: bool = False, **kwargs: Any) -> EvaluationResult:
     """Score every ``<stem>.png`` prediction in ``pred_dir`` against ``<stem>.png|.bmp|.jpg`` in ``gt_dir``.
 
+    ``gt_polarity``: what white means in the GT files; None: known from ``dataset=`` or from the folder
+    (resolve_gt_polarity), else a ConfigError. The table records it (``gt_polarity``, ``gt_polarity_from``).
     ``resize``: resize predictions to their GT's size (bicubic); without it a size mismatch is an error
     (unless every protocol asked for resizes on its own: zhao, ddffnet). Other keywords go to ``evaluate_maps``.
     """
-    if gt_polarity not in GT_POLARITIES:
-        raise ConfigError(f"gt_polarity={gt_polarity!r}: expected one of {GT_POLARITIES}")
     pairs = pair_folders(pred_dir, gt_dir)
+    gt_polarity, polarity_from = resolve_gt_polarity(gt_dir, gt_polarity, kwargs.get("dataset"),
+                                                     [stem for stem, _, _ in pairs])
     self_resizing = set(kwargs.get("protocols", PROTOCOLS)) <= set(RESIZING_PROTOCOLS)
 
     def stream():  # one file pair at a time: memory stays flat however large the test set
@@ -253,6 +292,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     kwargs.setdefault("gt_dir", str(gt_dir))
     kwargs.setdefault("pred_dir", str(pred_dir))
     kwargs.setdefault("gt_polarity", gt_polarity)
+    kwargs.setdefault("gt_polarity_from", polarity_from)
     kwargs.setdefault("resized", resize)
     # metrics name bad images by stem, so errors point at the file
     return _evaluate_pairs(stream(), [stem for stem, _, _ in pairs], *options, kwargs)

@@ -44,14 +44,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def save_map_png(prob: np.ndarray, path: str | os.PathLike) -> Path:
-    """A [0, 1] map as an 8-bit greyscale PNG (255 = in focus), written atomically.
+def quantize_map(prob: np.ndarray) -> np.ndarray:
+    """A [0, 1] map as the 8-bit levels a saved map holds (uint8, rounded to the nearest level): what every scoring
+    route scores, so that a map scored in memory and the same map read back from its PNG give the same numbers.
 
     Rounded in the array's own float precision: float32 and float64 round a few values that lie near a
     half level differently, so callers that always wrote float64 maps cast before calling.
     """
     import numpy as np  # imported here so that mdbd.io stays standard-library only for its other users
+
+    return np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8)
+
+
+def save_map_png(prob: np.ndarray, path: str | os.PathLike) -> Path:
+    """A [0, 1] map as an 8-bit greyscale PNG (255 = in focus; levels of `quantize_map`), written atomically."""
     from PIL import Image
 
-    img = Image.fromarray(np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8))
+    img = Image.fromarray(quantize_map(prob))
     return atomic_write(path, lambda fh: img.save(fh, format="PNG"))

@@ -2,12 +2,13 @@
 
     ctx = start("02_train", profile=profile, seed=seed, device=device)
 
-resolves `device = None` to cuda or cpu, loads the run profile, fixes the seed, and prints what the notebook needs from the
-earlier ones and how long it takes per profile.
+resolves `device = None` to cuda or cpu, loads the run profile, fixes the seed, shows tables with 4 decimals, and prints
+what the notebook needs from the earlier ones and how long it takes per profile.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,17 @@ class NotebookContext:
                 "notebook": self.name, **extra}
 
 
+def _quiet_and_rounded_display() -> None:
+    import pandas as pd
+
+    # tables shown with 4 decimals (the CSVs keep full precision): what a reader needs, and what the nbval references
+    # compare, so that a last-digit wobble of a CPU kernel does not fail the comparison
+    pd.set_option("display.precision", 4)
+    # matplotlib warns when placing a legend took long, i.e. on a busy machine only: noise, and an output that would
+    # differ from run to run
+    warnings.filterwarnings("ignore", message='Creating legend with loc="best" can be slow')
+
+
 def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, **overrides) -> NotebookContext:
     if name not in NOTEBOOK_INFO:
         raise ConfigError(f"unknown notebook {name!r}")
@@ -78,6 +90,7 @@ def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, 
 
     cfg = load_config(profile, seed=seed, device=resolved, **overrides)
     seed_everything(seed)
+    _quiet_and_rounded_display()
     needs, minutes = NOTEBOOK_INFO[name]
     ctx = NotebookContext(name=name, profile=profile, cfg=cfg, device=resolved, device_name=device_name(resolved), seed=seed)
     print(f"{name} | profile {profile} | device {ctx.device_name} | seed {seed}")

@@ -85,6 +85,7 @@ class JobResult:
     error: str = ""
     output: Path | None = None  # job.log (processes) or None (in-process)
     returncode: int | None = None
+    trained: str = ""  # what train() did (TrainResult.status): trained | resumed | reused; "" when unknown
 
     @property
     def label(self) -> str:
@@ -155,7 +156,8 @@ def _worker(job_file: Path) -> int:
     atomic_write_text(job.run_dir / JOB_RESULT, json.dumps(
         {"label": job.label, "seconds": time.perf_counter() - started, "trained": job.train,
          "train_call_seconds": result.seconds if result else None,
-         "epochs": int(len(result.log)) if result else None, "metrics": result.metrics if result else None},
+         "epochs": int(len(result.log)) if result else None, "metrics": result.metrics if result else None,
+         "train_status": result.status if result else ""},
         indent=1))
     print(f"done: {job.label} in {time.perf_counter() - started:.1f} s", flush=True)
     return 0
@@ -268,7 +270,17 @@ def _finished(running: _Running, form: str, status: str | None = None) -> JobRes
                                          else "stopped at the deadline")
     train_seconds = float(log["seconds"].sum()) if log is not None and len(log) else float("nan")
     return JobResult(running.job, status, form, time.perf_counter() - running.started, train_seconds, log,
-                     evaluation if status == "done" else None, error, running.job.run_dir / JOB_LOG, code)
+                     evaluation if status == "done" else None, error, running.job.run_dir / JOB_LOG, code,
+                     _train_status(running.job) if status == "done" else "")
+
+
+def _train_status(job: Job) -> str:
+    """trained | resumed | reused, as the worker recorded it (JOB_RESULT)."""
+    path = job.run_dir / JOB_RESULT
+    try:
+        return str(json.loads(path.read_text()).get("train_status", ""))
+    except (OSError, json.JSONDecodeError):
+        return ""
 
 
 def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) -> list[JobResult]:
@@ -283,11 +295,12 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
             torch.set_num_threads(threads)
         for job in tqdm(jobs, desc="runs", disable=not progress):
             started = time.perf_counter()
-            _, evaluation = run_job(job)
+            trained, evaluation = run_job(job)
             log, _ = _read_run_outputs(job)  # the file, as for a worker (rounded to 8 digits)
             results.append(JobResult(job, "done", form, time.perf_counter() - started,
                                      float(log["seconds"].sum()) if log is not None else float("nan"), log,
-                                     evaluation.table if evaluation is not None else None))
+                                     evaluation.table if evaluation is not None else None,
+                                     trained=trained.status if trained is not None else ""))
     finally:
         torch.set_num_threads(before)
     return results

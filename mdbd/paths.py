@@ -28,3 +28,13 @@ def resolve(path: str | os.PathLike) -> Path:
     """A user-given path: absolute stays absolute, relative is taken from the repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as it should appear in a tracked table or a run's identity: relative to the repository, or to
+    $MDBD_SHARED_DATA, so that it does not depend on where this checkout sits; absolute otherwise."""
+    path = Path(path).resolve()
+    shared = shared_data_root()
+    if shared and path.is_relative_to(shared):
+        return f"${SHARED_DATA_ENV}/{path.relative_to(shared)}"
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)

@@ -106,8 +106,10 @@ def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                   preset: str | None = None, device: str | None = None, batch_size: int = 8,
-                  size: int | None = None, chunk: int = 64) -> list[Path]:
+                  size: int | None = None, chunk: int = 64, bf16: bool = False) -> list[Path]:
     """Maps for image files (or folders of them) written as out_dir/<stem>.png; returns the written paths.
+
+    `bf16`: autocast on CUDA (faster; off by default so that the maps are those mdbd.scoring scores, fp32).
 
     Every input is decoded before anything is predicted, so a corrupt image fails the call early (DataError naming
     it). `preset`: CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
@@ -133,6 +135,6 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
     for start in range(0, len(files), chunk):
         group = files[start:start + chunk]
         arrays = first if start == 0 else [read_image(f) for f in group]
-        maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size)
+        maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size, bf16=bf16)
         written += [save_map_png(m, out_dir / f"{f.stem}.png") for m, f in zip(maps, group)]
     return written

@@ -2,7 +2,8 @@
 
     cfg = load_config("laptop", preset="multianet")
     result = train(cfg)                      # result.log: one row per epoch; result.checkpoint: run_dir/last.pt
-    result = train(cfg, resume=True)         # continue a killed run exactly where its last checkpoint left it
+    result = train(cfg, resume=True)         # reuse the finished run of this identity, or continue a killed one
+    print(result.describe())                 # "trained ...", "resumed ... after epoch 3 of 8", "reused ..."
     model, cfg_dict, meta = load_checkpoint(result.checkpoint, expected_preset="multianet")   # mdbd.checkpoint
 
 The recipe (Sec. IV-A of the paper): cross-entropy on the 1-channel logit (BCEWithLogits), Adam at lr 4e-4, batch 6,
@@ -17,9 +18,11 @@ permutation (DistributedSampler) so N processes see the same global batches as o
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -36,13 +39,15 @@ import yaml
 from mdbd.config import RunConfig
 from mdbd.errors import ConfigError, DataError
 from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, read_checkpoint
-from mdbd.io import atomic_write  # noqa: F401 (re-exported: tests and callers use mdbd.train.atomic_write)
+from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
+from mdbd.io import atomic_write, atomic_write_text
+from mdbd.paths import display_path
 from mdbd.provenance import code_version, device_name, resolve_device
 
 LOG_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds", "val_loss", "val_fmax", "val_mae")
-# Fields that may change between a run and its resumption without changing what is computed (epochs: extending a
-# run; the poly schedule then decays towards the new total from the step reached).
-RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "val_every", "checkpoint_every", "run_dir", "data_root")
+#: the files of a run folder; a fresh start moves them into PREVIOUS_DIR first
+RUN_FILES = (CHECKPOINT_NAME, "log.csv", "config.yaml", "identity.json")
+PREVIOUS_DIR = "previous"
 #: Test hook: "EPOCH:STEP" makes the training process SIGKILL itself after STEP optimiser steps of EPOCH (1-based),
 #: the harshest interruption there is (no handler, no flush). Used by tests/test_train.py to test resuming.
 KILL_ENV = "MDBD_TEST_KILL_AT"
@@ -56,6 +61,23 @@ class TrainResult:
     metrics: dict[str, float]  # the last validation: val_loss, val_fmax, val_mae
     config: RunConfig
     seconds: float  # wall time of this call (a resumed run counts only its own epochs)
+    status: str = "trained"  # trained (from epoch 1) | resumed (an interrupted run continued) | reused (finished)
+    resumed_after: int = 0  # epochs the checkpoint held when this call started
+    trained_by: str = ""  # code version that trained the run (for a reused run: possibly another commit)
+
+    def describe(self) -> str:
+        """One line: whether the model was trained, resumed or reused here, and from where."""
+        where = display_path(self.run_dir)
+        n = self.config.epochs
+        epochs = f"{n} epoch{'s' if n != 1 else ''} of {self.config.preset}"
+        if self.status == "reused":
+            now = code_version()
+            same = "as this code is" if self.trained_by == now else f"this code is mdbd {now}"
+            return f"reused the finished run {where} ({epochs}, trained by mdbd {self.trained_by}; {same}): no training"
+        if self.status == "resumed":
+            return (f"resumed {where} after epoch {self.resumed_after} of {n}: epochs {self.resumed_after + 1}-{n} "
+                    f"of {self.config.preset} trained here")
+        return f"trained here: {epochs} from scratch, in {where}"
 
 
 # -- files ------------------------------------------------------------------------------------------------
@@ -300,13 +322,30 @@ def _maybe_kill(epoch: int, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = [k for k in sorted(set(saved) | set(now)) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+def _check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
+    """A ConfigError naming every field in which the run at `path` differs from the one asked for."""
+    diff = differences(state.get("identity"), identity)
     if diff:
-        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
-        raise ConfigError(f"cannot resume {path}: the configuration differs ({detail}). Use the same settings, or "
-                          f"a new run_dir (--set run_dir=...) to start a separate run")
+        raise ConfigError(
+            f"{path} holds another run than the one asked for, so it is neither reused nor resumed; it differs in "
+            f"{len(diff)} field(s): " + "; ".join(diff) + f". To start afresh there (its files move to "
+            f"{path.parent / PREVIOUS_DIR}/): `mdbd train` without --resume, or train(cfg, resume=False); or choose "
+            "another run_dir (the default folder is named after the run's identity)")
+
+
+def _move_previous_run(run_dir: Path) -> Path | None:
+    """Move an earlier run's files into run_dir/previous/ (replacing an older one there) BEFORE the new run writes
+    anything: a crash of the new run followed by a resume can then never continue the old one."""
+    present = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present:
+        return None
+    previous = run_dir / PREVIOUS_DIR
+    if previous.exists():
+        shutil.rmtree(previous)
+    previous.mkdir()
+    for path in present:
+        os.replace(path, previous / path.name)
+    return previous
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
@@ -314,8 +353,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
     """Train `cfg.preset` on `cfg.dataset` for `cfg.epochs` epochs; checkpoint run_dir/last.pt every
     `cfg.checkpoint_every` epochs and after the last.
 
-    `resume`: continue from run_dir/last.pt when it exists (a fresh start otherwise). `callback(record)` is called
-    on rank 0 after each epoch with that epoch's log row (a live loss plot in a notebook)."""
+    `resume`: use run_dir/last.pt when it holds this run (same identity, mdbd.identity): a finished run is returned
+    as it is (status "reused"), an interrupted one continued ("resumed"); a checkpoint of another identity is a
+    ConfigError naming the differing fields. Without `resume` (or without a checkpoint) the run starts from epoch 1
+    ("trained"), after moving an earlier run's files into run_dir/previous/. `callback(record)` is called on rank 0
+    after each epoch with that epoch's log row (a live loss plot in a notebook)."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -360,6 +402,22 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     ckpt_path = run_dir / CHECKPOINT_NAME
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
+    identity = with_fingerprint(run_identity(cfg), {"train": train_pairs, val_split: val_pairs})
+    state: dict[str, Any] | None = None
+    if resume and ckpt_path.is_file():
+        state = read_checkpoint(ckpt_path)
+        _check_same_run(state, identity, ckpt_path)
+        if int(state["epoch"]) >= cfg.epochs:
+            return _reused_result(state, cfg, run_dir, ckpt_path, started)
+    else:
+        if info.is_main:
+            previous = _move_previous_run(run_dir)
+            if progress and resume:
+                print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
+            if progress and previous is not None:
+                print(f"starting afresh in {run_dir}: the earlier run's files moved to {previous}/")
+        _barrier(info)
+
     train_set = _train_dataset(cfg, train_pairs)
     val_set = _val_dataset(cfg, val_pairs) if info.is_main and cfg.val_every else None
 
@@ -397,9 +455,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume and ckpt_path.is_file():
-        state = read_checkpoint(ckpt_path)
-        _check_resumable(state["config"], cfg, ckpt_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -408,10 +464,6 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         _set_rng_state(state["rng"], device)
         if info.is_main and progress:
             print(f"resuming {ckpt_path} after epoch {start_epoch} of {cfg.epochs}")
-    elif resume and info.is_main and progress:
-        print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
-    elif ckpt_path.is_file() and info.is_main and progress:
-        print(f"starting afresh: {ckpt_path} (from an earlier run) will be replaced; --resume continues it instead")
 
     backbone_source = str(getattr(model, "backbone_source", cfg.backbone_weights))
     net = model
@@ -423,8 +475,10 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml",
                      lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
+        atomic_write_text(run_dir / "identity.json", json.dumps(identity, indent=1, default=str) + "\n")
 
     base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
+                 "identity": identity, "identity_hash": identity_hash(identity),
                  "code_version": code_version(), "device": device_name(device),
                  "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule,
                  "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
@@ -484,12 +538,23 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         _barrier(info)
 
     log = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    if info.is_main and start_epoch >= cfg.epochs:
-        _write_log(history, run_dir / "log.csv")
+    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=_last_validation(log), config=cfg,
+                       seconds=time.perf_counter() - started, status="resumed" if start_epoch else "trained",
+                       resumed_after=start_epoch, trained_by=code_version())
+
+
+def _last_validation(log: pd.DataFrame) -> dict[str, float]:
     done = log.dropna(subset=["val_fmax"])
-    metrics = {k: float(done.iloc[-1][k]) for k in ("val_loss", "val_fmax", "val_mae")} if len(done) else {}
-    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=metrics, config=cfg,
-                       seconds=time.perf_counter() - started)
+    return {k: float(done.iloc[-1][k]) for k in ("val_loss", "val_fmax", "val_mae")} if len(done) else {}
+
+
+def _reused_result(state: dict[str, Any], cfg: RunConfig, run_dir: Path, ckpt_path: Path, started: float,
+                   ) -> TrainResult:
+    """A finished run of the same identity, returned as it is: nothing is trained or rewritten."""
+    log = pd.DataFrame([dict(r) for r in state["history"]], columns=list(LOG_COLUMNS))
+    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=_last_validation(log), config=cfg,
+                       seconds=time.perf_counter() - started, status="reused", resumed_after=int(state["epoch"]),
+                       trained_by=str(state.get("code_version", "an unknown version")))
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:

@@ -1,5 +1,7 @@
 """Run profiles: one declared configuration, overridable per field, with clear errors."""
 
+import re
+
 import pytest
 
 from mdbd.config import PROFILES, load_config, parse_overrides
@@ -68,7 +70,7 @@ def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
     cfg = load_config("smoke", seed=3)
     assert cfg.resolved_data_root().is_relative_to(REPO_ROOT) or "MDBD_DATA_DIR" in __import__("os").environ
     name = cfg.resolved_run_dir().name
-    assert name.startswith("multianet-synthetic-") and name.endswith("masks-seed3")
+    assert re.fullmatch(r"multianet-synthetic-(cuhk|procedural)masks-seed3-[0-9a-f]{8}", name), name  # + identity
 
 
 def test_synthetic_variants_never_share_a_folder(monkeypatch, tmp_path):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mdbd.errors import DataError
+from mdbd.errors import ConfigError, DataError
 from mdbd.evaluate import (CURVE_COLUMNS, TABLE_COLUMNS, curves_path, evaluate_folders, evaluate_maps,
-                           write_results)
+                           resolve_gt_polarity, write_results)
 from mdbd.metrics import SODFmeasure
 
 PROVENANCE = ("weights", "profile", "device", "seed", "code_version")
@@ -100,7 +100,7 @@ def test_folders_pair_by_stem_and_gt_polarity_inverts(tmp_path):
     preds, gts = _maps(5)
     pred_dir, gt_dir = _write_folder(tmp_path / "a", preds, gts, gt_ext=".bmp")
     blur_pred_dir, blur_gt_dir = _write_folder(tmp_path / "b", preds, gts, invert_gt=True)
-    a = evaluate_folders(pred_dir, gt_dir, bootstrap=0, protocols=["sod", "fixed0.5"])
+    a = evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0, protocols=["sod", "fixed0.5"])
     b = evaluate_folders(blur_pred_dir, blur_gt_dir, gt_polarity="blur_white", bootstrap=0,
                          protocols=["sod", "fixed0.5"])
     np.testing.assert_allclose(a.table["value"], b.table["value"])
@@ -115,7 +115,7 @@ def test_mismatched_folders_list_missing_stems(tmp_path):
     (pred_dir / "1.png").rename(pred_dir / "extra.png")
     with pytest.raises(DataError, match=r"2 prediction\(s\) without ground truth .*: 3, extra; 1 ground truth\(s\) "
                                         r"without prediction .*: 1"):
-        evaluate_folders(pred_dir, gt_dir, bootstrap=0)
+        evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0)
 
 
 def test_different_sizes_name_the_file_and_resize_fixes_it(tmp_path):
@@ -124,9 +124,9 @@ def test_different_sizes_name_the_file_and_resize_fixes_it(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(pred_dir / "2.png")
     with pytest.raises(DataError, match=r"2\.png: prediction is 8x8 but its ground truth 2\.png is 16x16; "
                                         r"pass --resize"):
-        evaluate_folders(pred_dir, gt_dir, bootstrap=0)
-    assert evaluate_folders(pred_dir, gt_dir, bootstrap=0, resize=True).table["n_images"].iloc[0] == 3
-    assert evaluate_folders(pred_dir, gt_dir, bootstrap=0, protocols=["zhao"]).table["n_images"].iloc[0] == 3
+        evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0)
+    assert evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0, resize=True).table["n_images"].iloc[0] == 3
+    assert evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0, protocols=["zhao"]).table["n_images"].iloc[0] == 3
 
 
 def test_empty_and_missing_folders(tmp_path):
@@ -143,14 +143,14 @@ def test_unreadable_and_non_binary_files_are_named(tmp_path):
     pred_dir, gt_dir = _write_folder(tmp_path, preds, gts)
     (pred_dir / "2.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"cannot read image .*pred/2\.png"):
-        evaluate_folders(pred_dir, gt_dir, bootstrap=0)
+        evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0)
     Image.fromarray((preds[1] * 255).astype(np.uint8)).save(pred_dir / "2.png")
     graded = np.array(Image.open(gt_dir / "3.png"))
     graded[0, :4] = 100
     Image.fromarray(graded).save(gt_dir / "3.png")
     with pytest.raises(DataError, match=r"image '3': ground truth is not binary: 4 pixel"):
-        evaluate_folders(pred_dir, gt_dir, bootstrap=0)
-    assert evaluate_folders(pred_dir, gt_dir, bootstrap=0, strict_gt=False).table["n_images"].iloc[0] == 3
+        evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0)
+    assert evaluate_folders(pred_dir, gt_dir, gt_polarity="infocus_white", bootstrap=0, strict_gt=False).table["n_images"].iloc[0] == 3
 
 
 def test_real_dut_samples_need_binarize(shared_data, tmp_path):
@@ -160,8 +160,9 @@ def test_real_dut_samples_need_binarize(shared_data, tmp_path):
     for path in sorted(gt_dir.glob("*.bmp")):
         Image.open(path).convert("L").save(pred_dir / f"{path.stem}.png")  # the GT itself as prediction
     with pytest.raises(DataError, match="ground truth is not binary"):
-        evaluate_folders(pred_dir, gt_dir, bootstrap=0)
+        evaluate_folders(pred_dir, gt_dir, bootstrap=0)  # polarity: recognised from the folder name dut500-gt
     result = evaluate_folders(pred_dir, gt_dir, bootstrap=0, strict_gt=False, protocols=["sod", "zhao"])
+    assert set(result.table["gt_polarity"]) == {"infocus_white"}
     values = result.table.set_index(["protocol", "metric"])["value"]
     assert values[("sod", "max_f")] > 0.97 and values[("sod", "mae")] < 0.03
     assert result.table["n_images"].iloc[0] == 5
@@ -237,3 +238,45 @@ def test_cli_errors_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         _cli(["evaluate", "--pred", str(tmp_path / "p"), "--gt", str(tmp_path / "g"), "--out", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+# -- GT polarity: never a silent default ----------------------------------------------------------
+
+def _shi_folder(root: Path, n=4):
+    """Predictions and Shi-style GT files (out_of_focusNNNN.png, white = BLURRED)."""
+    preds, gts = _maps(n)
+    return (*_write_folder(root, preds, gts, invert_gt=True, stems=[f"out_of_focus{605 + i:04d}" for i in range(n)]),
+            preds, gts)
+
+
+def test_shi_named_gt_is_read_as_white_blurred_by_default(tmp_path, capsys):
+    pred_dir, gt_dir, preds, gts = _shi_folder(tmp_path)
+    out = tmp_path / "eval.csv"
+    assert _cli(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--bootstrap", "0", "--out", str(out)]) == 0
+    assert "blur_white (recognised as Shi's CUHK masks" in capsys.readouterr().out
+    written = [np.asarray(Image.open(p)) for p in sorted(pred_dir.iterdir())]  # the 8-bit maps as scored
+    want = evaluate_maps(written, gts, protocols=["sod"], bootstrap=0).table["value"].to_numpy()
+    got = pd.read_csv(out)
+    np.testing.assert_allclose(got["value"].to_numpy(), want, atol=1e-12)  # not the flipped GT's numbers
+    assert set(got["gt_polarity"]) == {"blur_white"} and got["gt_polarity_from"].str.contains("Shi").all()
+
+
+def test_dataset_sets_the_polarity_and_a_bare_folder_without_one_is_refused(tmp_path, capsys):
+    preds, gts = _maps(3)
+    pred_dir, gt_dir = _write_folder(tmp_path / "cuhk", preds, gts, invert_gt=True)  # names 1, 2, 3: not Shi's
+    out = tmp_path / "eval.csv"
+    args = ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--bootstrap", "0", "--out", str(out)]
+    with pytest.raises(ConfigError, match=r"polarity of the ground truth in .*gt is not known: .*--gt-polarity "
+                                          r"infocus_white\|blur_white, or --dataset cuhk\|dut"):
+        _cli(args)
+    assert not out.exists()
+    assert _cli(args + ["--dataset", "cuhk"]) == 0
+    assert "blur_white (the cuhk convention" in capsys.readouterr().out
+    written = [np.asarray(Image.open(pred_dir / f"{i}.png")) for i in (1, 2, 3)]
+    want = evaluate_maps(written, gts, protocols=["sod"], bootstrap=0).table["value"].to_numpy()
+    np.testing.assert_allclose(pd.read_csv(out)["value"].to_numpy(), want, atol=1e-12)
+    assert resolve_gt_polarity(gt_dir, dataset="dut") == ("infocus_white", "the dut convention (dataset=dut)")
+    polarity, origin = resolve_gt_polarity(gt_dir, "infocus_white", dataset="cuhk")  # declared wins, with a note
+    assert polarity == "infocus_white" and "cuhk's files as distributed are blur_white" in origin
+    with pytest.raises(ConfigError, match="not known"):
+        evaluate_folders(pred_dir, gt_dir, bootstrap=0)

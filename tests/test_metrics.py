@@ -140,9 +140,9 @@ def test_adaptive_1_5_by_hand_per_image_and_pooled():
     m.step(np.array([[0.75, 0.5], [0.25, 0.0]]), np.array([[1, 0], [1, 0]]), id="A")
     m.step(np.full((2, 2), 0.5), np.array([[1, 1], [0, 0]]), id="B")
     res = m.get_results()
-    assert res["adaptive_f"] == pytest.approx(0.40625, abs=1e-12)
-    assert res["adaptive_f_pooled"] == pytest.approx(0.325 / 0.55, abs=1e-12)
-    np.testing.assert_allclose(m.per_image()["adaptive_f"], [0.8125, 0.0])
+    assert res["adaptive15_f"] == pytest.approx(0.40625, abs=1e-12)
+    assert res["adaptive15_f_pooled"] == pytest.approx(0.325 / 0.55, abs=1e-12)
+    np.testing.assert_allclose(m.per_image()["adaptive15_f"], [0.8125, 0.0])
 
 
 def test_adaptive_1_5_blur_positive_by_hand():
@@ -153,8 +153,8 @@ def test_adaptive_1_5_blur_positive_by_hand():
     blur, infocus = AdaptiveFmeasure(positive="blur"), AdaptiveFmeasure()
     blur.step(np.array([[0.75, 0.5], [0.25, 0.0]]), np.array([[1, 0], [1, 0]]))
     infocus.step(np.array([[0.0, 0.25], [0.5, 0.75]]), np.array([[1, 0], [1, 0]]))
-    assert blur.get_results()["adaptive_f"] == pytest.approx(0.8125, abs=1e-12)
-    assert infocus.get_results()["adaptive_f"] == 0.0
+    assert blur.get_results()["adaptive15_f"] == pytest.approx(0.8125, abs=1e-12)
+    assert infocus.get_results()["adaptive15_f"] == 0.0
 
 
 def test_zhao_by_hand_per_image_max_then_mean():
@@ -210,7 +210,7 @@ def test_mae_by_hand_raw_minmax_and_both_polarities():
 def test_protocols_bundle_the_expected_metrics():
     names = {p: [n for m in protocol_metrics(p) for n in m.names] for p in PROTOCOLS}
     assert names == {"sod": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"],
-                     "adaptive1.5": ["adaptive_f", "adaptive_f_pooled", "mae"],
+                     "adaptive1.5": ["adaptive15_f", "adaptive15_f_pooled", "mae"],
                      "fixed0.5": ["f", "f_pooled", "mae"], "zhao": ["max_f", "mae"],
                      "ddffnet": ["f", "f_no_quirk", "iou", "mae"],
                      "sod-blur": ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"]}

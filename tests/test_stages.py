@@ -28,15 +28,19 @@ PAPER_MAE = {"hl": 0.132, "hl_ll": 0.101, "hl_ll_hca": 0.092, "hl_ll_hca_sa": 0.
 
 
 def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
-    cfg = load_config("paper")
+    cfg = load_config("paper", device="cpu")
     configs = ablation.ablation_configs(cfg)
     assert len(configs) == 7 * len(cfg.ablation.seeds)
     assert len({c.resolved_run_dir() for c in configs}) == len(configs)
     assert all(c.epochs == cfg.epochs for c in configs)  # paper: ablation.epochs null -> the profile's
-    smoke = ablation.ablation_configs(load_config("smoke"))
+    # the same identity as 02_train's run (paper: same epochs) is the same run folder, shared; the smoke profile's
+    # ablation trains 1 epoch instead of 2: another identity, never 02's folder
+    assert cfg.resolved_run_dir() in {c.resolved_run_dir() for c in configs}
+    assert cfg.replace(preset="hl").resolved_run_dir() in {c.resolved_run_dir() for c in configs}
+    assert cfg.replace(epochs=20).resolved_run_dir() not in {c.resolved_run_dir() for c in configs}
+    smoke = ablation.ablation_configs(load_config("smoke", device="cpu"))
     assert all(c.epochs == load_config("smoke").ablation.epochs for c in smoke)
-    # never the same folder as 02_train's run, whose schedule may differ
-    assert load_config("smoke").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
+    assert load_config("smoke", device="cpu").resolved_run_dir() not in {c.resolved_run_dir() for c in smoke}
 
 
 def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatch, tmp_path):
@@ -102,3 +106,19 @@ def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
     assert common.display_path(REPO_ROOT / "data" / "x") == "data/x"
     monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
     assert common.display_path(tmp_path / "cuhk") == "$MDBD_SHARED_DATA/cuhk"
+
+
+def test_the_interval_over_seeds_is_computed_over_seeds_not_from_the_bootstrap_bounds():
+    """Three seeds 0.90, 0.92, 0.97 (each with a narrow per-image bootstrap interval): mean 0.93, sd 0.036056,
+    t(0.975, 2) = 4.302653 -> half-width 4.302653 x 0.036056 / sqrt(3) = 0.089567. Averaging the bootstrap
+    bounds would give [0.92, 0.94], far too narrow for three seeds this far apart."""
+    runs = pd.concat([_runs({k: v for k in PAPER_F}, PAPER_MAE).assign(seed=seed)
+                      for seed, v in ((0, 0.90), (1, 0.92), (2, 0.97))])
+    row = ablation.ablation_table(runs).query("method == 'multianet' and metric == 'fbeta'").iloc[0]
+    assert row["value"] == pytest.approx(0.93) and row["std"] == pytest.approx(0.0360555, abs=1e-6)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.93 - 0.0895669, 0.93 + 0.0895669), abs=1e-6)
+    assert row["interval"].startswith("95% t-interval over 3 seeds") and pd.isna(row["bootstrap_ci_low"])
+    one = ablation.ablation_table(_runs(PAPER_F, PAPER_MAE)).query("method == 'hl' and metric == 'mae'").iloc[0]
+    assert pd.isna(one["ci_low"]) and pd.isna(one["ci_high"]) and pd.isna(one["std"])
+    assert one["interval"].startswith("no interval over seeds (one seed)")
+    assert (one["bootstrap_ci_low"], one["bootstrap_ci_high"]) == pytest.approx((0.122, 0.142))

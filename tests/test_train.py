@@ -89,6 +89,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_log(reference_
 
     resumed = _train_cli(run_dir, data_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed {run_dir} after epoch 1 of 2: epochs 2-2 of multianet trained here" in resumed.stdout
     got, want = _state(run_dir), _state(reference_run)
     assert got["epoch"] == want["epoch"] == 2
     for name, tensor in want["model"].items():
@@ -137,7 +138,7 @@ def test_checkpoint_records_the_run(reference_run):
 
 def test_resume_with_another_configuration_is_refused(reference_run, data_dir):
     cfg = _tiny_cfg(data_dir, reference_run, lr=1e-3, epochs=3)
-    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.0004, now 0\.001"):
+    with pytest.raises(ConfigError, match=r"epochs: run 2, now 3; lr: run 0\.0004, now 0\.001"):
         train(cfg, resume=True, progress=False)
 
 

@@ -19,8 +19,9 @@ def register(sub) -> None:
                    help=f"scoring protocol(s) (default {DEFAULT_PROTOCOL})")
     p.add_argument("--positive", choices=POSITIVE_CLASSES, default="infocus",
                    help="the F-measure's positive class (blur flips prediction and GT)")
-    p.add_argument("--gt-polarity", choices=GT_POLARITIES, default="infocus_white",
-                   help="what white means in the GT files (Shi's CUHK: blur_white; DUT: infocus_white)")
+    p.add_argument("--gt-polarity", choices=GT_POLARITIES, default=None,
+                   help="what white means in the GT files (Shi's CUHK: blur_white; DUT: infocus_white); default: "
+                        "known from --dataset cuhk|dut or from Shi's out_of_focusNNNN names, else an error")
     p.add_argument("--resize", action="store_true", help="resize predictions to the GT size (bicubic)")
     p.add_argument("--pred-pattern", default=None, metavar="PATTERN",
                    help="another method's published maps: file name per GT stem, e.g. '{id}_shi.jpg' (DBDF); "
@@ -34,7 +35,10 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--per-image", action="store_true", help="also write <stem>_per_image.csv")
-    for name in ("model", "dataset", "split", "weights", "profile", "device"):
+    p.add_argument("--dataset", default=None,
+                   help="dataset recorded in the table; cuhk and dut also set the GT polarity (blur_white, "
+                        "infocus_white)")
+    for name in ("model", "split", "weights", "profile", "device"):
         p.add_argument(f"--{name}", default=None, help=f"{name} recorded in the table")
     p.set_defaults(func=_run)
 
@@ -42,9 +46,11 @@ def register(sub) -> None:
 def _run(args) -> int:
     import pandas as pd
 
-    from mdbd.evaluate import evaluate_folders, write_results
+    from mdbd.evaluate import evaluate_folders, resolve_gt_polarity, write_results
 
     provenance = {k: getattr(args, k) for k in ("model", "dataset", "split", "weights", "profile", "device")}
+    polarity, polarity_from = resolve_gt_polarity(args.gt, args.gt_polarity, args.dataset)
+    print(f"ground truth {args.gt}: {polarity} ({polarity_from})")
     options = {"protocols": args.protocol, "positive": args.positive, "bootstrap": args.bootstrap, "seed": args.seed,
                "strict_gt": not args.binarize_gt, **provenance}
     if args.pred_pattern or args.pred_polarity or args.split_file:
@@ -52,14 +58,15 @@ def _run(args) -> int:
 
         ids = _read_ids(args.split_file) if args.split_file else None
         # a pattern is another method's release: its polarity must be declared; our own <stem>.png are white = in focus
-        polarity = args.pred_polarity or (None if args.pred_pattern else "infocus_white")
-        result = evaluate_published_folder(args.pred, args.gt, args.pred_pattern or "{id}.png", polarity,
-                                           gt_polarity=args.gt_polarity, ids=ids, **options)
+        pred_polarity = args.pred_polarity or (None if args.pred_pattern else "infocus_white")
+        result = evaluate_published_folder(args.pred, args.gt, args.pred_pattern or "{id}.png", pred_polarity,
+                                           gt_polarity=polarity, ids=ids, gt_polarity_from=polarity_from, **options)
         if result.table["resized_maps"].iloc[0]:
             print(f"note: {result.table['resized_maps'].iloc[0]} map(s) resized to their GT's size: "
                   f"{result.table['resized_ids'].iloc[0]}")
     else:
-        result = evaluate_folders(args.pred, args.gt, gt_polarity=args.gt_polarity, resize=args.resize, **options)
+        result = evaluate_folders(args.pred, args.gt, gt_polarity=polarity, gt_polarity_from=polarity_from,
+                                  resize=args.resize, **options)
     written = write_results(result, args.out, per_image=args.per_image)
     with pd.option_context("display.width", 120, "display.max_columns", 10):
         print(result.summary().to_string(index=False))

@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", type=int, default=None, help="network input side (default: the checkpoint's)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on CUDA (faster; the default fp32 gives the maps the study's tables score)")
     p.set_defaults(func=_run)
 
 
@@ -22,6 +24,6 @@ def _run(args) -> int:
 
     started = time.perf_counter()
     written = predict_files(args.checkpoint, args.images, args.out, preset=args.preset, device=args.device,
-                            batch_size=args.batch_size, size=args.size)
+                            batch_size=args.batch_size, size=args.size, bf16=args.bf16)
     print(f"{len(written)} map(s) written to {args.out} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -17,9 +17,12 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--run-dir", default=None, help="where last.pt, log.csv and config.yaml go "
-                                                  "(default results/runs/<profile>/<preset>-<dataset>-seed<N>)")
-    p.add_argument("--resume", action="store_true", help="continue from run_dir/last.pt")
+    p.add_argument("--run-dir", default=None, help="where last.pt, log.csv and config.yaml go (default "
+                                                  "results/runs/<profile>/<preset>-<dataset>-seed<N>-<identity hash>)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the finished run in run_dir, or continue an interrupted one; refused, naming the "
+                        "fields, when it is another configuration or other data (without --resume: train afresh, "
+                        "moving an earlier run's files to run_dir/previous/)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="any RunConfig field, e.g. --set lr=1e-4 image_size=96 synth.train_images=40")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -37,6 +40,7 @@ def _run(args) -> int:
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     if DistInfo.from_env().is_main:
         m = result.metrics
+        print(result.describe())
         print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nlog: {result.run_dir / 'log.csv'}")
         if m:
             print(f"validation after epoch {int(result.log['epoch'].iloc[-1])}: loss {m['val_loss']:.4f}, "

@@ -104,20 +104,32 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
-    """Binary mask uint8 (H, W), 1 = in focus. Any mode is converted to a gray level in [0, 1] (RGBA: alpha dropped,
-    16-bit: scaled); values not strictly 0/max (anti-aliased edges) are binarised at 0.5 with a warning naming the file."""
+def read_mask_levels(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
+    """A mask's grey levels as stored, in the internal polarity (high = in focus): uint8 0..255 for 8-bit and 1-bit
+    files, float64 in [0, 1] for 16-bit and float ones. Graded masks keep their levels: this is what scoring reads
+    (each protocol binarises with its own rule; mdbd.metrics.inputs.binarize_gt), in every route, since
+    mdbd.evaluate.load_ground_truth reads GT files with it too. Any mode is converted (RGBA: alpha dropped)."""
     path = Path(path)
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
-        level = arr / _full_scale(img.mode, arr) if arr.max() > 1 else arr
-    elif img.mode == "1":
-        level = np.asarray(img, dtype=np.float64)
+        levels = arr / _full_scale(img.mode, arr) if arr.max() > 1 else arr
+        return levels if white_is_infocus else 1.0 - levels
+    if img.mode == "1":
+        levels = np.asarray(img, dtype=np.uint8) * np.uint8(255)
     else:
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             img = img.convert("RGBA").convert("RGB")
-        level = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+        levels = np.asarray(img.convert("L"), dtype=np.uint8)
+    return levels if white_is_infocus else 255 - levels
+
+
+def read_mask(path: str | Path, *, white_is_infocus: bool = True) -> np.ndarray:
+    """Binary mask uint8 (H, W), 1 = in focus, for training and statistics: the grey levels of read_mask_levels
+    binarised at 0.5; values not strictly 0/max (anti-aliased edges) are binarised with a warning naming the file."""
+    path = Path(path)
+    stored = read_mask_levels(path)  # white = white as stored; the polarity is applied after binarising
+    level = stored / 255.0 if stored.dtype == np.uint8 else stored
     binary = level >= 0.5
     if not np.all((level == 0) | (level == 1)):
         frac = float(np.mean((level > 0) & (level < 1)))
@@ -168,6 +180,10 @@ class PairDataset(Sequence):
     def load_mask(self, i: int) -> np.ndarray:
         """The mask alone (1 = in focus), without decoding the image."""
         return read_mask(self.mask_paths[i], white_is_infocus=self.white_is_infocus)
+
+    def load_mask_levels(self, i: int) -> np.ndarray:
+        """The mask's grey levels, high = in focus (graded masks keep their levels): what scoring reads."""
+        return read_mask_levels(self.mask_paths[i], white_is_infocus=self.white_is_infocus)
 
     def load_image(self, i: int) -> np.ndarray:
         path = self.image_paths[i]

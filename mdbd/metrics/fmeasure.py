@@ -110,14 +110,18 @@ class _ThresholdFmeasure(Metric):
 class AdaptiveFmeasure(_ThresholdFmeasure):
     """Protocol 2: threshold min(factor x mean(pred), 1) per image (factor 1.5: SG, Depth-Distillation, EVP).
 
-    ``adaptive_f``: per-image F averaged over images; ``adaptive_f_pooled``: P and R from the pixel counts
-    pooled over the whole dataset.
+    ``adaptive15_f``: per-image F averaged over images; ``adaptive15_f_pooled``: P and R from the pixel counts
+    pooled over the whole dataset. The names carry the factor (1.5 -> 15), so that they can never be mistaken for
+    SODFmeasure's ``adaptive_f`` (PySODMetrics' 2 x mean of the min-max normalised map).
     """
 
-    names = ("adaptive_f", "adaptive_f_pooled")
+    names = ("adaptive15_f", "adaptive15_f_pooled")
 
     def __init__(self, factor: float = 1.5, **kwargs):
         self.factor = factor
+        if factor != 1.5:
+            tag = f"{factor:g}".replace(".", "")
+            self.names = (f"adaptive{tag}_f", f"adaptive{tag}_f_pooled")
         super().__init__(**kwargs)
 
     def _threshold(self, pred: np.ndarray) -> float:

@@ -4,29 +4,26 @@ plain verdict on whether the paper's ordering holds."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.paths import RESULTS_DIR
 from mdbd.stages.common import display_path, headline
 
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
-    """The seven Table III presets x the profile's ablation seeds, each in its own run folder.
+    """The seven Table III presets x the profile's ablation seeds, each in the default folder of its identity.
 
-    Own folders even where a run repeats one of 02_train's (paper profile: same epochs): reusing 02's folder would
-    silently extend a 02 run trained with an epochs override instead of training the ablation's schedule."""
+    A run that repeats one of 02_train's (same preset, seed, epochs and everything else: the paper profile's
+    multianet and hl at seed 0) is the same run and is shared; any difference (e.g. an epochs override in 02) is
+    another identity, hence another folder (mdbd.identity)."""
     from mdbd.model import PRESETS
 
     epochs = cfg.ablation.epochs or cfg.epochs
-    out = []
-    for seed in cfg.ablation.seeds:
-        for preset in PRESETS:
-            run_dir = RESULTS_DIR / "runs" / cfg.profile / "ablation" / f"{preset}-{cfg.dataset_label()}-seed{seed}"
-            out.append(cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=str(run_dir)))
-    return out
+    return [cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=None)
+            for seed in cfg.ablation.seeds for preset in PRESETS]
 
 
 def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int = 1,
@@ -47,20 +44,49 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
         table["seed"] = run_cfg.seed
         table["epochs"] = run_cfg.epochs
         table["checkpoint"] = display_path(result.checkpoint)
+        table["run"] = result.trained  # trained | resumed | reused (an earlier run of the same identity)
         table["train_seconds"] = result.train_seconds
         table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
 
 
+#: what ablation_table's interval columns mean (its `interval` column says which applies to a row)
+SEED_INTERVAL = "95% t-interval over {n} seeds: mean +- t(0.975, n-1) x sd / sqrt(n)"
+ONE_SEED = ("no interval over seeds (one seed); bootstrap_ci_low/high: that run's 95% per-image bootstrap "
+            "(test images resampled; the model's training noise is not in it)")
+
+
+def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the t-interval for the mean over seeds; low and high are NaN for fewer than 2 seeds."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, math.nan, math.nan
+    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean (and std over seeds) per preset and metric, beside Table III's quoted numbers."""
+    """Per preset and metric: the mean over seeds, its sd and its t-interval OVER SEEDS (ci_low, ci_high; NaN for
+    one seed), beside Table III's quoted numbers. With one seed the run's per-image bootstrap interval is kept in
+    bootstrap_ci_low/high (with several, each run's is in the runs table); the `interval` column says which is which."""
     from mdbd.model import PRESETS
     from mdbd.report import beside_paper
 
-    grouped = runs.groupby(["method", "metric"], sort=False)
-    table = grouped.agg(value=("value", "mean"), std=("value", "std"), ci_low=("ci_low", "mean"),
-                        ci_high=("ci_high", "mean"), seeds=("seed", "nunique")).reset_index()
+    rows = []
+    for (method, metric), group in runs.groupby(["method", "metric"], sort=False):
+        per_seed = group.groupby("seed")["value"].mean()  # one value per seed
+        mean, low, high = seed_interval(per_seed.to_numpy())
+        one = len(per_seed) == 1
+        rows.append({"method": method, "metric": metric, "value": mean,
+                     "std": float(per_seed.std(ddof=1)) if not one else math.nan, "ci_low": low, "ci_high": high,
+                     "seeds": len(per_seed), "interval": ONE_SEED if one else SEED_INTERVAL.format(n=len(per_seed)),
+                     "bootstrap_ci_low": float(group["ci_low"].iloc[0]) if one else math.nan,
+                     "bootstrap_ci_high": float(group["ci_high"].iloc[0]) if one else math.nan})
+    table = pd.DataFrame(rows)
     first = runs.drop_duplicates(["method", "metric"]).set_index(["method", "metric"])
     for col in ("dataset", "split", "protocol", "profile", "device", "weights", "epochs"):
         if col in first:

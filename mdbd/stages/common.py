@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.paths import REPO_ROOT, SHARED_DATA_ENV, shared_data_root
+from mdbd.paths import display_path  # noqa: F401 (re-exported: the notebooks import it from here)
 
 if TYPE_CHECKING:
     from mdbd.evaluate import EvaluationResult
@@ -27,15 +27,6 @@ BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energ
 #: what each of our methods is, for the `source` column of the comparison tables (the Laplacian-energy map is ours: the
 #: paper has no such row)
 SOURCES = {"hifst": "re-implemented", "lbp": "re-implemented", "laplacian": "implemented here"}
-
-
-def display_path(path: str | Path) -> str:
-    """A path as it should appear in a tracked table: relative to the repository, or to $MDBD_SHARED_DATA."""
-    path = Path(path).resolve()
-    shared = shared_data_root()
-    if shared and path.is_relative_to(shared):
-        return f"${SHARED_DATA_ENV}/{path.relative_to(shared)}"
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def open_split(cfg: RunConfig, split: str, split_file: str | Path | None = None):
@@ -80,12 +71,15 @@ def score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protoco
                      bootstrap: int, progress: bool, split_file: str | Path | None = None) -> list[EvaluationResult]:
     """Each baseline's maps scored against the split's ground truths (or those of `split_file`), one
     EvaluationResult per baseline, with the provenance of a classical method (no weights, numpy on the CPU) and its
-    `source` (re-implemented, or implemented here)."""
+    `source` (re-implemented, or implemented here). Scored as the model is (mdbd.scoring): the 8-bit maps
+    `mdbd baseline` writes, graded GT levels with each protocol's own rule."""
     from mdbd.evaluate import evaluate_maps
+    from mdbd.io import quantize_map
 
     pairs = open_split(cfg, split, split_file)
-    gts = [pairs.load_mask(i) for i in range(len(pairs))]
-    return [evaluate_maps(maps, gts, ids=list(pairs.ids), protocols=protocols, bootstrap=bootstrap, seed=cfg.seed,
+    gts = [pairs.load_mask_levels(i) for i in range(len(pairs))]
+    return [evaluate_maps([quantize_map(m) for m in maps], gts, ids=list(pairs.ids), protocols=protocols,
+                          bootstrap=bootstrap, seed=cfg.seed, strict_gt=False,
                           model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=pairs.split,
                           weights="none (classical)", profile=cfg.profile, device="cpu (numpy)",
                           source=SOURCES.get(name, "implemented here"))

@@ -39,10 +39,13 @@ class LiveLossPlot:
 
 
 def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | None = None):
-    """Train `cfg`, resuming an interrupted run of the same configuration; a finished run is returned as it is."""
+    """Train `cfg`, resuming an interrupted run of the same identity; a finished one is returned as it is. Prints
+    one line saying which of the three happened, and where (TrainResult.describe)."""
     from mdbd.train import train
 
-    return train(cfg, resume=True, progress=progress, callback=callback)
+    result = train(cfg, resume=True, progress=progress, callback=callback)
+    print(result.describe(), flush=True)
+    return result
 
 
 def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] = ("hl",),
