@@ -9,7 +9,8 @@ identity is reused, an interrupted one resumed; any other identity is a new fold
 carries the identity's hash) or, in a folder given explicitly, an error naming every differing field.
 
 What enters:
-- every RunConfig field except BOOKKEEPING (so a field added later counts until it is declared bookkeeping);
+- every RunConfig field except BOOKKEEPING (so a field added later counts until it is declared bookkeeping), and
+  attention_scale only for presets with channel attention (HL and HL+LL runs are shared by both scales);
 - the device type (cpu or cuda) and, on CUDA only, bf16 and channels_last, which change the numbers there;
 - the data folder as display_path shows it (relative to the repository or $MDBD_SHARED_DATA: the same on every
   checkout), and the files training reads: names and byte sizes of every image and mask of the training and
@@ -50,6 +51,8 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
 
     identity: dict[str, Any] = {"training_version": TRAINING_VERSION}
     identity.update({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING})
+    if not _has_channel_attention(cfg.preset):
+        identity.pop("attention_scale", None)  # no HCA or LCA: the energies' scale changes nothing in this model
     identity["polarity"] = cfg.mask_polarity()  # the field is read for folder datasets only
     identity["data"] = display_path(cfg.resolved_data_root())
     if cfg.dataset == "synthetic":
@@ -64,6 +67,13 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
     if device_type == "cuda":
         identity["bf16"], identity["channels_last"] = cfg.bf16, cfg.channels_last
     return identity
+
+
+def _has_channel_attention(preset: str) -> bool:
+    from mdbd.model import PRESETS
+
+    spec = PRESETS.get(preset)
+    return spec is None or bool({"HCA", "LCA"} & set(spec.modules))
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import torch
 
 from mdbd.checkpoint import load_checkpoint, read_checkpoint
 from mdbd.config import load_config
-from mdbd.errors import CheckpointError
+from mdbd.errors import CheckpointError, ConfigError
 from mdbd.train import train
 
 # 6 synthetic training images at 32 px, batch 6: one step per epoch
@@ -87,15 +87,16 @@ def test_old_checkpoint_loads_as_the_literal_form_with_a_note(tiny_multianet, tm
     assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
 
 
-def test_old_checkpoint_resumes(tiny_multianet, tmp_path):
+def test_old_checkpoint_is_not_resumed_under_another_scale(tiny_multianet, tmp_path):
+    """A run of the literal form is another model than the cosine default: resuming it under the default is refused
+    by the run identity, naming the field, never continued with other energies."""
     checkpoint, data_root = tiny_multianet
     run_dir = tmp_path / "old"
     _strip_scale(checkpoint, run_dir / "last.pt")
-    cfg = load_config("smoke", data_root=str(data_root), run_dir=str(run_dir), **{**TINY, "epochs": 3})
-    with pytest.warns(UserWarning, match="loaded as attention_scale='none'"):
-        result = train(cfg, resume=True, progress=False)
-    assert list(result.log["epoch"]) == [1, 2, 3]  # epochs 1-2 kept from the old checkpoint, epoch 3 trained
-    assert read_checkpoint(result.checkpoint)["config"]["attention_scale"] == "none"
+    cfg = load_config("smoke", data_root=str(data_root), run_dir=str(run_dir), **TINY)
+    assert cfg.attention_scale == "cosine"
+    with pytest.raises(ConfigError, match="attention_scale: run 'none', now 'cosine'"):
+        train(cfg, resume=True, progress=False)
 
 
 def test_checkpoint_whose_scale_does_not_fit_its_weights_is_refused(cosine_run, tmp_path):

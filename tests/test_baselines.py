@@ -192,6 +192,17 @@ def _write_images(folder: Path, sizes=((40, 56), (33, 47))) -> list[Path]:
     return paths
 
 
+def test_worker_processes_give_the_maps_of_one_process(tmp_path):
+    paths = _write_images(tmp_path / "img") * 2  # at least MIN_IMAGES_FOR_WORKERS maps to compute
+    one = run_baseline("laplacian", paths, progress=False, use_cache=False)
+    two = run_baseline("laplacian", paths, progress=False, use_cache=False, workers=2)
+    assert len(two) == len(paths) >= 4
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match="workers must be >= 1, got 0"):
+        run_baseline("laplacian", paths, progress=False, workers=0)
+
+
 def test_cache_hit_returns_identical_maps_without_recomputing(tmp_path, monkeypatch):
     calls = []
     original = BASELINES["laplacian"]

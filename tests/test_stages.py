@@ -53,6 +53,41 @@ def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatc
     assert seen["polarity"] == "blur_white"
 
 
+def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_multianet, monkeypatch):
+    import mdbd.scoring
+
+    checkpoint, data_root = tiny_multianet
+    cfg = load_config("smoke", data_root=str(data_root), device="cpu")
+    first = common.evaluate_run(checkpoint, cfg, bootstrap=20)
+    calls = []
+    real = mdbd.scoring.evaluate_checkpoint
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoint", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = common.evaluate_run(checkpoint, cfg, bootstrap=20)
+    assert calls == [] and again.table.equals(first.table) and again.curves.equals(first.curves)
+    other = common.evaluate_run(checkpoint, cfg, bootstrap=30)  # another setting: scored afresh
+    assert len(calls) == 1 and len(other.table) == len(first.table)
+    common.evaluate_run(checkpoint, cfg.replace(seed=1), bootstrap=20)  # the bootstrap's seed too
+    assert len(calls) == 2
+
+
+def test_ablation_concurrency_comes_from_the_profile_and_is_checked():
+    from mdbd.errors import ConfigError
+
+    assert load_config("laptop", dataset="cuhk").ablation.concurrent == 2
+    assert load_config("laptop").ablation.concurrent == 1
+    with pytest.raises(ConfigError, match="ablation.concurrent must be an integer >= 1, got 0"):
+        load_config("smoke", **{"ablation.concurrent": 0})
+    assert ablation._threads_per_run(load_config("smoke", device="cpu"), 1) is None
+
+
+def test_the_attention_scale_is_part_of_a_runs_identity_only_where_there_is_channel_attention():
+    cfg = load_config("smoke", device="cpu")
+    for preset in PRESETS:
+        a = cfg.replace(preset=preset, attention_scale="none").resolved_run_dir()
+        b = cfg.replace(preset=preset, attention_scale="cosine").resolved_run_dir()
+        assert (a == b) == (preset in ("hl", "hl_ll")), preset
+
+
 def test_ablation_table_puts_quoted_values_beside_ours_and_averages_seeds():
     a = _runs(PAPER_F, PAPER_MAE)
     b = _runs({k: v - 0.02 for k, v in PAPER_F.items()}, PAPER_MAE).assign(seed=1)

@@ -99,16 +99,51 @@ def _load_cached(path: Path) -> np.ndarray | None:
     return arr if arr.ndim == 2 and arr.dtype == np.float32 else None
 
 
+def _compute_map(name: str, path: Path, params: dict) -> np.ndarray:
+    """One image's sharpness map (also the unit of work of a worker process)."""
+    return np.asarray(BASELINES[name](load_rgb(path), **params), dtype=np.float32)
+
+
+def _compute_in_workers(name: str, paths: list[Path], params: dict, workers: int, progress: bool):
+    """Yields (index, map) for `paths`, computed by `workers` processes (spawned: the caller may hold threads, e.g.
+    torch's, that a fork would copy half-alive), each single-threaded so that they do not fight over the cores."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    os.environ.update({k: "1" for k in saved})  # inherited by the spawned workers
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_compute_map, name, path, params): i for i, path in enumerate(paths)}
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"baseline {name} ({workers} workers)",
+                               unit="image", disable=not progress):
+                yield futures[future], future.result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+#: fewer uncached maps than this are computed in this process whatever `workers` says (a worker costs ~2 s to start)
+MIN_IMAGES_FOR_WORKERS = 4
+
+
 def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, use_cache: bool = True,
-                 **params) -> list[np.ndarray]:
+                 workers: int = 1, **params) -> list[np.ndarray]:
     """Sharpness maps (float32 (H, W) in [0, 1], high = in focus, at each image's size) of one baseline.
 
     Maps are cached under `cache_dir` (default results/cache/baselines) keyed by (method, parameters, image
     sha256); `out_dir` also receives one <stem>.png per image. `params` go to the method (e.g. max_side).
+    `workers`: processes computing the maps not in the cache (1: in this process, also for fewer than
+    MIN_IMAGES_FOR_WORKERS maps). The maps do not depend on it.
     """
     paths = [Path(p) for p in image_paths]
     resolved = resolve_params(name, params)  # fail before any work
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     if out_dir is not None:
         stems = [p.stem for p in paths]
         clash = sorted({s for s in stems if stems.count(s) > 1})
@@ -119,18 +154,21 @@ def run_baseline(name: str, image_paths: Iterable[str | os.PathLike], out_dir: s
         if not path.is_file():
             load_rgb(path)  # raises the DataError naming the file, before any work is done
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    maps = []
-    for path in tqdm(paths, desc=f"baseline {name}", unit="image", disable=not progress):
-        sharpness = None
-        if use_cache:  # hashing the image is only worth it when the cache is used
-            cached = cache_root / name / f"{cache_key(name, resolved, sha256_file(path))}.npy"
-            sharpness = _load_cached(cached)
-        if sharpness is None:
-            image = load_rgb(path)
-            sharpness = np.asarray(BASELINES[name](image, **params), dtype=np.float32)
-            if use_cache:
-                atomic_write(cached, lambda fh: np.save(fh, sharpness, allow_pickle=False))
-        maps.append(sharpness)
-        if out_dir is not None:
+    cache_files = [cache_root / name / f"{cache_key(name, resolved, sha256_file(p))}.npy" for p in paths] \
+        if use_cache else [None] * len(paths)  # hashing the images is only worth it when the cache is used
+    maps: list[np.ndarray | None] = [_load_cached(f) if f is not None else None for f in cache_files]
+    todo = [i for i, m in enumerate(maps) if m is None]
+    if workers > 1 and len(todo) >= MIN_IMAGES_FOR_WORKERS:
+        computed = _compute_in_workers(name, [paths[i] for i in todo], params, min(workers, len(todo)), progress)
+        results = ((todo[k], sharpness) for k, sharpness in computed)
+    else:
+        results = ((i, _compute_map(name, paths[i], params))
+                   for i in tqdm(todo, desc=f"baseline {name}", unit="image", disable=not progress or not todo))
+    for i, sharpness in results:
+        if cache_files[i] is not None:
+            atomic_write(cache_files[i], lambda fh: np.save(fh, sharpness, allow_pickle=False))
+        maps[i] = sharpness
+    if out_dir is not None:
+        for path, sharpness in zip(paths, maps):
             save_map_png(sharpness, Path(out_dir) / f"{path.stem}.png")
     return maps

@@ -26,13 +26,18 @@ def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
             for seed in cfg.ablation.seeds for preset in PRESETS]
 
 
-def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int = 1,
+def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int | None = None,
                  threads: int | None = None) -> pd.DataFrame:
     """Train (or resume) and evaluate every ablation run; one headline row per run x metric.
 
     `concurrent`: runs at once (mdbd.parallel: that many processes, sharing a GPU; 1 = one after another in this
-    process); `threads`: CPU threads per run. Same seeds, same results (on CPU bit for bit at equal `threads`)."""
+    process; None: the profile's `ablation.concurrent`); `threads`: CPU threads per run (None: on a CPU, this
+    process's threads shared out between the runs). Same seeds, same results (on CPU bit for bit at equal
+    `threads`)."""
     from mdbd.parallel import Job, raise_for_failures, run_jobs
+
+    concurrent = concurrent or cfg.ablation.concurrent
+    threads = threads or _threads_per_run(cfg, concurrent)
 
     results = run_jobs([Job(c, bootstrap=bootstrap) for c in ablation_configs(cfg)], concurrent=concurrent,
                        threads=threads, progress=progress)
@@ -49,6 +54,17 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
         table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def _threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
+    """CPU threads of each of `concurrent` runs on a CPU (None: leave torch's default, one run or a GPU)."""
+    import torch
+
+    from mdbd.provenance import resolve_device
+
+    if concurrent <= 1 or resolve_device(cfg.device) != "cpu":
+        return None
+    return max(1, torch.get_num_threads() // concurrent)
 
 
 #: what ablation_table's interval columns mean (its `interval` column says which applies to a row)

@@ -37,13 +37,66 @@ def open_split(cfg: RunConfig, split: str, split_file: str | Path | None = None)
                         split_file=split_file)
 
 
+#: scores kept beside a run's checkpoint (evaluate_run), one file per checkpoint content and scoring settings
+SCORES_DIR = "scores"
+
+
+def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) -> Path | None:
+    """Where evaluate_run keeps these scores: keyed by the checkpoint's bytes and everything else that changes a
+    score (dataset, data folder, split, polarity, bootstrap, seed, device type, the scoring code), so that a later call with any
+    of them changed scores afresh."""
+    import hashlib
+    import json
+
+    from mdbd.io import sha256_file
+
+    if not checkpoint.is_file():
+        return None  # evaluate_checkpoint says what is missing
+    from mdbd.provenance import code_version, resolve_device
+
+    record = {"device": resolve_device(cfg.device).split(":")[0], "checkpoint": sha256_file(checkpoint), "dataset": cfg.dataset,
+              "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
+              "bootstrap": bootstrap, "seed": cfg.seed, "code": code_version(), "scoring": _scoring_digest()}
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
+
+
+def _scoring_digest() -> str:
+    """sha256 of the modules a score depends on (a dirty tree's code_version does not change with an edit)."""
+    import hashlib
+
+    from mdbd.paths import REPO_ROOT
+
+    digest = hashlib.sha256()
+    for part in ("mdbd/scoring.py", "mdbd/evaluate.py", "mdbd/predict.py", "mdbd/io.py", "mdbd/metrics"):
+        path = REPO_ROOT / part
+        for file in ([path] if path.is_file() else sorted(path.rglob("*.py"))):
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstrap: int = 1000):
-    """Score a checkpoint on `cfg`'s dataset and split, all four protocols, with bootstrap intervals."""
+    """Score a checkpoint on `cfg`'s dataset and split, every protocol, with bootstrap intervals.
+
+    The result is kept beside the checkpoint (SCORES_DIR) and returned from there while nothing that changes it
+    has changed: 02, 03 and 04 score the same run once (prediction at 448 px is minutes on a CPU)."""
+    import pickle
+
+    from mdbd.io import atomic_write
     from mdbd.scoring import evaluate_checkpoint
 
-    return evaluate_checkpoint(checkpoint, cfg.dataset, cfg.resolved_data_root(), split,
-                               polarity=cfg.mask_polarity(), device=cfg.device, profile=cfg.profile, seed=cfg.seed,
-                               bootstrap=bootstrap)
+    cached = _score_file(Path(checkpoint), cfg, split, bootstrap)
+    if cached is not None and cached.is_file():
+        try:
+            return pickle.loads(cached.read_bytes())
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass  # damaged or from another pandas: score again
+    result = evaluate_checkpoint(checkpoint, cfg.dataset, cfg.resolved_data_root(), split,
+                                 polarity=cfg.mask_polarity(), device=cfg.device, profile=cfg.profile,
+                                 seed=cfg.seed, bootstrap=bootstrap)
+    if cached is not None:
+        atomic_write(cached, lambda fh: pickle.dump(result, fh))
+    return result
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
@@ -60,11 +113,15 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_maps(cfg: RunConfig, names: Sequence[str], split: str = "test", progress: bool = True,
                   split_file: str | Path | None = None) -> dict[str, list[np.ndarray]]:
-    """Each baseline's sharpness maps (high = in focus) on a split, computed once and cached."""
+    """Each baseline's sharpness maps (high = in focus) on a split, computed once and cached, by one process per
+    core (HiFST and LBP take seconds per real image)."""
+    import os
+
     from mdbd.baselines import run_baseline
 
     pairs = open_split(cfg, split, split_file)
-    return {name: run_baseline(name, list(pairs.image_paths), progress=progress) for name in names}
+    workers = os.cpu_count() or 1
+    return {name: run_baseline(name, list(pairs.image_paths), progress=progress, workers=workers) for name in names}
 
 
 def score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protocols: Sequence[str],
