@@ -43,32 +43,38 @@ SCORES_DIR = "scores"
 
 def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) -> Path | None:
     """Where evaluate_run keeps these scores: keyed by the checkpoint's bytes and everything else that changes a
-    score (dataset, data folder, split, polarity, bootstrap, seed, device type, the scoring code), so that a later call with any
-    of them changed scores afresh."""
+    score (dataset, data folder, split, polarity, bootstrap, seed, device type, the code that predicts and scores),
+    so that a later call with any of them changed scores afresh. Not the git commit: a commit that leaves that code
+    alone (a docstring, a notebook) keeps the scores."""
     import hashlib
     import json
 
     from mdbd.io import sha256_file
+    from mdbd.provenance import resolve_device
 
     if not checkpoint.is_file():
         return None  # evaluate_checkpoint says what is missing
-    from mdbd.provenance import code_version, resolve_device
-
-    record = {"device": resolve_device(cfg.device).split(":")[0], "checkpoint": sha256_file(checkpoint), "dataset": cfg.dataset,
+    record = {"checkpoint": sha256_file(checkpoint), "dataset": cfg.dataset,
               "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
-              "bootstrap": bootstrap, "seed": cfg.seed, "code": code_version(), "scoring": _scoring_digest()}
+              "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
+              "code": _scoring_digest()}
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
     return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
 
 
+#: the code a score depends on: the model built from a checkpoint, prediction, the GT readers, scoring and metrics
+SCORING_CODE = ("mdbd/model", "mdbd/checkpoint.py", "mdbd/predict.py", "mdbd/data/readers.py", "mdbd/scoring.py",
+                "mdbd/evaluate.py", "mdbd/io.py", "mdbd/metrics")
+
+
 def _scoring_digest() -> str:
-    """sha256 of the modules a score depends on (a dirty tree's code_version does not change with an edit)."""
+    """sha256 of SCORING_CODE's files (an edit there scores afresh, also in a dirty tree)."""
     import hashlib
 
     from mdbd.paths import REPO_ROOT
 
     digest = hashlib.sha256()
-    for part in ("mdbd/scoring.py", "mdbd/evaluate.py", "mdbd/predict.py", "mdbd/io.py", "mdbd/metrics"):
+    for part in SCORING_CODE:
         path = REPO_ROOT / part
         for file in ([path] if path.is_file() else sorted(path.rglob("*.py"))):
             digest.update(file.read_bytes())
