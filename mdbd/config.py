@@ -44,14 +44,10 @@ class SynthConfig:
 
 @dataclass
 class AblationConfig:
-    """Table III: each of the seven presets trained `epochs` epochs (None: the profile's) for every seed;
-    `concurrent` of them at once (mdbd.parallel: one process each, the CPU threads shared out between them; on a
-    2-core CPU two 1-thread runs do about 1.5x the work of one 2-thread run). It changes no result beyond the last
-    digits a different thread count gives."""
+    """Table III: each of the seven presets trained `epochs` epochs (None: the profile's) for every seed."""
 
     epochs: int | None = None
     seeds: tuple[int, ...] = (0,)
-    concurrent: int = 1
 
 
 @dataclass
@@ -99,6 +95,10 @@ class RunConfig:
     # run of minutes costs more than it saves and needs a C++ toolchain); validation and checkpoints use the plain model
     compile: str = "off"
     run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
+    # runs trained at once where a stage trains several (03's Table III, 02's reference presets beside its own
+    # run): one process each, the CPU threads shared out; on a 2-core CPU two 1-thread runs do about 1.5x the work
+    # of one 2-thread run. Changes no result beyond the last digits another thread count gives.
+    concurrent_runs: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
@@ -106,8 +106,6 @@ class RunConfig:
         if isinstance(self.ablation, dict):
             self.ablation = AblationConfig(**self.ablation)
         self.ablation.seeds = tuple(self.ablation.seeds)
-        if not isinstance(self.ablation.concurrent, int) or self.ablation.concurrent < 1:
-            raise ConfigError(f"ablation.concurrent must be an integer >= 1, got {self.ablation.concurrent!r}")
         if isinstance(self.crop_scale, list):
             self.crop_scale = tuple(self.crop_scale)
         if isinstance(self.compile, bool):  # YAML 1.1 reads a bare on/off as a boolean
@@ -141,6 +139,8 @@ class RunConfig:
                               f"got {self.attention_scale!r}")
         if not 0 <= self.freeze_backbone_blocks <= 5:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
+        if not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1:
+            raise ConfigError(f"concurrent_runs must be an integer >= 1, got {self.concurrent_runs!r}")
         if self.compile not in COMPILE_CHOICES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}")
         lo, hi = self.crop_scale

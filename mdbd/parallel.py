@@ -367,6 +367,39 @@ def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = Non
     return [results[i] for i in range(len(jobs))]
 
 
+class Background:
+    """`jobs` run by run_jobs in worker processes (all at once, `threads` each), polled from a thread, while the
+    caller goes on, e.g. training another run in-process (02: the HL reference beside the notebook's own run).
+    `wait()` returns their JobResults, raising RunsFailed for any that did not finish."""
+
+    def __init__(self, jobs: Sequence[Job], threads: int | None = 1) -> None:
+        self.jobs = list(jobs)
+        self._results: list[JobResult] | None = None
+        self._error: BaseException | None = None
+        # shared inputs (synthetic set, uint8 caches) built here, before the caller's own run reads them too
+        prepare_shared_inputs([job.config for job in self.jobs])
+        self._thread = threading.Thread(target=self._run, args=(threads,), daemon=True)
+        self._thread.start()
+
+    def _run(self, threads: int | None) -> None:
+        try:
+            self._results = run_jobs(self.jobs, concurrent=len(self.jobs), threads=threads, progress=False,
+                                     in_process=False)
+        except BaseException as exc:  # re-raised in the caller's thread by wait()
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> list[JobResult]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._results is not None
+        raise_for_failures(self._results)
+        return self._results
+
+
 def raise_for_failures(results: Sequence[JobResult]) -> None:
     """RunsFailed naming every run that did not finish: its label, run folder, log and last output line."""
     bad = [r for r in results if r.status != "done"]

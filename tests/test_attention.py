@@ -258,3 +258,22 @@ def test_every_scale_keeps_the_energies_in_fp32_under_bf16_autocast(scale):
     assert attention.dtype == torch.float32
     torch.testing.assert_close(attention, module.attention_map(x.float()), rtol=1e-5, atol=1e-6)
     assert y.shape == x.shape and torch.isfinite(y.float()).all()
+
+
+def test_cosine_energies_equal_the_cosine_of_the_channel_vectors_and_a_dead_channel_keeps_gradients_finite():
+    import torch.nn.functional as F
+
+    from mdbd.model.attention import ChannelAttention
+
+    torch.manual_seed(0)
+    module = ChannelAttention("cosine")
+    x = torch.relu(torch.randn(2, 16, 20, 20))
+    x[0, 3] = 0  # a dead ReLU channel: norm 0
+    x.requires_grad_(True)
+    flat = F.normalize(x.detach().reshape(2, 16, -1), dim=-1)
+    expected = torch.bmm(flat, flat.transpose(1, 2)) * module.temperature().detach()
+    torch.testing.assert_close(module.energies(x).detach(), expected, atol=1e-4, rtol=1e-5)
+    assert module.energies(x)[0, 3].abs().max() == 0  # cosine 0 with every channel, itself included
+    module.alpha.data.fill_(0.5)
+    module(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(module.log_temperature.grad).all()

@@ -96,3 +96,30 @@ def test_bad_arguments_are_refused_before_any_run_starts(tmp_path, data_dir):
         run_jobs(same_folder, concurrent=2)
     assert not (tmp_path / "args").exists()
     assert main(["ablation", "--profile", "smoke", "--concurrent", "0", "--quiet"]) == 2
+
+
+def test_references_train_in_the_background_beside_an_in_process_run_with_the_weights_of_one_at_a_time(
+        tmp_path, data_dir):
+    from mdbd.parallel import Background
+    from mdbd.stages.training import train_or_resume
+
+    alone = run_jobs(_jobs(tmp_path, data_dir, "alone", presets=("hl",)), concurrent=1, threads=1, progress=False)[0]
+    main_cfg = _jobs(tmp_path, data_dir, "beside", presets=("hl_ll",))[0].config
+    background = Background(_jobs(tmp_path, data_dir, "beside", presets=("hl",)), threads=1)
+    result = train_or_resume(main_cfg, progress=False, threads=1)  # meanwhile, in this process
+    assert result.status == "trained" and torch.get_num_threads() >= 1
+    (reference,) = background.wait()
+    assert background.done() and reference.status == "done" and reference.trained == "trained"
+    wa, wb = _weights(alone.run_dir), _weights(reference.run_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same run as trained alone, bit for bit
+    np.testing.assert_array_equal(alone.evaluation["value"].to_numpy(), reference.evaluation["value"].to_numpy())
+
+
+def test_a_failing_background_run_is_raised_by_wait(tmp_path, data_dir, monkeypatch):
+    from mdbd.parallel import Background
+    from mdbd.train import KILL_ENV
+
+    (job,) = _jobs(tmp_path, data_dir, "broken", presets=("hl",))
+    monkeypatch.setenv(KILL_ENV, "1:1")  # the worker dies after its first step (SIGKILL)
+    with pytest.raises(RunsFailed, match="1 of 1 runs did not finish: hl seed 0"):
+        Background([job], threads=1).wait()

@@ -73,14 +73,17 @@ def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_m
     assert len(calls) == 3
 
 
-def test_ablation_concurrency_comes_from_the_profile_and_is_checked():
+def test_run_concurrency_comes_from_the_profile_and_is_checked():
     from mdbd.errors import ConfigError
 
-    assert load_config("laptop", dataset="cuhk").ablation.concurrent == 2
-    assert load_config("laptop").ablation.concurrent == 1
-    with pytest.raises(ConfigError, match="ablation.concurrent must be an integer >= 1, got 0"):
-        load_config("smoke", **{"ablation.concurrent": 0})
-    assert ablation._threads_per_run(load_config("smoke", device="cpu"), 1) is None
+    assert load_config("laptop", dataset="cuhk").concurrent_runs == 2
+    assert load_config("laptop").concurrent_runs == 1
+    with pytest.raises(ConfigError, match="concurrent_runs must be an integer >= 1, got 0"):
+        load_config("smoke", concurrent_runs=0)
+    assert ablation.threads_per_run(load_config("smoke", device="cpu"), 1) is None
+    # not part of a run's identity: the same model, trained alone or beside another
+    cfg = load_config("smoke", device="cpu")
+    assert cfg.replace(concurrent_runs=2).resolved_run_dir() == cfg.resolved_run_dir()
 
 
 def test_the_attention_scale_is_part_of_a_runs_identity_only_where_there_is_channel_attention():

@@ -29,6 +29,7 @@ def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
 # - "sqrt_n": divided by sqrt(N), the transformer's 1/sqrt(d) with d = N.
 # - "cosine": the cosine similarity of the two channel vectors times a learnable temperature tau > 0, as in Swin
 #   Transformer V2's scaled cosine attention: tau = exp(t), t initialised to log(10) and clamped at log(100).
+NORM_EPS = 1e-12  # F.normalize's
 COSINE_INITIAL_TEMPERATURE = 10.0  # Swin V2's initial logit scale: energies in [-10, 10]
 COSINE_MAX_TEMPERATURE = 100.0  # Swin V2's clamp: the learnt temperature stays bounded
 
@@ -72,15 +73,17 @@ class ChannelAttention(nn.Module):
     def energies(self, x: torch.Tensor) -> torch.Tensor:
         """The scaled energies (B, C, C), fp32, before the softmax; call under autocast disabled."""
         flat = x.reshape(x.shape[0], x.shape[1], -1).float()
-        if self.scale == "cosine":
-            flat = F.normalize(flat, dim=-1)  # an all-zero channel stays zero: cosine 0 with every channel
         energy = torch.bmm(flat, flat.transpose(1, 2))
         if self.scale == "n":
             energy = energy / flat.shape[-1]
         elif self.scale == "sqrt_n":
             energy = energy / math.sqrt(flat.shape[-1])
         elif self.scale == "cosine":
-            energy = energy * self.temperature()
+            # cosine of channel vectors from the Gram matrix itself (|x_j| = sqrt(G_jj)): no second pass over the
+            # N positions, which at 448 px made normalising cost as much as the product; an all-zero channel
+            # (norm clamped as F.normalize does) has cosine 0 with every channel
+            norms = torch.diagonal(energy, dim1=1, dim2=2).clamp_min(NORM_EPS ** 2).sqrt()  # clamped first: finite grads
+            energy = energy / (norms.unsqueeze(2) * norms.unsqueeze(1)) * self.temperature()
         return energy
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,13 +31,13 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     """Train (or resume) and evaluate every ablation run; one headline row per run x metric.
 
     `concurrent`: runs at once (mdbd.parallel: that many processes, sharing a GPU; 1 = one after another in this
-    process; None: the profile's `ablation.concurrent`); `threads`: CPU threads per run (None: on a CPU, this
+    process; None: the profile's `concurrent_runs`); `threads`: CPU threads per run (None: on a CPU, this
     process's threads shared out between the runs). Same seeds, same results (on CPU bit for bit at equal
     `threads`)."""
     from mdbd.parallel import Job, raise_for_failures, run_jobs
 
-    concurrent = concurrent or cfg.ablation.concurrent
-    threads = threads or _threads_per_run(cfg, concurrent)
+    concurrent = concurrent or cfg.concurrent_runs
+    threads = threads or threads_per_run(cfg, concurrent)
 
     results = run_jobs([Job(c, bootstrap=bootstrap) for c in ablation_configs(cfg)], concurrent=concurrent,
                        threads=threads, progress=progress)
@@ -56,7 +56,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     return pd.concat(rows, ignore_index=True)
 
 
-def _threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
+def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
     """CPU threads of each of `concurrent` runs on a CPU (None: leave torch's default, one run or a GPU)."""
     import torch
 

@@ -38,24 +38,55 @@ class LiveLossPlot:
         plt.close(fig)
 
 
-def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | None = None):
+def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | None = None,
+                    threads: int | None = None):
     """Train `cfg`, resuming an interrupted run of the same identity; a finished one is returned as it is. Prints
-    one line saying which of the three happened, and where (TrainResult.describe)."""
+    one line saying which of the three happened, and where (TrainResult.describe). `threads`: CPU threads for
+    this run (None: as they are)."""
+    import torch
+
     from mdbd.train import train
 
-    result = train(cfg, resume=True, progress=progress, callback=callback)
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        result = train(cfg, resume=True, progress=progress, callback=callback)
+    finally:
+        torch.set_num_threads(before)
     print(result.describe(), flush=True)
     return result
 
 
+def start_references(cfg: RunConfig, presets: Sequence[str], bootstrap: int = 1000):
+    """With `cfg.concurrent_runs` > 1, the reference presets (same profile) start training and scoring in worker
+    processes now, to run beside `cfg`'s own training (mdbd.parallel.Background); returns it with the CPU threads
+    left for `cfg`'s run, or (None, None) when they are to train one after another (versus_references trains
+    them). Scores land in the runs' score cache, so versus_references reads them without predicting again."""
+    from mdbd.parallel import Background, Job
+    from mdbd.stages.ablation import threads_per_run
+
+    presets = [p for p in presets if p != cfg.preset]
+    if cfg.concurrent_runs <= 1 or not presets:
+        return None, None
+    concurrent = min(cfg.concurrent_runs, len(presets) + 1)
+    threads = threads_per_run(cfg, concurrent)
+    jobs = [Job(cfg.replace(preset=p), bootstrap=bootstrap, label=f"{p} (reference)") for p in presets]
+    print(f"training {', '.join(presets)} beside {cfg.preset} ({threads or 'default'} CPU thread(s) each)", flush=True)
+    return Background(jobs, threads=threads), threads
+
+
 def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] = ("hl",),
                       baselines: Sequence[str] = ("laplacian",), bootstrap: int = 1000,
-                      ours: pd.DataFrame | None = None) -> pd.DataFrame:
+                      ours: pd.DataFrame | None = None, background=None) -> pd.DataFrame:
     """`cfg`'s model beside other presets trained with the SAME profile and beside classical sharpness maps.
 
     Headline rows (F_beta and MAE as HEADLINE reads them) plus `beats_all`: whether `cfg.preset` is better than every
     reference on that metric (higher F_beta, lower MAE). `ours`: the table evaluate_run already gave for `checkpoint`
-    (same `bootstrap`), so that it is not evaluated twice; None evaluates it here."""
+    (same `bootstrap`), so that it is not evaluated twice; None evaluates it here. `background`: the references'
+    runs started by start_references, waited for here (their finished runs are then reused)."""
+    if background is not None:
+        background.wait()
     if ours is None:
         ours = evaluate_run(checkpoint, cfg, bootstrap=bootstrap).table
     tables = [headline(ours)]
