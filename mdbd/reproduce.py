@@ -64,6 +64,26 @@ def declared_parameters(name: str) -> set[str]:
     return names
 
 
+#: output types dropped from the executed copies: every figure is saved on its own under results/<profile>/<dataset>/
+#: figures (PNG + PDF + provenance), and without them the tracked executed notebooks stay small (the whole working
+#: tree must travel to a GPU machine within 64 MiB, the real-data carry included)
+EMBEDDED_IMAGES = ("image/png", "image/jpeg", "application/pdf")
+
+
+def drop_embedded_images(path: Path) -> None:
+    """Remove embedded images from an executed notebook, in place (a note stands where each was)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            dropped = [key for key in EMBEDDED_IMAGES if data.pop(key, None) is not None]
+            if dropped and "text/plain" in data:
+                data["text/plain"] = f"{data['text/plain']} (image not kept: see the figures folder)"
+    nbformat.write(nb, path)
+
+
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
               dataset: str = "synthetic", data_root: str | None = None, out_dir: Path | None = None,
               params: dict | None = None, prepare_only: bool = False, progress: bool = True) -> ChainResult:
@@ -109,6 +129,8 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
             raise NotebookFailed(
                 f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
                 f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
+        if not prepare_only:
+            drop_embedded_images(target)
         result.executed.append(target)
         result.seconds[name] = time.time() - t0
         if progress:

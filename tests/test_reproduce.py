@@ -91,3 +91,21 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     message = str(info.value)
     assert "01_data.ipynb" in message and "ValueError: boom smoke" in message and "cell" in message
     assert (tmp_path / "out" / "01_data.ipynb").is_file()  # the executed copy with the traceback is kept
+
+
+def test_executed_copies_keep_text_outputs_and_drop_embedded_images(tmp_path):
+    import nbformat
+
+    from mdbd.reproduce import drop_embedded_images
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="max F 0.916\n")]
+    nb.cells.append(cell)
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    drop_embedded_images(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert "image/png" not in outputs[0]["data"] and "see the figures folder" in outputs[0]["data"]["text/plain"]
+    assert outputs[1]["text"] == "max F 0.916\n"
