@@ -96,8 +96,9 @@ class RunConfig:
     compile: str = "off"
     run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
     # runs trained at once where a stage trains several (03's Table III, 02's reference presets beside its own
-    # run): one process each, the CPU threads shared out; on a 2-core CPU two 1-thread runs do about 1.5x the work
-    # of one 2-thread run. Changes no result beyond the last digits another thread count gives.
+    # run): one process each, the CPU threads shared out (on the 2-core development CPU two 1-thread runs did
+    # 1.1-1.5x the work of one 2-thread run: docs/training.md). Changes no result beyond the last digits another
+    # thread count gives.
     concurrent_runs: int = 1
 
     def __post_init__(self) -> None:
