@@ -99,9 +99,10 @@ def test_code_and_generator_versions_are_part_of_the_identity(monkeypatch, tmp_p
 
     cfg = _cfg(epochs=1, data_root=str(tmp_path / "synth"))
     first = train_or_resume(cfg, progress=False)
-    monkeypatch.setattr(mdbd.identity, "TRAINING_VERSION", mdbd.identity.TRAINING_VERSION + 1)
+    version = mdbd.identity.TRAINING_VERSION
+    monkeypatch.setattr(mdbd.identity, "TRAINING_VERSION", version + 1)
     assert cfg.resolved_run_dir() != first.run_dir
-    with pytest.raises(ConfigError, match=r"training_version: run 1, now 2"):
+    with pytest.raises(ConfigError, match=rf"training_version: run {version}, now {version + 1}"):
         train(cfg.replace(run_dir=str(first.run_dir)), resume=True, progress=False)
     monkeypatch.undo()
     monkeypatch.setattr(mdbd.data.synth, "GENERATOR_VERSION", mdbd.data.synth.GENERATOR_VERSION + 1)
