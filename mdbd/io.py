@@ -3,9 +3,12 @@ new one, never half of one (checkpoints, caches, tables, figures, maps)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
@@ -29,6 +32,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], mode:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
+    """A hidden temporary folder beside `path` to fill; on success it replaces `path` (an existing one removed), on
+    any error it is removed: a reader sees the old folder or the complete new one, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

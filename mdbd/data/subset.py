@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from mdbd.data.readers import SUBSET_MANIFEST, open_cuhk
 from mdbd.errors import DataError
-from mdbd.io import sha256_file
+from mdbd.io import atomic_folder, sha256_file
 
 SUBSET_FORMAT = "mdbd-cuhk-subset/1"
 
@@ -47,9 +46,7 @@ def make_cuhk_subset(source: str | os.PathLike, out: str | os.PathLike, train: S
         raise DataError(f"not CUHK defocus ids of {full.root}: {', '.join(unknown[:5])}")
     picked = full.subset([index[sid] for sid in [*train, *test]])
     picked.require_images()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         files = {}
         for folder, paths in (("image", picked.image_paths), ("gt", picked.mask_paths)):
             (tmp / folder).mkdir()
@@ -60,10 +57,4 @@ def make_cuhk_subset(source: str | os.PathLike, out: str | os.PathLike, train: S
                     "splits": {"train": list(train), "test": list(test)}, "sha256": files,
                     "polarity": "gt white = blurred (Shi's convention, inverted on load)"}
         (tmp / SUBSET_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -19,9 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from functools import lru_cache
@@ -36,6 +33,7 @@ from mdbd.config import RunConfig, SynthConfig, load_config, synthetic_mask_orig
 from mdbd.data.locate import find_cuhk_gt
 from mdbd.data.readers import CUHK_SPLITS, read_mask
 from mdbd.errors import DataError
+from mdbd.io import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +284,7 @@ def generate_synthetic(out_dir: str | Path, profile: str = "smoke", seed: int = 
     sources = _split_sources(kept, synth.image_size)
     counts = {"train": synth.train_images, "test": synth.test_images}
     started = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         samples: dict[str, list[dict]] = {}
         bar = _progress(sum(counts.values()), progress)
         for split, n in counts.items():
@@ -314,12 +310,6 @@ def generate_synthetic(out_dir: str | Path, profile: str = "smoke", seed: int = 
                     "noise": {"read_sigma": list(NOISE_READ_SIGMA), "shot_gain": list(NOISE_SHOT_GAIN)},
                     "jpeg_quality": list(JPEG_QUALITY), "samples": samples}
         (tmp / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("synthetic benchmark %s: %d images in %.1f s", out_dir, sum(counts.values()), time.perf_counter() - started)
     return out_dir
 
