@@ -12,8 +12,9 @@ from PIL import Image
 
 from mdbd.cli import main
 from mdbd.config import load_config
+from mdbd.errors import ConfigError
 from mdbd.model import build_model
-from mdbd.predict import predict_arrays, predict_files
+from mdbd.predict import predict_arrays, predict_arrays_many, predict_files, shared_trunk_blocks
 from mdbd.checkpoint import load_checkpoint
 from mdbd.train import train
 
@@ -59,6 +60,43 @@ def test_maps_have_each_image_own_size_and_do_not_depend_on_batching():
                                torch.nn.functional.interpolate(torch.from_numpy(direct)[None, None], size=(64, 64),
                                                                mode="bilinear", align_corners=False)[0, 0].numpy(),
                                atol=1e-5)
+
+
+def _runs_sharing_blocks(frozen: int) -> list[torch.nn.Module]:
+    """Three presets whose first `frozen` VGG blocks hold the same weights (as runs that froze them) and whose later
+    blocks and decoders differ."""
+    torch.manual_seed(0)
+    base = build_model("multianet", backbone_weights="none")
+    models = []
+    for k, preset in enumerate(("multianet", "hl", "hl_ll_hca_sa")):
+        torch.manual_seed(10 + k)
+        model = build_model(preset, backbone_weights="none")
+        for own, shared in list(zip(model.backbone.blocks, base.backbone.blocks))[:frozen]:
+            own.load_state_dict(shared.state_dict())
+        models.append(model)
+    return models
+
+
+@pytest.mark.parametrize("frozen", [0, 2, 4, 5])
+def test_models_sharing_frozen_blocks_predict_together_exactly_as_alone(frozen):
+    models = _runs_sharing_blocks(frozen)
+    assert shared_trunk_blocks(models) == frozen
+    assert shared_trunk_blocks(models[:1]) == 0  # one model: nothing to share
+    images = [_rgb(40, 56, 0), _rgb(33, 71, 1), _rgb(40, 56, 2)]
+    together = predict_arrays_many(models, images, size=32, batch_size=2)
+    assert len(together) == len(models)
+    for model, maps in zip(models, together):
+        for joint, alone in zip(maps, predict_arrays(model, images, size=32, batch_size=2)):
+            np.testing.assert_array_equal(joint, alone)
+    # a block changed by training in one model is not shared: the count stops before it
+    with torch.no_grad():
+        next(models[1].backbone.blocks[0].parameters()).add_(1e-3)
+    assert shared_trunk_blocks(models) == 0
+
+
+def test_joint_prediction_refuses_no_models():
+    with pytest.raises(ConfigError, match="no models"):
+        predict_arrays_many([], [_rgb(32, 32, 0)], size=32)
 
 
 def test_bad_arrays_are_refused():

@@ -47,7 +47,7 @@ def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatc
     import mdbd.scoring
 
     seen = {}
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoint", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *args, **kwargs: seen.update(kwargs) or [None])
     cfg = load_config("smoke", dataset="folder", data_root=str(tmp_path), polarity="blur_white", device="cpu")
     common.evaluate_run(tmp_path / "last.pt", cfg, bootstrap=0)
     assert seen["polarity"] == "blur_white"
@@ -60,8 +60,8 @@ def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_m
     cfg = load_config("smoke", data_root=str(data_root), device="cpu")
     first = common.evaluate_run(checkpoint, cfg, bootstrap=20)
     calls = []
-    real = mdbd.scoring.evaluate_checkpoint
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoint", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = mdbd.scoring.evaluate_checkpoints
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k) or real(*a, **k))
     again = common.evaluate_run(checkpoint, cfg, bootstrap=20)
     assert calls == [] and again.table.equals(first.table) and again.curves.equals(first.curves)
     other = common.evaluate_run(checkpoint, cfg, bootstrap=30)  # another setting: scored afresh
@@ -71,6 +71,32 @@ def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_m
     monkeypatch.setattr(common, "_scoring_digest", lambda: "edited")  # an edit of the model or scoring code
     common.evaluate_run(checkpoint, cfg, bootstrap=20)
     assert len(calls) == 3
+
+
+def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a_time(tiny_multianet, monkeypatch,
+                                                                                        tmp_path):
+    import shutil
+
+    import mdbd.scoring
+
+    checkpoint, data_root = tiny_multianet
+    cfg = load_config("smoke", data_root=str(data_root), device="cpu")
+    copies = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        copies.append(shutil.copy(checkpoint, tmp_path / name / "last.pt"))
+    alone = common.evaluate_run(copies[0], cfg, bootstrap=20)  # scored alone, and kept
+    calls = []
+    real = mdbd.scoring.evaluate_checkpoints
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda c, *a, **k: calls.append(list(c)) or real(c, *a, **k))
+    both = common.evaluate_runs([(copies[0], cfg), (copies[1], cfg.replace(seed=3))], bootstrap=20)
+    assert calls == [[copies[1]]]  # the first was kept; only the second is predicted
+    assert both[0].table.equals(alone.table)
+    fresh = common.evaluate_runs([(copies[0], cfg.replace(seed=3)), (copies[1], cfg)], bootstrap=20)
+    assert calls[1:] == [[copies[0], copies[1]]]  # neither scored so: predicted together, in one call
+    # the same model scored with the same seed gives the same numbers alone or beside another
+    assert fresh[1].table.equals(alone.table)
+    assert both[1].table.equals(fresh[0].table)
 
 
 def test_run_concurrency_comes_from_the_profile_and_is_checked():

@@ -58,9 +58,13 @@ class VGG16Backbone(nn.Module):
             for param in block.parameters():
                 param.requires_grad_(index >= n)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, first_block: int = 0, last_block: int = 5) -> list[torch.Tensor]:
+        """The taps of blocks first_block + 1 .. last_block. `x`: the network input for first_block = 0, else the
+        tap of block first_block (so that several models sharing frozen leading blocks compute them once)."""
+        if not 0 <= first_block <= last_block <= len(BLOCK_RANGES):
+            raise ConfigError(f"backbone blocks {first_block}..{last_block}: need 0 <= first <= last <= 5")
         taps = []
-        for start, stop in BLOCK_RANGES:
+        for start, stop in BLOCK_RANGES[first_block:last_block]:
             for index in range(start, stop):
                 x = self.features[index](x)
             taps.append(x)  # safe with in-place ReLU: the next layer (max-pool) is not in-place

@@ -214,8 +214,15 @@ class MultiANet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        size = x.shape[-2:]
-        c1, c2, c3, c4, c5 = self.backbone((x - self.mean) / self.std)
+        return self.decode(self.backbone(self.normalise(x)), x.shape[-2:])
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] to the backbone's input convention (ImageNet statistics)."""
+        return (x - self.mean) / self.std
+
+    def decode(self, taps: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """Logits (B, 1, *size) from the backbone's five taps (conv1_2 ... conv5_3): everything after the encoder."""
+        c1, c2, c3, c4, c5 = taps
 
         high = F.relu(self.hl_norm(self.hl_reduce((c3, c4, c5), c3.shape[-2:])))
         if self.hca is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
-from mdbd.stages.common import display_path, headline
+from mdbd.stages.common import display_path, evaluate_runs, headline
 
 
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
@@ -28,7 +28,7 @@ def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
 
 def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int | None = None,
                  threads: int | None = None) -> pd.DataFrame:
-    """Train (or resume) and evaluate every ablation run; one headline row per run x metric.
+    """Train (or resume) every ablation run, then score them all; one headline row per run x metric.
 
     `concurrent`: runs at once (mdbd.parallel: that many processes, sharing a GPU; 1 = one after another in this
     process; None: the profile's `concurrent_runs`); `threads`: CPU threads per run (None: on a CPU, this
@@ -39,13 +39,16 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     concurrent = concurrent or cfg.concurrent_runs
     threads = threads or threads_per_run(cfg, concurrent)
 
-    results = run_jobs([Job(c, bootstrap=bootstrap) for c in ablation_configs(cfg)], concurrent=concurrent,
+    # train (or find) every run first, then score them together: the runs share their frozen backbone blocks,
+    # which are most of a prediction's cost (evaluate_runs)
+    results = run_jobs([Job(c, evaluate=False) for c in ablation_configs(cfg)], concurrent=concurrent,
                        threads=threads, progress=progress)
     raise_for_failures(results)
+    evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap)
     rows = []
-    for result in results:
+    for result, evaluation in zip(results, evaluations):
         run_cfg = result.job.config
-        table = headline(result.evaluation)
+        table = headline(evaluation.table)
         table["seed"] = run_cfg.seed
         table["epochs"] = run_cfg.epochs
         table["checkpoint"] = display_path(result.checkpoint)

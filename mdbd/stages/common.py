@@ -86,23 +86,47 @@ def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstra
 
     The result is kept beside the checkpoint (SCORES_DIR) and returned from there while nothing that changes it
     has changed: 02, 03 and 04 score the same run once (prediction at 448 px is minutes on a CPU)."""
+    return evaluate_runs([(Path(checkpoint), cfg)], split, bootstrap)[0]
+
+
+def _read_scores(path: Path | None):
+    import pickle
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pickle.loads(path.read_bytes())
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # damaged or from another pandas: score again
+
+
+def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", bootstrap: int = 1000) -> list:
+    """evaluate_run for several (checkpoint, config) pairs: the same results, each kept beside its checkpoint, but
+    the runs not yet scored that read the same data are predicted together (mdbd.scoring.evaluate_checkpoints:
+    the test images read once, the frozen backbone blocks they share computed once). Table III's five new runs
+    cost about two predictions instead of five."""
     import pickle
 
     from mdbd.io import atomic_write
-    from mdbd.scoring import evaluate_checkpoint
+    from mdbd.scoring import evaluate_checkpoints
 
-    cached = _score_file(Path(checkpoint), cfg, split, bootstrap)
-    if cached is not None and cached.is_file():
-        try:
-            return pickle.loads(cached.read_bytes())
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            pass  # damaged or from another pandas: score again
-    result = evaluate_checkpoint(checkpoint, cfg.dataset, cfg.resolved_data_root(), split,
-                                 polarity=cfg.mask_polarity(), device=cfg.device, profile=cfg.profile,
-                                 seed=cfg.seed, bootstrap=bootstrap)
-    if cached is not None:
-        atomic_write(cached, lambda fh: pickle.dump(result, fh))
-    return result
+    files = [_score_file(Path(checkpoint), cfg, split, bootstrap) for checkpoint, cfg in runs]
+    results = [_read_scores(f) for f in files]
+    groups: dict[tuple, list[int]] = {}
+    for i, (result, (_, cfg)) in enumerate(zip(results, runs)):
+        if result is None:
+            key = (cfg.dataset, str(cfg.resolved_data_root()), cfg.mask_polarity(), cfg.device, cfg.profile)
+            groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        first = runs[idx[0]][1]
+        scored = evaluate_checkpoints([runs[i][0] for i in idx], first.dataset, first.resolved_data_root(), split,
+                                      polarity=first.mask_polarity(), device=first.device, profile=first.profile,
+                                      seeds=[runs[i][1].seed for i in idx], bootstrap=bootstrap)
+        for i, result in zip(idx, scored):
+            results[i] = result
+            if files[i] is not None:
+                atomic_write(files[i], lambda fh, r=result: pickle.dump(r, fh))
+    return results
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
