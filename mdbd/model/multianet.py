@@ -220,6 +220,18 @@ class MultiANet(nn.Module):
         """RGB in [0, 1] to the backbone's input convention (ImageNet statistics)."""
         return (x - self.mean) / self.std
 
+    def trunk(self, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
+        """The taps of the first `blocks` backbone blocks for input `x` (checked and normalised as by forward): the
+        part several models with the same frozen blocks can share (mdbd.predict.predict_arrays_many)."""
+        self._check_input(x)
+        return self.backbone(self.normalise(x), 0, blocks)
+
+    def forward_from_trunk(self, trunk: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """forward(x) given `trunk(x, len(trunk))` (of this model or one whose first blocks hold the same weights):
+        the remaining blocks and the decoder, the same operations as forward, so the same numbers."""
+        trunk = list(trunk)
+        return self.decode(trunk + self.backbone(trunk[-1], len(trunk), 5), size)
+
     def decode(self, taps: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         """Logits (B, 1, *size) from the backbone's five taps (conv1_2 ... conv5_3): everything after the encoder."""
         c1, c2, c3, c4, c5 = taps
