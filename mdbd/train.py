@@ -437,7 +437,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         raise ConfigError(f"the {cfg.dataset} training split at {data_root} has {len(train_set)} images, fewer than "
                           f"one batch of {cfg.batch_size}; lower batch_size or add images")
 
-    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale)
+    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale,
+                        spatial_gate=cfg.spatial_gate)
     if cfg.freeze_backbone_blocks:
         model.freeze_backbone_blocks(cfg.freeze_backbone_blocks)
     model.to(device)
@@ -523,10 +524,14 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
             history.append(record)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                 state = {**base_meta, "epoch": epoch + 1, "config": cfg.to_dict(), "history": history,
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
+                         "model": model.state_dict(),
                          "sampler": {"kind": "DistributedSampler", "seed": cfg.seed, "next_epoch": epoch + 1,
                                      "drop_last": True}}
+                if epoch + 1 < cfg.epochs:
+                    # what resuming needs. A finished run is reused as it is, never continued (its epoch count is in
+                    # its identity), and Adam's two moments would make its checkpoint 3x the model (182 MB, not 61)
+                    state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                 rng=_rng_state(device))
                 atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
             _write_log(history, run_dir / "log.csv")
             if progress:
