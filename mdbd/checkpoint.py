@@ -22,7 +22,8 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
 # Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
 # older checkpoints hold, and what it means.
-LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then")}
+LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
+                          "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
 
 
 def inference_size(cfg_dict: dict[str, Any]) -> int:
@@ -72,7 +73,8 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
                               f"know (presets: {', '.join(PRESETS)})")
     config = state["config"]
     try:
-        model = build_model(preset, backbone_weights="none", attention_scale=config["attention_scale"])
+        model = build_model(preset, backbone_weights="none", attention_scale=config["attention_scale"],
+                            spatial_gate=config["spatial_gate"])
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: its configuration does not fit this code version ({exc})") from None
     try:

@@ -9,8 +9,10 @@ identity is reused, an interrupted one resumed; any other identity is a new fold
 carries the identity's hash) or, in a folder given explicitly, an error naming every differing field.
 
 What enters:
-- every RunConfig field except BOOKKEEPING (so a field added later counts until it is declared bookkeeping), and
-  attention_scale only for presets with channel attention (HL and HL+LL runs are shared by both scales);
+- every RunConfig field except BOOKKEEPING (so a field added later counts until it is declared bookkeeping),
+  attention_scale only for presets with channel attention (HL and HL+LL runs are shared by every scale), and
+  spatial_gate only for presets with SA and a gate other than "sigmoid" (the only gate before the option existed:
+  every earlier run keeps its hash, and runs without SA are shared by both gates);
 - the device type (cpu or cuda) and, on CUDA only, bf16 and channels_last, which change the numbers there;
 - the data folder as display_path shows it (relative to the repository or $MDBD_SHARED_DATA: the same on every
   checkout), and the files training reads: names and byte sizes of every image and mask of the training and
@@ -41,6 +43,7 @@ TRAINING_VERSION = 2  # 2: cosine attention energies computed from the Gram matr
 BOOKKEEPING = ("device", "bf16", "channels_last", "num_workers", "val_every", "checkpoint_every", "run_dir",
                "data_root", "ablation", "concurrent_runs")
 HASH_LENGTH = 8
+LEGACY_SPATIAL_GATE = "sigmoid"  # every run before the spatial_gate field existed had eq. 3's gate
 
 
 def run_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -51,8 +54,10 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
 
     identity: dict[str, Any] = {"training_version": TRAINING_VERSION}
     identity.update({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING})
-    if not _has_channel_attention(cfg.preset):
+    if not _has_module(cfg.preset, {"HCA", "LCA"}):
         identity.pop("attention_scale", None)  # no HCA or LCA: the energies' scale changes nothing in this model
+    if not _has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == LEGACY_SPATIAL_GATE:
+        identity.pop("spatial_gate", None)  # no SA, or eq. 3's gate, which every run had before the field existed
     identity["polarity"] = cfg.mask_polarity()  # the field is read for folder datasets only
     identity["data"] = display_path(cfg.resolved_data_root())
     if cfg.dataset == "synthetic":
@@ -69,11 +74,12 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
     return identity
 
 
-def _has_channel_attention(preset: str) -> bool:
+def _has_module(preset: str, tags: set[str]) -> bool:
+    """Whether the preset holds any of the Table III modules `tags` (an unknown preset: assume it does)."""
     from mdbd.model import PRESETS
 
     spec = PRESETS.get(preset)
-    return spec is None or bool({"HCA", "LCA"} & set(spec.modules))
+    return spec is None or bool(tags & set(spec.modules))
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

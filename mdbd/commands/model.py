@@ -184,7 +184,8 @@ def run_attention_stats(args: argparse.Namespace) -> int:
     table = attention_table(stats)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\n{display_path(args.checkpoint)} (epoch {meta.get('epoch')}, trained with attention_scale="
-          f"{trained_scale!r}), measured with attention_scale={model.attention_scale!r}, input {args.size}x{args.size}"
+          f"{trained_scale!r}, spatial_gate={cfg['spatial_gate']!r}), measured with attention_scale="
+          f"{model.attention_scale!r}, input {args.size}x{args.size}"
           + ("" if masks is not None else "; no masks: gradient statistics left out (NaN)"))
     if args.out:
         atomic_write_text(args.out, stats.to_csv(index=False))

@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help="the dataset's folder (default: data/<dataset>); relative paths are taken from the repository")
     p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
                    help="further notebook parameters (YAML values), given to the notebooks that declare them, "
-                        "e.g. --param attention_scale=none")
+                        "e.g. --param attention_scale=none spatial_gate=sigmoid (eq. 1 and eq. 3 literally)")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")

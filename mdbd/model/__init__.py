@@ -5,7 +5,7 @@
     prob = to_probability(model(images))  # images: float RGB in [0, 1], (B, 3, H, W)
 """
 
-from mdbd.model.attention import ATTENTION_SCALES, ChannelAttention, SpatialAttention
+from mdbd.model.attention import ATTENTION_SCALES, SPATIAL_GATES, ChannelAttention, SpatialAttention
 from mdbd.model.backbone import VGG16Backbone
 from mdbd.model.multianet import (
     PRESETS,
@@ -20,6 +20,7 @@ from mdbd.model.multianet import (
 
 __all__ = [
     "ATTENTION_SCALES",
+    "SPATIAL_GATES",
     "PRESETS",
     "ChannelAttention",
     "ModelSpec",

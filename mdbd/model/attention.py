@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdbd.config import ATTENTION_SCALES
+from mdbd.config import ATTENTION_SCALES, SPATIAL_GATES
 from mdbd.errors import ConfigError
 
 
@@ -101,24 +101,49 @@ class ChannelAttention(nn.Module):
         return self.alpha.to(mixed.dtype) * mixed + x
 
 
+def check_spatial_gate(gate: str) -> str:
+    if gate not in SPATIAL_GATES:
+        raise ConfigError(f"unknown spatial_gate {gate!r}; choose one of {', '.join(SPATIAL_GATES)} "
+                          "(sigmoid = eq. 3 as the paper writes it)")
+    return gate
+
+
 class SpatialAttention(nn.Module):
     """Eq. 3: L~ = L * Z with Z = sigmoid(f(H)), f = two consecutive atrous 3x3 convolutions.
 
     The convolutions run at the high-level features' resolution (1/4 of the input) and the one-channel map is
     upsampled bilinearly to the low-level size before the sigmoid: 16x fewer operations than convolving at full
     resolution, and the high-level features carry no detail finer than 1/4 anyway.
+
+    `gate` (SPATIAL_GATES): "sigmoid" is eq. 3 literally. "centred" subtracts each image's spatial mean from f(H)
+    before the sigmoid, so the gate has no uniform level to learn: on post-ReLU inputs conv2's weights alone gave
+    the literal gate logits of ~5.5 everywhere (Z = 0.999, SA a pass-through with Z(1-Z) ~ 1e-3 of the gradient);
+    centred, Z averages about 0.5 per image and can only say where, not how much overall. Both have the same
+    parameters.
     """
 
-    def __init__(self, in_channels: int, mid_channels: int = 64, dilations: Sequence[int] = (2, 4)) -> None:
+    def __init__(self, in_channels: int, mid_channels: int = 64, dilations: Sequence[int] = (2, 4),
+                 gate: str = "sigmoid") -> None:
         super().__init__()
+        self.gate = check_spatial_gate(gate)
         first, second = dilations
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=first, dilation=first)
         self.conv2 = nn.Conv2d(mid_channels, 1, 3, padding=second, dilation=second)
 
+    def extra_repr(self) -> str:
+        return f"gate={self.gate!r}"
+
+    def logits(self, high: torch.Tensor) -> torch.Tensor:
+        """f(H) at the high-level resolution, (B, 1, h, w), centred per image for the "centred" gate."""
+        logits = self.conv2(F.relu(self.conv1(high)))
+        if self.gate == "centred":
+            # centred before upsampling (16x fewer values): a constant passes bilinear interpolation unchanged
+            logits = logits - logits.mean(dim=(-2, -1), keepdim=True)
+        return logits
+
     def attention_map(self, high: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Z in [0, 1], shape (B, 1, *size)."""
-        logits = self.conv2(F.relu(self.conv1(high)))
-        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        logits = F.interpolate(self.logits(high), size=tuple(size), mode="bilinear", align_corners=False)
         return torch.sigmoid(logits)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:

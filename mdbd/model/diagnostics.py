@@ -210,8 +210,8 @@ def attention_statistics(model: nn.Module, images: Sequence[np.ndarray], masks: 
                          ids: Sequence[str] | None = None, size: int = 320, device: str | torch.device = "cpu",
                          one_hot_threshold: float = ONE_HOT_THRESHOLD, **provenance: Any) -> pd.DataFrame:
     """Tidy statistics of every attention module of `model` on each image: columns image, module, kind (channel or
-    spatial), statistic, value, then size, preset, attention_scale and the `provenance` keywords (e.g. checkpoint,
-    dataset, split, device) as constant columns.
+    spatial), statistic, value, then size, preset, attention_scale, spatial_gate and the `provenance` keywords (e.g.
+    checkpoint, dataset, split, device) as constant columns.
 
     `images`: RGB uint8 (H, W, 3), each resized to `size` x `size` as for prediction. `masks` (1 = in focus, each
     of its image's size): the BCE targets of the gradient statistics; None leaves those out."""
@@ -247,6 +247,7 @@ def attention_statistics(model: nn.Module, images: Sequence[np.ndarray], masks: 
     table["size"] = size
     table["preset"] = getattr(model, "preset", type(model).__name__)
     table["attention_scale"] = getattr(model, "attention_scale", None)
+    table["spatial_gate"] = getattr(model, "spatial_gate", None)
     table["one_hot_threshold"] = one_hot_threshold
     for key, value in provenance.items():
         table[key] = value

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdbd.config import DEFAULT_ATTENTION_SCALE
+from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE
 from mdbd.errors import ConfigError
-from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale
+from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale, check_spatial_gate
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
 from mdbd.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
@@ -124,7 +124,7 @@ class MultiANet(nn.Module):
 
     Input: float RGB in [0, 1], (B, 3, H, W), any H, W >= 16. Output: logits (B, 1, H, W).
     `attention_scale` scales the energies of both channel-attention modules (mdbd.model.attention.ATTENTION_SCALES;
-    "none" is the paper's eq. 1).
+    "none" is the paper's eq. 1); `spatial_gate` is SA's gate (SPATIAL_GATES; "sigmoid" is the paper's eq. 3).
     """
 
     def __init__(
@@ -140,6 +140,7 @@ class MultiANet(nn.Module):
         sa_dilations: Sequence[int] = (2, 4),
         fuse_channels: int = 32,
         attention_scale: str = DEFAULT_ATTENTION_SCALE,
+        spatial_gate: str = DEFAULT_SPATIAL_GATE,
     ) -> None:
         super().__init__()
         if (lca or spatial_attention) and not low_level:
@@ -155,6 +156,7 @@ class MultiANet(nn.Module):
         switches = {"low_level": bool(low_level), "hca": bool(hca), "lca": bool(lca),
                     "spatial_attention": bool(spatial_attention)}
         self.attention_scale = check_attention_scale(attention_scale)  # of HCA and LCA (ATTENTION_SCALES)
+        self.spatial_gate = check_spatial_gate(spatial_gate)  # of SA (SPATIAL_GATES)
         self.spec = spec_for_switches(switches)
         self.preset = self.spec.name
         self.backbone_source = "none (random initialisation)"
@@ -173,8 +175,8 @@ class MultiANet(nn.Module):
             self.ll_reduce = UpsampleConcatConv((c1, c2), ll_channels)
             self.ll_norm = _group_norm(ll_channels)
             self.lca = ChannelAttention(attention_scale) if lca else None
-            self.sa = SpatialAttention(hl_channels, sa_channels, tuple(int(d) for d in sa_dilations)) \
-                if spatial_attention else None
+            self.sa = SpatialAttention(hl_channels, sa_channels, tuple(int(d) for d in sa_dilations),
+                                       gate=spatial_gate) if spatial_attention else None
             self.fuse_reduce = UpsampleConcatConv((ll_channels, head_channels), fuse_channels)
             self.classifier = nn.Conv2d(fuse_channels, 1, 3, padding=1)
         else:
@@ -259,11 +261,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def build_model(preset: str = "multianet", backbone_weights: str = "none", **switch_overrides: Any) -> MultiANet:
-    """A preset (Table III row) with optional constructor overrides (switches, widths, `attention_scale`), its
+    """A preset (Table III row) with optional constructor overrides (switches, widths, `attention_scale`,
+    `spatial_gate`), its
     backbone initialised from `backbone_weights` ("none", "oxford", "torchvision" or a .pth path; see mdbd.weights)."""
     spec = get_spec(preset)
     allowed = set(SWITCHES) | {"hl_channels", "ll_channels", "head_channels", "sa_channels", "sa_dilations",
-                               "fuse_channels", "attention_scale"}
+                               "fuse_channels", "attention_scale", "spatial_gate"}
     unknown = sorted(set(switch_overrides) - allowed)
     if unknown:
         raise ConfigError(f"unknown MultiANet option(s) {', '.join(map(repr, unknown))}; "

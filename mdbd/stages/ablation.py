@@ -13,6 +13,18 @@ from mdbd.config import RunConfig
 from mdbd.stages.common import display_path, evaluate_runs, headline
 
 
+def model_variant(attention_scale: str | None = None, spatial_gate: str | None = None) -> tuple[dict[str, str], str]:
+    """(RunConfig overrides, table-name suffix) of an ablation with non-default attention forms (None: the default):
+    e.g. ("none", "sigmoid"), the paper's eq. 1 and eq. 3 literally, gives suffix "_attention-none_gate-sigmoid", so
+    its tables sit beside (never over) the default's."""
+    overrides, suffix = {}, ""
+    if attention_scale is not None:
+        overrides["attention_scale"], suffix = attention_scale, f"_attention-{attention_scale}"
+    if spatial_gate is not None:
+        overrides["spatial_gate"], suffix = spatial_gate, f"{suffix}_gate-{spatial_gate}"
+    return overrides, suffix
+
+
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
     """The seven Table III presets x the profile's ablation seeds, each in the default folder of its identity.
 
