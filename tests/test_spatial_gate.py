@@ -135,3 +135,12 @@ def test_an_old_checkpoint_loads_as_eq_3_with_a_note_and_an_unknown_gate_is_refu
     torch.save(state, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="future.pt.*'residual'"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def test_notebook_03_names_a_non_default_variant_beside_the_default_tables():
+    from mdbd.stages.ablation import model_variant
+
+    assert model_variant() == ({}, "")
+    assert model_variant("none", "sigmoid") == ({"attention_scale": "none", "spatial_gate": "sigmoid"},
+                                                "_attention-none_gate-sigmoid")
+    assert model_variant(spatial_gate="sigmoid") == ({"spatial_gate": "sigmoid"}, "_gate-sigmoid")
