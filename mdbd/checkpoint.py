@@ -15,15 +15,12 @@ from typing import Any
 
 import torch
 
+from mdbd.config import LEGACY_CONFIG_DEFAULTS
 from mdbd.errors import CheckpointError, ConfigError
 from mdbd.provenance import resolve_device
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
-# Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
-# older checkpoints hold, and what it means.
-LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
-                          "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
 
 
 def inference_size(cfg_dict: dict[str, Any]) -> int:

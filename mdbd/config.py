@@ -38,6 +38,10 @@ SPATIAL_GATES = ("sigmoid", "centred")
 # weights on post-ReLU inputs), so SA does nothing; "centred" cannot move its uniform level, separates in-focus from
 # blurred regions (Z 0.96 vs 0.32 on held-out CUHK) and scores as well on held-out real images.
 DEFAULT_SPATIAL_GATE = "centred"
+# Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
+# older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).
+LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
+                          "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
 COMPILE_CHOICES = ("off", "on", "auto")
 
 

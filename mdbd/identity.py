@@ -43,7 +43,6 @@ TRAINING_VERSION = 2  # 2: cosine attention energies computed from the Gram matr
 BOOKKEEPING = ("device", "bf16", "channels_last", "num_workers", "val_every", "checkpoint_every", "run_dir",
                "data_root", "ablation", "concurrent_runs")
 HASH_LENGTH = 8
-LEGACY_SPATIAL_GATE = "sigmoid"  # every run before the spatial_gate field existed had eq. 3's gate
 
 
 def run_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -56,7 +55,8 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
     identity.update({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING})
     if not _has_module(cfg.preset, {"HCA", "LCA"}):
         identity.pop("attention_scale", None)  # no HCA or LCA: the energies' scale changes nothing in this model
-    if not _has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == LEGACY_SPATIAL_GATE:
+    eq3_gate = _config.LEGACY_CONFIG_DEFAULTS["spatial_gate"][0]
+    if not _has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == eq3_gate:
         identity.pop("spatial_gate", None)  # no SA, or eq. 3's gate, which every run had before the field existed
     identity["polarity"] = cfg.mask_polarity()  # the field is read for folder datasets only
     identity["data"] = display_path(cfg.resolved_data_root())

@@ -262,8 +262,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 def build_model(preset: str = "multianet", backbone_weights: str = "none", **switch_overrides: Any) -> MultiANet:
     """A preset (Table III row) with optional constructor overrides (switches, widths, `attention_scale`,
-    `spatial_gate`), its
-    backbone initialised from `backbone_weights` ("none", "oxford", "torchvision" or a .pth path; see mdbd.weights)."""
+    `spatial_gate`), its backbone initialised from `backbone_weights` ("none", "oxford", "torchvision" or a .pth
+    path; see mdbd.weights)."""
     spec = get_spec(preset)
     allowed = set(SWITCHES) | {"hl_channels", "ll_channels", "head_channels", "sa_channels", "sa_dilations",
                                "fuse_channels", "attention_scale", "spatial_gate"}
