@@ -10,6 +10,8 @@ PROFILE ?= laptop
 # The dataset of `make reproduce`: synthetic (embedded, no download), or cuhk / dut / folder with DATA_ROOT=DIR.
 DATASET ?= synthetic
 DATA_ROOT ?=
+# EXTRAS=1: after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1 under D-DFFNet's protocol)
+EXTRAS ?=
 STAMP := $(VENV)/.mdbd-installed
 # The real CUHK/DUT pieces, when a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
 # sits beside the repository.
@@ -27,7 +29,7 @@ install: $(STAMP)
 
 reproduce: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
-	$(VENV)/bin/mdbd reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+	$(VENV)/bin/mdbd reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EXTRAS),--extras)
 
 # nbval re-runs the reference copies of the notebooks in tests/nbval/ (smoke profile, executed by `make nbval-refs`)
 # and compares every output that is not tagged nbval-ignore-output, times, paths and versions sanitised

@@ -27,11 +27,14 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
     "03_ablation": ("01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 21 runs x ~2.5 min ~ 1 h on an H200"),
     "04_comparison": ("02_train (the full model's checkpoint); on CUHK also DBDF's published maps (optional)",
                       "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST); on CUHK the first run computes HiFST "
-                      "and LBP on 180 images (~25 min on 2 cores), seconds once cached"),
+                      "and LBP on the 100 test images (~15 min on 2 cores), seconds once cached"),
     "05_curves": ("04_comparison (its curves CSV)", "under a minute for every profile"),
     "06_runtime": ("nothing (times the model on random input; baselines on the test images)",
                    "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min"),
     "07_visual": ("03_ablation and 04_comparison (checkpoints and baseline maps)", "under a minute for every profile"),
+    "08_cuhk_te1": ("nothing but Zhao's 100 CUHK images (outside the default chain; DBDF's published maps optional)",
+                    "seconds off CUHK (not available); on CUHK ~ 11 min on 2 cores for the HiFST/LBP maps of the 80 "
+                    "images outside the test split, seconds once cached"),
 }
 
 

@@ -65,10 +65,10 @@ def reference_mismatches(reference_dir: Path = REFERENCE_DIR, notebooks_dir: Pat
     parameters than REFERENCE_PARAMETERS."""
     import nbformat
 
-    from mdbd.reproduce import NOTEBOOKS
+    from mdbd.reproduce import ALL_NOTEBOOKS
 
     problems = []
-    for name in NOTEBOOKS:
+    for name in ALL_NOTEBOOKS:
         ref_path = reference_dir / f"{name}.ipynb"
         if not ref_path.is_file():
             problems.append(f"{ref_path} is missing")
@@ -99,7 +99,7 @@ def write_references(reference_dir: Path = REFERENCE_DIR) -> list[Path]:
 
     from mdbd.reproduce import run_chain
 
-    result = run_chain(**REFERENCE_PARAMETERS, out_dir=reference_dir)
+    result = run_chain(**REFERENCE_PARAMETERS, out_dir=reference_dir, extras=True)
     for path in result.executed:
         nbformat.write(strip_uncompared(nbformat.read(path, as_version=4)), path)
     return result.executed

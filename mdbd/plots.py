@@ -85,8 +85,8 @@ def pr_and_f_curves(curves: pd.DataFrame, *, title: str = "") -> plt.Figure:
 
 
 def metric_bars(table: pd.DataFrame, *, x: str, metrics: Sequence[str] = ("fbeta", "mae"), title: str = "",
-                quoted_col: str | None = None) -> plt.Figure:
-    """One panel per metric: our value with its 95% interval as bars, the paper's quoted value as a marker."""
+                quoted_col: str | None = None, quoted_label: str = "paper (quoted)") -> plt.Figure:
+    """One panel per metric: our value with its 95% interval as bars, the quoted value (`quoted_col`) as a marker."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sub = table[table["metric"] == metric].reset_index(drop=True)
@@ -96,7 +96,7 @@ def metric_bars(table: pd.DataFrame, *, x: str, metrics: Sequence[str] = ("fbeta
             err = np.vstack([(sub["value"] - sub["ci_low"]).clip(lower=0), (sub["ci_high"] - sub["value"]).clip(lower=0)])
         ax.bar(pos, sub["value"], yerr=err, capsize=3, color=sns.color_palette()[0], label="ours (95% CI)")
         if quoted_col and quoted_col in sub:
-            ax.scatter(pos, sub[quoted_col], color="crimson", marker="D", zorder=3, label="paper (quoted)")
+            ax.scatter(pos, sub[quoted_col], color="crimson", marker="D", zorder=3, label=quoted_label)
         ax.set_xticks(pos)
         ax.set_xticklabels(sub[x], rotation=35, ha="right", fontsize=7)
         ax.set_title(metric)

@@ -12,7 +12,7 @@ from mdbd.audit import (F_VARIANTS, MAE_VARIANTS, SIZES, AuditMethod, Candidate,
 from mdbd.config import load_config
 from mdbd.metrics import POSITIVE_CLASSES
 from mdbd.report import DDFFNET_QUOTED, QUOTED
-from mdbd.stages import comparison
+from mdbd.stages import comparison, cuhk_te1
 from mdbd.stages.common import HEADLINE
 
 # Two 2x2 images (1 = in focus). A: the top row is in focus and the map ranks it first. C: one pixel in focus, the
@@ -165,7 +165,7 @@ def test_off_shis_data_the_audit_and_cuhk_te1_say_not_available():
     cfg = load_config("smoke")
     audit = comparison.protocol_audit(cfg)
     assert not audit.available and audit.notes[0].startswith("not available")
-    zhao = comparison.zhao_test_comparison(cfg)
+    zhao = cuhk_te1.zhao_test_comparison(cfg)
     assert not zhao.available and zhao.notes[0].startswith("not available")
     assert any("shares 80 of its 100 images" in n for n in zhao.notes)
     published = comparison.published_results(cfg)
@@ -176,7 +176,7 @@ def test_cuhk_te1_puts_our_rows_beside_ddffnets_quoted_numbers():
     rows = pd.DataFrame([{"model": "DBDF", "source": "published maps", "protocol": "ddffnet", "positive": "blur",
                           "metric": m, "value": v, "dataset": "cuhk", "split": "cuhk_zhao_test100", "n_images": 100}
                          for m, v in (("f", 0.88), ("f_no_quirk", 0.80), ("iou", 0.55), ("mae", 0.29))])
-    table = comparison.beside_ddffnet(rows, {"MultiANet (ours)": comparison.multianet_left_out_reason()})
+    table = cuhk_te1.beside_ddffnet(rows, {"MultiANet (ours)": cuhk_te1.multianet_left_out_reason()})
     dbdf = table[table["method"] == "DBDF"].set_index("metric")
     assert dbdf.loc["fbeta", DDFFNET_QUOTED] == dbdf.loc["fbeta_no_quirk", DDFFNET_QUOTED] == 0.806
     assert dbdf.loc["fbeta_no_quirk", "difference (ours - quoted)"] == pytest.approx(0.80 - 0.806)

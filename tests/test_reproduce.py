@@ -10,7 +10,7 @@ from mdbd.errors import ConfigError
 def test_every_notebook_of_the_chain_exists_with_a_tagged_parameters_cell_of_literals():
     import ast
 
-    for name in reproduce.NOTEBOOKS:
+    for name in reproduce.ALL_NOTEBOOKS:
         book = nbformat.read(reproduce.notebook_path(name), as_version=4)
         tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
@@ -25,6 +25,21 @@ def test_every_notebook_of_the_chain_exists_with_a_tagged_parameters_cell_of_lit
             if cell.cell_type == "code":
                 assert "def " not in cell.source and "class " not in cell.source, name
                 assert "../" not in cell.source, name
+
+
+def test_the_extra_notebooks_run_by_name_or_after_the_chain_never_by_default(tmp_path):
+    assert "08_cuhk_te1" not in reproduce.NOTEBOOKS and "08_cuhk_te1" in reproduce.EXTRA_NOTEBOOKS
+    chain = reproduce.run_chain("smoke", out_dir=tmp_path / "chain", prepare_only=True, progress=False)
+    assert [p.stem for p in chain.executed] == list(reproduce.NOTEBOOKS)
+    both = reproduce.run_chain("smoke", out_dir=tmp_path / "both", prepare_only=True, progress=False, extras=True)
+    assert [p.stem for p in both.executed] == list(reproduce.NOTEBOOKS) + ["08_cuhk_te1"]
+    alone = reproduce.run_chain("smoke", ["08_cuhk_te1"], dataset="cuhk", data_root=str(tmp_path / "cuhk"),
+                                out_dir=tmp_path / "alone", prepare_only=True, progress=False)
+    book = nbformat.read(alone.executed[0], as_version=4)
+    injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'dataset = "cuhk"' in injected[0].source
+    with pytest.raises(ConfigError, match="09_nothing"):
+        reproduce.run_chain("smoke", ["09_nothing"], out_dir=tmp_path / "bad", prepare_only=True, progress=False)
 
 
 def test_prepare_only_injects_the_profile(tmp_path):
@@ -109,3 +124,10 @@ def test_executed_copies_keep_text_outputs_and_drop_embedded_images(tmp_path):
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert "image/png" not in outputs[0]["data"] and outputs[0]["data"]["text/plain"] == "<Figure>"
     assert outputs[1]["text"] == "max F 0.916\n"
+
+
+def test_cli_extras_flag_adds_the_extra_notebooks(tmp_path, capsys):
+    from mdbd.cli import main
+
+    assert main(["reproduce", "--profile", "smoke", "--extras", "--prepare-only", "--out", str(tmp_path)]) == 0
+    assert sorted(p.stem for p in tmp_path.glob("*.ipynb")) == sorted(reproduce.ALL_NOTEBOOKS)

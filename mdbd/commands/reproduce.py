@@ -15,7 +15,11 @@ def register(sub) -> None:
     p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
                    help="further notebook parameters (YAML values), given to the notebooks that declare them, "
                         "e.g. --param attention_scale=none spatial_gate=sigmoid (eq. 1 and eq. 3 literally)")
-    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (e.g. 01_data 02_train)")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                   help="run only these notebooks (e.g. 01_data 02_train, or 08_cuhk_te1, outside the default chain)")
+    p.add_argument("--extras", action="store_true",
+                   help="after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1, D-DFFNet's protocol; "
+                        "~11 min more on Shi's data on 2 CPU cores)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
     p.set_defaults(func=_run)
@@ -27,6 +31,6 @@ def _run(args) -> int:
     from mdbd.config import parse_overrides
 
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
-                       params=parse_overrides(args.param), prepare_only=args.prepare_only)
+                       params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras)
     print_summary(result)
     return 0
