@@ -33,7 +33,7 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
                    "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min"),
     "07_visual": ("03_ablation and 04_comparison (checkpoints and baseline maps)", "under a minute for every profile"),
     "08_cuhk_te1": ("nothing but Zhao's 100 CUHK images (outside the default chain; DBDF's published maps optional)",
-                    "seconds off CUHK (not available); on CUHK ~ 11 min on 2 cores for the HiFST/LBP maps of the 80 "
+                    "seconds off CUHK (not available); on CUHK ~ 10 min on 2 cores for the HiFST/LBP maps of the 80 "
                     "images outside the test split, seconds once cached"),
 }
 

@@ -22,7 +22,7 @@ from mdbd.report import results_dir
 #: the chain `mdbd reproduce` runs by default, in order
 NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves", "06_runtime", "07_visual")
 #: notebooks outside the default chain, run by name (`--only`) or after it (`--extras`): 08 needs 160 HiFST/LBP maps
-#: on images outside the test split (~11 min on 2 CPU cores on Shi's data) for a table that does not involve our model
+#: on images outside the test split (~10 min on 2 CPU cores on Shi's data) for a table that does not involve our model
 EXTRA_NOTEBOOKS = ("08_cuhk_te1",)
 ALL_NOTEBOOKS = NOTEBOOKS + EXTRA_NOTEBOOKS
 
@@ -93,9 +93,9 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
               params: dict | None = None, prepare_only: bool = False, progress: bool = True,
               extras: bool = False) -> ChainResult:
     """Execute (or, with `prepare_only`, only parameterise) the chain for `profile` on `dataset` (at `data_root`;
-    None: the dataset's default folder): `notebooks` (None: NOTEBOOKS, followed by EXTRA_NOTEBOOKS with `extras`). `params`: further notebook parameters, each given to the notebooks whose
-    parameters cell declares it (a name no selected notebook declares is a ConfigError). Bad data is reported
-    before the first notebook runs."""
+    None: the dataset's default folder): `notebooks` (None: NOTEBOOKS, followed by EXTRA_NOTEBOOKS with `extras`).
+    `params`: further notebook parameters, each given to the notebooks whose parameters cell declares it (a name no
+    selected notebook declares is a ConfigError). Bad data is reported before the first notebook runs."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 

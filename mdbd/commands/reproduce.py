@@ -19,7 +19,7 @@ def register(sub) -> None:
                    help="run only these notebooks (e.g. 01_data 02_train, or 08_cuhk_te1, outside the default chain)")
     p.add_argument("--extras", action="store_true",
                    help="after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1, D-DFFNet's protocol; "
-                        "~11 min more on Shi's data on 2 CPU cores)")
+                        "~10 min more on Shi's data on 2 CPU cores)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
     p.set_defaults(func=_run)
