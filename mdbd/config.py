@@ -113,6 +113,10 @@ class RunConfig:
     # 1.1-1.5x the work of one 2-thread run: docs/training.md). Changes no result beyond the last digits another
     # thread count gives.
     concurrent_runs: int = 1
+    # keep the frozen VGG blocks' outputs for every training batch on disk (data/cache/frozen/) so that the other
+    # runs of the same data, seed and settings (the Table III presets) read them instead of computing them again
+    # (mdbd.frozen_features). Changes no result: the same tensors.
+    cache_frozen_features: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
@@ -158,6 +162,8 @@ class RunConfig:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
         if not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1:
             raise ConfigError(f"concurrent_runs must be an integer >= 1, got {self.concurrent_runs!r}")
+        if not isinstance(self.cache_frozen_features, bool):
+            raise ConfigError(f"cache_frozen_features must be true or false, got {self.cache_frozen_features!r}")
         if self.compile not in COMPILE_CHOICES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}")
         lo, hi = self.crop_scale

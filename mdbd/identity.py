@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 TRAINING_VERSION = 2  # 2: cosine attention energies computed from the Gram matrix (last digits differ)
 #: RunConfig fields that cannot change the trained model: where and how often things are written, the loader's
 #: worker count (tested: the same augmentation), the device (replaced by its type: cpu and cuda:1 differ, cuda:0 and
-#: cuda:1 do not), data_root (replaced by the resolved folder) and the ablation stage's settings (which runs exist,
-#: not what one run is).
+#: cuda:1 do not), data_root (replaced by the resolved folder), the ablation stage's settings (which runs exist,
+#: not what one run is) and the frozen-feature cache (it feeds the same tensors: tests/test_train.py).
 BOOKKEEPING = ("device", "bf16", "channels_last", "num_workers", "val_every", "checkpoint_every", "run_dir",
-               "data_root", "ablation", "concurrent_runs")
+               "data_root", "ablation", "concurrent_runs", "cache_frozen_features")
 HASH_LENGTH = 8
 
 

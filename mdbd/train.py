@@ -38,6 +38,7 @@ import yaml
 
 from mdbd.config import RunConfig
 from mdbd.errors import ConfigError, DataError
+from mdbd.frozen_features import FrozenFeatureCache, check_usable
 from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, read_checkpoint
 from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
 from mdbd.io import atomic_write, atomic_write_text
@@ -472,6 +473,10 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     net, compiled = _compiled_for_training(net, cfg, device)
+    check_usable(cfg, info.world_size, compiled)
+    frozen = FrozenFeatureCache.for_run(cfg, train_pairs, steps_per_epoch, backbone_source)
+    if frozen is not None and progress:
+        print(frozen.describe(cfg.epochs), flush=True)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml",
@@ -493,18 +498,21 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
         seen = 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=not (progress and info.is_main))
-        for step, (x, y) in enumerate(loader, start=1):
-            x = _to_device(x, device, channels_last)
-            y = y.to(device, non_blocking=True)
+        batches = ((_to_device(x, device, channels_last), y.to(device, non_blocking=True)) for x, y in loader)
+        if frozen is not None:
+            batches = (([t.to(device, non_blocking=True) for t in taps], y.to(device, non_blocking=True))
+                       for taps, y in frozen.batches(epoch, batches, model))
+        for step, (x, y) in enumerate(batches, start=1):
+            # x: the input batch, or (frozen cache) the frozen blocks' taps of it
             with _autocast(device, cfg):
-                logits = net(x)
+                logits = net(x) if frozen is None else model.forward_from_trunk(x, y.shape[-2:])
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach().double() * x.shape[0]
-            seen += x.shape[0]
+            loss_sum += loss.detach().double() * y.shape[0]
+            seen += y.shape[0]
             _maybe_kill(epoch + 1, step)
             if bar.disable is False and (step % 5 == 0 or step == steps_per_epoch):
                 rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
