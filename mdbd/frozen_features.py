@@ -13,9 +13,10 @@ those of the uncached run: the same float32 tensors, bit for bit at the same CPU
 
 Layout: <data/cache>/frozen/<dataset>-seed<S>-<size>px-b<N>-<key>/epoch<E>/{tap1..tapN,target}.npy + meta.json, one
 array (steps, batch, C, H, W) per tap. An epoch is written into a folder of its own process and renamed when
-complete, so a killed run never leaves a half-written epoch that another would read; two runs building the same
-epoch at once both finish, the first rename wins. Building a new key deletes the stale keys of the same prefix
-(the same dataset, seed, size and blocks with other weights, data or settings).
+complete, so a killed run never leaves a half-written epoch that another would read. Of two runs computing the same
+epoch at once, the first claims it (a `.writer` file naming its process) and writes, the other only computes.
+Building a new key deletes the stale keys of the same prefix (the same dataset, seed, size and blocks with other
+weights, data or settings).
 
 Size: 4 bytes x the taps' elements per image x the images an epoch uses; for Shi's at 96 px and N = 4, 4.4 MB per
 image, 2.7 GB per epoch. When the disk lacks room, training goes on without the cache and says so.
@@ -139,12 +140,14 @@ class FrozenFeatureCache:
         folder = self.epoch_dir(epoch)
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
         _remove_abandoned(folder)
+        # one writer per epoch: a run that starts beside another (02's two) computes without writing the same GBs
+        claimed = _claim(folder)
         writer: _EpochWriter | None = None
         try:
             for step, (x, y) in enumerate(loader):
                 with torch.no_grad():
                     taps = model.trunk(x, self.blocks)
-                if step == 0:
+                if step == 0 and claimed:
                     writer = _EpochWriter.start(partial, self.steps, [*taps, y])
                 if writer is not None:
                     writer.put(step, [*taps, y])
@@ -155,17 +158,53 @@ class FrozenFeatureCache:
                 writer.finish(folder, {"payload": self.payload, "steps": self.steps})
         finally:
             shutil.rmtree(partial, ignore_errors=True)  # the epoch was renamed, or is not to be read
+            if claimed:
+                _claim_file(folder).unlink(missing_ok=True)
+
+
+def _running(pid_text: str) -> bool:
+    """Whether the process `pid_text` names still runs (anything unreadable counts as running: not ours to judge)."""
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OverflowError):
+        pass
+    return True
 
 
 def _remove_abandoned(folder: Path) -> None:
     """Delete the partial copies of `folder` left by processes that no longer run (a killed run's epoch)."""
     for partial in folder.parent.glob(f"{folder.name}.partial-*"):
-        try:
-            os.kill(int(partial.name.rsplit("-", 1)[1]), 0)
-        except ProcessLookupError:
+        if not _running(partial.name.rsplit("-", 1)[1]):
             shutil.rmtree(partial, ignore_errors=True)
-        except (ValueError, PermissionError):
-            pass  # not ours to judge
+
+
+def _claim_file(folder: Path) -> Path:
+    return folder.with_name(f"{folder.name}.writer")
+
+
+def _claim(folder: Path) -> bool:
+    """Become the one process writing `folder` (True), unless a running process already is (False). The claim of
+    a process that died is taken over."""
+    claim = _claim_file(folder)
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = claim.read_text().strip()
+            except OSError:
+                holder = ""
+            if holder and _running(holder):
+                return False
+            claim.unlink(missing_ok=True)  # its writer died (or had not written its pid yet: then both write)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
 
 
 class _EpochWriter:

@@ -95,6 +95,23 @@ def test_an_epoch_left_unfinished_is_never_read(data_dir, tmp_path):
         assert all(torch.equal(a, b) for a, b in zip(taps_a, taps_b)) and torch.equal(y_a, y_b)
 
 
+def test_one_writer_per_epoch_and_a_dead_writer_is_replaced(data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = _cache(data_dir, tmp_path)
+    claim = cache.epoch_dir(0).with_name("epoch1.writer")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(str(os.getppid()))  # a process that runs: it is writing this epoch
+    assert len(list(cache.batches(0, _batches(), MultiANet()))) == 2
+    assert not cache.has_epoch(0) and claim.read_text() == str(os.getppid())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim.write_text(dead.stdout.strip())  # its writer died
+    list(cache.batches(0, _batches(), MultiANet()))
+    assert cache.has_epoch(0) and not claim.exists()
+
+
 def test_a_cache_of_other_settings_is_not_read_and_stale_keys_go(data_dir, tmp_path):
     cache = _cache(data_dir, tmp_path)
     list(cache.batches(0, _batches(), MultiANet()))
