@@ -199,6 +199,7 @@ class _Running:
     started: float
     reader: threading.Thread | None = None
     tail: list[str] = field(default_factory=list)
+    form_note: str = ""  # how this run differs from the call's form (the last run's threads)
 
 
 def _child_env(threads: int | None) -> dict[str, str]:
@@ -269,7 +270,8 @@ def _finished(running: _Running, form: str, status: str | None = None) -> JobRes
     error = "" if status == "done" else (f"exit status {code}: {last}" if status == "failed"
                                          else "stopped at the deadline")
     train_seconds = float(log["seconds"].sum()) if log is not None and len(log) else float("nan")
-    return JobResult(running.job, status, form, time.perf_counter() - running.started, train_seconds, log,
+    return JobResult(running.job, status, form + running.form_note, time.perf_counter() - running.started,
+                     train_seconds, log,
                      evaluation if status == "done" else None, error, running.job.run_dir / JOB_LOG, code,
                      _train_status(running.job) if status == "done" else "")
 
@@ -304,6 +306,15 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
     finally:
         torch.set_num_threads(before)
     return results
+
+
+def _threads_for(threads: int, concurrent: int, n_jobs: int, more_pending: bool) -> int:
+    """CPU threads of the job starting now: `threads`, except for the last of more jobs than run at once, which
+    gets every thread of the call: it soon trains alone (the others finish), and one thread would leave the rest of
+    the CPU idle until it ends (03's fifth Table III run on 2 cores). Until they do, the CPU is oversubscribed."""
+    if more_pending or n_jobs <= concurrent:
+        return threads
+    return threads * concurrent
 
 
 def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = None, progress: bool = True,
@@ -353,7 +364,10 @@ def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = Non
                 break
             while pending and len(running) < concurrent:
                 index, job = pending.pop(0)
-                running[index] = _start(job, threads, show if progress else None)
+                job_threads = _threads_for(threads, concurrent, len(jobs), bool(pending))
+                running[index] = _start(job, job_threads, show if progress else None)
+                if job_threads != threads:
+                    running[index].form_note = f"; this run, started last, {job_threads} threads"
             for index, run in list(running.items()):
                 if run.proc.poll() is not None:
                     results[index] = _finished(run, form)

@@ -123,3 +123,32 @@ def test_a_failing_background_run_is_raised_by_wait(tmp_path, data_dir, monkeypa
     monkeypatch.setenv(KILL_ENV, "1:1")  # the worker dies after its first step (SIGKILL)
     with pytest.raises(RunsFailed, match="1 of 1 runs did not finish: hl seed 0"):
         Background([job], threads=1).wait()
+
+
+def test_the_last_of_more_runs_than_run_at_once_gets_every_thread(tmp_path, data_dir, capfd):
+    from mdbd.parallel import _threads_for
+
+    assert [_threads_for(1, 2, 5, more) for more in (True, True, True, True, False)] == [1, 1, 1, 1, 2]
+    assert _threads_for(1, 2, 2, False) == 1  # as many runs as run at once: nobody trains alone
+    results = run_jobs(_jobs(tmp_path, data_dir, "three", presets=("hl", "hl_ll", "hl_ll_hca"), val_every=0),
+                       concurrent=2, threads=1, progress=True)
+    shown = capfd.readouterr().out
+    assert [r.status for r in results] == ["done"] * 3
+    assert "[hl_ll_hca seed 0] start: hl_ll_hca seed 0" in shown and "(2 threads," in shown
+    assert results[2].form.endswith("this run, started last, 2 threads")
+    assert not any("started last" in r.form for r in results[:2])
+
+
+def test_ablation_starts_finished_runs_then_the_longer_presets(tmp_path, data_dir):
+    from mdbd.stages.ablation import ablation_configs, launch_order
+
+    cfg = load_config("smoke", data_root=str(data_dir / "synth"), **TINY)
+    configs = [c.replace(run_dir=str(tmp_path / c.preset)) for c in ablation_configs(cfg)]
+    finished = tmp_path / "hl_ll"
+    finished.mkdir()
+    (finished / "last.pt").write_bytes(b"")
+    (finished / "log.csv").write_text("epoch,train_loss\n1,0.5\n")  # TINY trains one epoch
+    order = [configs[i].preset for i in launch_order(configs)]
+    assert order[0] == "hl_ll"  # found, not trained: out of the way first
+    assert order[1] == "multianet" and order[-1] == "hl"  # five modules first, one last
+    assert sorted(order) == sorted(c.preset for c in configs)

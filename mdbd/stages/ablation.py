@@ -53,8 +53,11 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
 
     # train (or find) every run first, then score them together: the runs share their frozen backbone blocks,
     # which are most of a prediction's cost (evaluate_runs)
-    results = run_jobs([Job(c, evaluate=False) for c in ablation_configs(cfg)], concurrent=concurrent,
-                       threads=threads, progress=progress)
+    configs = ablation_configs(cfg)
+    order = launch_order(configs)
+    launched = run_jobs([Job(configs[i], evaluate=False) for i in order], concurrent=concurrent, threads=threads,
+                        progress=progress)
+    results = [result for _, result in sorted(zip(order, launched), key=lambda pair: pair[0])]
     raise_for_failures(results)
     evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap)
     rows = []
@@ -69,6 +72,29 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
         table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def launch_order(configs: Sequence[RunConfig]) -> list[int]:
+    """Indices of `configs` in the order to start them: runs already finished first (they are only found), then
+    the runs with more modules (longer steps) before those with fewer, so that the run left training alone at the end
+    of a batch of concurrent runs is a short one (run_jobs gives it every thread)."""
+    from mdbd.model import PRESETS
+
+    def key(index: int) -> tuple[bool, int]:
+        cfg = configs[index]
+        return (not _looks_finished(cfg), -len(PRESETS[cfg.preset].modules))
+
+    return sorted(range(len(configs)), key=key)
+
+
+def _looks_finished(cfg: RunConfig) -> bool:
+    """Whether the run's folder holds a checkpoint and a log of all its epochs (a guess for ordering only: train()
+    checks the identity)."""
+    run_dir = cfg.resolved_run_dir()
+    try:
+        return (run_dir / "last.pt").is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return False
 
 
 def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
