@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from mdbd.data.readers import PairDataset
 
 #: Bump when a code change alters the model a given configuration trains to (so old runs are not reused).
-TRAINING_VERSION = 2  # 2: cosine attention energies computed from the Gram matrix (last digits differ)
+TRAINING_VERSION = 3  # 2: cosine attention energies from the Gram matrix; 3: fused decoder sums (last digits differ)
 #: RunConfig fields that cannot change the trained model: where and how often things are written, the loader's
 #: worker count (tested: the same augmentation), the device (replaced by its type: cpu and cuda:1 differ, cuda:0 and
 #: cuda:1 do not), data_root (replaced by the resolved folder), the ablation stage's settings (which runs exist,

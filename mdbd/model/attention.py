@@ -97,8 +97,9 @@ class ChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attention = self.attention_map(x)
         flat = x.reshape(x.shape[0], x.shape[1], -1)
-        mixed = torch.bmm(attention.to(flat.dtype), flat).reshape(x.shape)
-        return self.alpha.to(mixed.dtype) * mixed + x
+        # x + alpha * (A x) as one fused product: alpha scales the small C x C matrix, not the C x N result
+        scaled = (self.alpha * attention).to(flat.dtype)
+        return torch.baddbmm(flat, scaled, flat).reshape(x.shape)
 
 
 def check_spatial_gate(gate: str) -> str:
