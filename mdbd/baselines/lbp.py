@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from mdbd.baselines.common import check_image, downscaled_shape, finish_map, min_max, resize_to, to_gray
@@ -119,11 +120,20 @@ def matte(rgb: np.ndarray, trimap: np.ndarray, scale: float = 0.25) -> np.ndarra
     return guided_upsample(alpha, small_rgb, rgb)
 
 
-def _potts_message(u: np.ndarray, weight: float) -> np.ndarray:
+def _potts_message(u: torch.Tensor, weight: float, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """Log-ratio message sent by a node with log-ratio u (its evidence minus the receiver's message) over a
-    binary Potts edge (potential 1 if equal, exp(-weight) if not): log((e^u + e^-w) / (e^(u-w) + 1)),
-    written in its tanh form, which is exact and several times faster."""
-    return 2.0 * np.arctanh(np.float32(math.tanh(weight / 2.0)) * np.tanh(u / 2.0))
+    binary Potts edge (potential 1 if equal, exp(-weight) if not): log((e^u + e^-w) / (e^(u-w) + 1)).
+
+    Computed in place on the float32 tensor `u` (and returned) as log((c + a s) / (1 - a s)) with s = sigmoid(u),
+    c = e^-w, a = 1 - c: the same ratio divided through by 1 + e^u, so nothing overflows, and torch's sigmoid and
+    log are vectorised (its tanh and atanh, like numpy's, are not). `scratch`: a tensor of u's shape to reuse.
+    """
+    c = math.exp(-weight)
+    a = 1.0 - c
+    u.sigmoid_()
+    denominator = torch.mul(u, -a, out=scratch) if scratch is not None else u * -a
+    denominator.add_(1.0)
+    return u.mul_(a).add_(c).div_(denominator).log_()
 
 
 def multiscale_inference(maps: list[np.ndarray], smoothness: float = 0.5, max_iter: int = 60,
@@ -136,30 +146,30 @@ def multiscale_inference(maps: list[np.ndarray], smoothness: float = 0.5, max_it
     x = np.stack([np.asarray(m, dtype=np.float64) for m in maps])
     std = x.std(ddof=1) if x.size > 1 else 0.0
     x = (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
-    prior = (np.abs(x) - np.abs(1.0 - x)).astype(np.float32)  # log phi(sharp) - log phi(blurred)
-    axes = (0, 1, 2)  # messages flow along scale, row and column axes
-    # incoming[(axis, +1)]: message a node receives from its predecessor along `axis`; (axis, -1): from its successor.
-    incoming = {(a, d): np.zeros_like(prior) for a in axes for d in (1, -1)}
+    prior = torch.from_numpy((np.abs(x) - np.abs(1.0 - x)).astype(np.float32))  # log phi(sharp) - log phi(blurred)
+    # Messages as one float32 tensor: index 2a is what a node receives from its predecessor along axis a (scale,
+    # row, column), 2a + 1 from its successor. Two buffers alternate; the slots a message never reaches (the
+    # first node along its axis has no predecessor, the last no successor) stay zero in both.
+    incoming = torch.zeros((6,) + prior.shape)
+    new = torch.zeros_like(incoming)
+    belief = torch.empty_like(prior)
+    scratch = torch.empty_like(prior)
+    diff = torch.empty_like(incoming)
     for _ in range(max_iter):
-        belief = prior + sum(incoming.values())
-        new = {}
-        for a in axes:
-            n = x.shape[a]
-            head = [slice(None)] * 3
-            tail = [slice(None)] * 3
-            head[a], tail[a] = slice(0, n - 1), slice(1, n)
-            head, tail = tuple(head), tuple(tail)
-            fwd = np.zeros_like(prior)
-            bwd = np.zeros_like(prior)
+        torch.sum(incoming, dim=0, out=belief).add_(prior)
+        for a in range(3):
+            n = prior.shape[a]
+            head, tail = belief.narrow(a, 0, n - 1), belief.narrow(a, 1, n - 1)
+            fwd, bwd = new[2 * a].narrow(a, 1, n - 1), new[2 * a + 1].narrow(a, 0, n - 1)
+            tmp = scratch.narrow(a, 0, n - 1)
             # Sender excludes what the receiver told it (sum-product), then passes through the Potts edge.
-            fwd[tail] = _potts_message(belief[head] - incoming[(a, -1)][head], smoothness)
-            bwd[head] = _potts_message(belief[tail] - incoming[(a, 1)][tail], smoothness)
-            new[(a, 1)], new[(a, -1)] = fwd, bwd
-        change = max(float(np.abs(new[k] - incoming[k]).max()) for k in new)
-        incoming = new
+            _potts_message(torch.sub(head, incoming[2 * a + 1].narrow(a, 0, n - 1), out=fwd), smoothness, tmp)
+            _potts_message(torch.sub(tail, incoming[2 * a].narrow(a, 1, n - 1), out=bwd), smoothness, tmp)
+        change = float(torch.sub(new, incoming, out=diff).abs_().max())
+        incoming, new = new, incoming
         if change < tol:
             break
-    belief = prior + sum(incoming.values())
+    belief = (prior + incoming.sum(dim=0)).numpy()
     return 1.0 / (1.0 + np.exp(-belief))
 
 
