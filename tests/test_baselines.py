@@ -68,6 +68,53 @@ def test_sorted_layers_are_the_smallest_high_frequency_magnitudes_in_order(monke
         np.testing.assert_allclose(layers[y, x], every[:n_layers], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("size", [3, 7, 15])
+def test_sliding_dct_equals_dctn_at_every_pixel_borders_included(size):
+    rng = np.random.default_rng(11)
+    image = rng.random((9, 12))  # a 15 x 15 window reaches past the image on every side
+    padded = np.pad(image, size // 2, mode="symmetric")
+    expected = np.stack([[fft.dctn(padded[y: y + size, x: x + size], norm="ortho").ravel() for x in range(12)]
+                         for y in range(9)])
+    np.testing.assert_allclose(sliding_dct(image, size), expected, atol=1e-10)
+    mask = high_frequency_mask(size)
+    np.testing.assert_allclose(sliding_dct(image, size, mask), expected[..., mask.ravel()], atol=1e-10)
+
+
+@pytest.mark.parametrize("strip_rows, rows_per_product, n_layers", [
+    (64, 16, 117),  # the paper's setting: one strip, one product per frequency
+    (5, 2, 117),    # several strips, the last partial; several products per strip, the last partial
+    (1, 16, 1),     # one row per strip: the row pass is reused (and moved back) strip after strip
+    (3, 16, 2660),  # every coefficient, sorted
+])
+def test_sorted_layers_equal_a_plain_sort_of_every_pooled_coefficient(monkeypatch, strip_rows, rows_per_product,
+                                                                      n_layers):
+    sizes = (7, 15, 31, 63)
+    total = sum(s * (s + 1) // 2 for s in sizes)
+    h, w = 14, 17
+    monkeypatch.setattr(hifst_mod, "STRIP_BYTES", 4 * w * total * strip_rows)
+    monkeypatch.setattr(hifst_mod, "ROWS_PER_PRODUCT", rows_per_product)
+    rng = np.random.default_rng(12)
+    gradient = rng.random((h, w)) * 50
+    gradient[3:9, 4:12] = 7.0  # a flat patch: many exact zeros and ties
+    layers = sorted_layers(gradient, sizes, n_layers)
+    every = np.sort(np.concatenate([np.abs(sliding_dct(gradient, s, high_frequency_mask(s))) for s in sizes],
+                                   axis=2), axis=2)
+    assert layers.shape == (h, w, n_layers) and layers.dtype == np.float32
+    np.testing.assert_allclose(layers, every[..., :n_layers], rtol=0, atol=1e-5 * every.max())
+
+
+def test_hifst_restores_torchs_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        hifst_map(_texture(20, 24))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_default_layer_count_is_117_for_the_paper_sizes():
     layers = sorted_layers(np.random.default_rng(3).random((4, 5)))
     assert layers.shape[-1] == 7 + 15 + 31 + 63 + 1
@@ -115,6 +162,55 @@ def test_lbp_sharpness_is_higher_on_a_sharp_texture_than_on_its_blurred_copy():
     both = np.concatenate([gray, ndimage.gaussian_filter(gray, 2.5)], axis=1)
     m = lbp_sharpness(both, 11)
     assert m[:, 10:86].mean() > m[:, 106:182].mean() + 0.5
+
+
+@pytest.mark.parametrize("weight", [0.1, 0.5, 2.0])
+def test_potts_message_equals_the_exact_log_ratio(weight):
+    import torch
+
+    from mdbd.baselines.lbp import _potts_message
+
+    u = np.linspace(-40, 40, 4001)
+    exact = np.log((np.exp(u) + np.exp(-weight)) / (np.exp(u - weight) + 1))
+    tensor = torch.tensor(u, dtype=torch.float32)
+    out = _potts_message(tensor, weight, torch.empty_like(tensor))
+    assert out is tensor  # in place
+    np.testing.assert_allclose(out.double().numpy(), exact, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_potts_message(torch.tensor(u, dtype=torch.float32), weight).double().numpy(),
+                               exact, rtol=1e-5, atol=1e-6)
+
+
+def _reference_inference(maps, smoothness=0.5, max_iter=60, tol=1e-3):
+    """Loopy belief propagation written out message by message, in float64 (what the baseline vectorises)."""
+    x = np.stack(maps).astype(np.float64)
+    x = (x - x.mean()) / x.std(ddof=1)
+    prior = np.abs(x) - np.abs(1.0 - x)
+    incoming = {(a, d): np.zeros_like(prior) for a in range(3) for d in (1, -1)}
+
+    def message(u):
+        return np.log((np.exp(u) + np.exp(-smoothness)) / (np.exp(u - smoothness) + 1))
+
+    for _ in range(max_iter):
+        belief = prior + sum(incoming.values())
+        new = {key: np.zeros_like(prior) for key in incoming}
+        for a in range(3):
+            n = prior.shape[a]
+            for i in range(n - 1):
+                head = (slice(None),) * a + (i,)
+                tail = (slice(None),) * a + (i + 1,)
+                new[(a, 1)][tail] = message(belief[head] - incoming[(a, -1)][head])
+                new[(a, -1)][head] = message(belief[tail] - incoming[(a, 1)][tail])
+        change = max(np.abs(new[key] - incoming[key]).max() for key in new)
+        incoming = new
+        if change < tol:
+            break
+    return 1.0 / (1.0 + np.exp(-(prior + sum(incoming.values()))))
+
+
+def test_multiscale_inference_equals_message_by_message_belief_propagation():
+    rng = np.random.default_rng(13)
+    maps = [ndimage.gaussian_filter(rng.random((9, 11)), 1.0) for _ in range(3)]
+    np.testing.assert_allclose(multiscale_inference(maps), _reference_inference(maps), atol=1e-4)
 
 
 def test_multiscale_inference_follows_the_evidence_and_smooths_it():
