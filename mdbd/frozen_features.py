@@ -1,6 +1,6 @@
 """The frozen VGG blocks' outputs for every training batch, computed once and read by every run that needs them.
 
-    cache = FrozenFeatureCache.for_run(cfg, train_pairs, model)        # None unless cfg.cache_frozen_features
+    cache = FrozenFeatureCache.for_run(cfg, train_pairs, steps_per_epoch, model.backbone_source)  # None: cache off
     for taps, y in cache.batches(epoch, loader, model):               # taps: blocks 1..N of this epoch's batches
         logits = model.forward_from_trunk(taps, y.shape[-2:])
 
