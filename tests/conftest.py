@@ -27,6 +27,23 @@ def smoke_synthetic(tmp_path_factory) -> Path:
                               progress=False, masks="procedural")
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A private data folder (synthetic set, uint8 and frozen-feature caches) shared by one test module's runs."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def private_data_dir(monkeypatch, data_dir) -> Path:
+    """mdbd's data folder, here and in the processes a test starts, pointed at `data_dir` (never data/ of the
+    checkout). Modules that train opt in with `pytestmark = pytest.mark.usefixtures("private_data_dir")`."""
+    import mdbd.paths
+
+    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
+    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))
+    return data_dir
+
+
 #: Fixed, named real CUHK pairs for tests (nothing in the suite scales with the size of $MDBD_SHARED_DATA).
 #: 0016, 0080, 0088 and 0100 have an upper-case .JPG extension in the official archive.
 CUHK_TRAIN_IDS = tuple(f"out_of_focus{n:04d}" for n in (11, 16, 31, 35, 80, 88, 100, 150, 223, 284, 300, 450))

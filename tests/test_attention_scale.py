@@ -14,21 +14,11 @@ from mdbd.config import load_config
 from mdbd.errors import CheckpointError, ConfigError
 from mdbd.train import train
 
+pytestmark = pytest.mark.usefixtures("private_data_dir")
+
 # 6 synthetic training images at 32 px, batch 6: one step per epoch
 TINY = {"preset": "multianet", "backbone_weights": "none", "image_size": 32, "batch_size": 6,
         "synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 40}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(autouse=True)
-def _private_data_dir(monkeypatch, data_dir):
-    import mdbd.paths
-
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
 
 
 def _cfg(data_dir: Path, run_dir: Path, **kw):

@@ -16,22 +16,11 @@ from mdbd.identity import run_identity
 from mdbd.model.multianet import MultiANet
 from mdbd.train import train
 
+pytestmark = pytest.mark.usefixtures("private_data_dir")
+
 # 12 synthetic training images at 32 px, batch 6: 2 steps per epoch; blocks 1-3 frozen (random weights suffice)
 TINY = {"image_size": 32, "backbone_weights": "none", "epochs": 2, "batch_size": 6, "val_every": 0,
         "freeze_backbone_blocks": 3, "synth.train_images": 12, "synth.test_images": 4, "synth.image_size": 48}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(autouse=True)
-def _private_data_dir(monkeypatch, data_dir):
-    import mdbd.paths
-
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
-    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))
 
 
 def _cfg(data_dir: Path, run_dir: Path, **kw):

@@ -24,11 +24,6 @@ TINY = {"preset": "hl", "freeze_backbone_blocks": 5, "image_size": 32, "backbone
         "synth.train_images": 12, "synth.test_images": 4, "synth.image_size": 48}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
 @pytest.fixture(autouse=True)
 def _private_dirs(monkeypatch, data_dir, tmp_path):
     """Default data and run folders inside the test's own folders (the synthetic set is made once per module)."""

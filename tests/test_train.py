@@ -24,27 +24,13 @@ from mdbd.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from mdbd.train import KILL_ENV, LOG_COLUMNS, DistInfo, atomic_write, train
 from mdbd.weights import oxford_cache_path
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_data_dir")]
 OXFORD = oxford_cache_path()  # the real cache, looked up before the tests point MDBD_DATA_DIR elsewhere
 
 # one tiny run: 12 training images of the synthetic benchmark at 32 px, batch 6 -> 2 steps per epoch
 TINY = {"image_size": 32, "backbone_weights": "none", "epochs": 2, "batch_size": 6, "val_every": 1,
         "synth.train_images": 12, "synth.test_images": 4, "synth.image_size": 48}
 TINY_SET = [f"{k}={v}" for k, v in TINY.items()]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """A private data folder (synthetic set and uint8 cache) for this module's runs."""
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(autouse=True)
-def _private_data_dir(monkeypatch, data_dir):
-    import mdbd.paths
-
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
-    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
