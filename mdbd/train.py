@@ -397,31 +397,86 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
 
 def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device, started: float, tqdm,
            ) -> TrainResult:
-    from mdbd.model import build_model
-
+    # the order of the steps below is the order of their random draws (seed, model init, restored RNG state):
+    # keep it, or a seed stops giving the same run
     run_dir = cfg.resolved_run_dir()
     ckpt_path = run_dir / CHECKPOINT_NAME
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
     identity = with_fingerprint(run_identity(cfg), {"train": train_pairs, val_split: val_pairs})
-    state: dict[str, Any] | None = None
-    if resume and ckpt_path.is_file():
-        state = read_checkpoint(ckpt_path)
-        _check_same_run(state, identity, ckpt_path)
-        if int(state["epoch"]) >= cfg.epochs:
-            return _reused_result(state, cfg, run_dir, ckpt_path, started)
-    else:
-        if info.is_main:
-            previous = _move_previous_run(run_dir)
-            if progress and resume:
-                print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
-            if progress and previous is not None:
-                print(f"starting afresh in {run_dir}: the earlier run's files moved to {previous}/")
-        _barrier(info)
+    state = _checkpoint_to_resume(cfg, resume, ckpt_path, identity, info, progress)
+    if state is not None and int(state["epoch"]) >= cfg.epochs:
+        return _reused_result(state, cfg, run_dir, ckpt_path, started)
 
     train_set = _train_dataset(cfg, train_pairs)
     val_set = _val_dataset(cfg, val_pairs) if info.is_main and cfg.val_every else None
+    sampler, loader = _train_loader(cfg, train_set, info, device)
+    if len(loader) < 1:
+        raise ConfigError(f"the {cfg.dataset} training split at {data_root} has {len(train_set)} images, fewer than "
+                          f"one batch of {cfg.batch_size}; lower batch_size or add images")
+    loop = _build_loop(cfg, device, sampler, loader)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if state is not None:
+        history, start_epoch = _restore(state, loop, device)
+        if info.is_main and progress:
+            print(f"resuming {ckpt_path} after epoch {start_epoch} of {cfg.epochs}")
+    backbone_source = str(getattr(loop.model, "backbone_source", cfg.backbone_weights))
+    _wrap_for_training(loop, cfg, info, device, train_pairs, backbone_source, progress)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "config.yaml",
+                     lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
+        atomic_write_text(run_dir / "identity.json", json.dumps(identity, indent=1, default=str) + "\n")
 
+    base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
+                 "identity": identity, "identity_hash": identity_hash(identity),
+                 "code_version": code_version(), "device": device_name(device),
+                 "torch_version": str(torch.__version__), "world_size": info.world_size,
+                 "schedule": schedule_description(cfg, loop.steps_per_epoch),
+                 "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
+                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size(), "compiled": loop.compiled}
+    for epoch in range(start_epoch, cfg.epochs):
+        record = _train_epoch(loop, epoch, cfg, info, device, progress and info.is_main, tqdm)
+        if info.is_main:
+            if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                record.update(validate(loop.model, val_set, device, cfg, batch_size=max(loop.local_batch, 8)))
+            history.append(record)
+            _save_epoch(loop, cfg, base_meta, history, device, ckpt_path)
+            if progress:
+                print(_epoch_line(record, cfg.epochs), flush=True)
+            if callback is not None:
+                callback(dict(record))
+        else:
+            history.append(record)
+        _barrier(info)
+
+    log = pd.DataFrame(history, columns=list(LOG_COLUMNS))
+    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=_last_validation(log), config=cfg,
+                       seconds=time.perf_counter() - started, status="resumed" if start_epoch else "trained",
+                       resumed_after=start_epoch, trained_by=code_version())
+
+
+def _checkpoint_to_resume(cfg: RunConfig, resume: bool, ckpt_path: Path, identity: dict[str, Any], info: DistInfo,
+                          progress: bool) -> dict[str, Any] | None:
+    """The checkpoint of this run to continue or reuse (`resume` and one is there: ConfigError when it holds another
+    identity), or None after moving an earlier run's files aside (a fresh start)."""
+    if resume and ckpt_path.is_file():
+        state = read_checkpoint(ckpt_path)
+        _check_same_run(state, identity, ckpt_path)
+        return state
+    if info.is_main:
+        previous = _move_previous_run(ckpt_path.parent)
+        if progress and resume:
+            print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
+        if progress and previous is not None:
+            print(f"starting afresh in {ckpt_path.parent}: the earlier run's files moved to {previous}/")
+    _barrier(info)
+    return None
+
+
+def _train_loader(cfg: RunConfig, train_set, info: DistInfo, device: torch.device):
+    """(sampler, loader) of the training split for this rank."""
     local_batch = cfg.batch_size // info.world_size
     # Every rank draws the same permutation (seed + epoch); rank r takes positions r, r+W, ... so global batch k is
     # the same set of images for any W. drop_last keeps every global batch full and identical to the 1-process one.
@@ -433,10 +488,36 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
                                          num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                                          persistent_workers=cfg.num_workers > 0)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch < 1:
-        raise ConfigError(f"the {cfg.dataset} training split at {data_root} has {len(train_set)} images, fewer than "
-                          f"one batch of {cfg.batch_size}; lower batch_size or add images")
+    return sampler, loader
+
+
+@dataclass
+class _Loop:
+    """What the epochs of one run share: the model (and `net`, the form the steps call: DDP, compiled), its
+    optimiser and schedule, the batches, and the frozen-feature cache when one feeds the steps."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: EpochTaggedSampler
+    loader: torch.utils.data.DataLoader
+    channels_last: bool
+    net: torch.nn.Module | None = None
+    compiled: bool = False
+    frozen: FrozenFeatureCache | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def local_batch(self) -> int:
+        return int(self.loader.batch_size)
+
+
+def _build_loop(cfg: RunConfig, device: torch.device, sampler: EpochTaggedSampler, loader) -> _Loop:
+    """The model of `cfg.preset` (initialised from the seeded RNG), its frozen blocks, Adam and the lr schedule."""
+    from mdbd.model import build_model
 
     model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale,
                         spatial_gate=cfg.spatial_gate)
@@ -450,110 +531,93 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     # fused Adam on CUDA: one kernel for all parameters instead of several per tensor (same update)
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  fused=True if device.type == "cuda" else None)
-    total_steps = cfg.epochs * steps_per_epoch
+    total_steps = cfg.epochs * len(loader)
     factor = _poly_factor(total_steps, cfg.poly_power) if cfg.lr_schedule == "poly" else (lambda step: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    schedule = schedule_description(cfg, steps_per_epoch)
+    return _Loop(model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
+                 channels_last=channels_last)
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = [dict(r) for r in state["history"]]
-        start_epoch = int(state["epoch"])
-        _set_rng_state(state["rng"], device)
-        if info.is_main and progress:
-            print(f"resuming {ckpt_path} after epoch {start_epoch} of {cfg.epochs}")
 
-    backbone_source = str(getattr(model, "backbone_source", cfg.backbone_weights))
-    net = model
+def _restore(state: dict[str, Any], loop: _Loop, device: torch.device) -> tuple[list[dict[str, Any]], int]:
+    """An interrupted run's weights, optimiser, schedule and RNG state put back; (its log so far, epochs done)."""
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"], device)
+    return [dict(r) for r in state["history"]], int(state["epoch"])
+
+
+def _wrap_for_training(loop: _Loop, cfg: RunConfig, info: DistInfo, device: torch.device, train_pairs,
+                       backbone_source: str, progress: bool) -> None:
+    """`loop.net`: the model under DDP and torch.compile as configured; `loop.frozen`: the frozen-feature cache
+    (mdbd.frozen_features) when the profile asks for it and this run can use it."""
+    net = loop.model
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    net, compiled = _compiled_for_training(net, cfg, device)
-    check_usable(cfg, info.world_size, compiled)
-    frozen = FrozenFeatureCache.for_run(cfg, train_pairs, steps_per_epoch, backbone_source)
-    if frozen is not None and progress:
-        print(frozen.describe(cfg.epochs), flush=True)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "config.yaml",
-                     lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
-        atomic_write_text(run_dir / "identity.json", json.dumps(identity, indent=1, default=str) + "\n")
+            loop.model, device_ids=[device.index] if device.type == "cuda" else None)
+    loop.net, loop.compiled = _compiled_for_training(net, cfg, device)
+    check_usable(cfg, info.world_size, loop.compiled)
+    loop.frozen = FrozenFeatureCache.for_run(cfg, train_pairs, loop.steps_per_epoch, backbone_source)
+    if loop.frozen is not None and progress:
+        print(loop.frozen.describe(cfg.epochs), flush=True)
 
-    base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
-                 "identity": identity, "identity_hash": identity_hash(identity),
-                 "code_version": code_version(), "device": device_name(device),
-                 "torch_version": str(torch.__version__), "world_size": info.world_size, "schedule": schedule,
-                 "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
-                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size(), "compiled": compiled}
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        net.train()
-        lr_now = optimizer.param_groups[0]["lr"]
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not (progress and info.is_main))
-        batches = ((_to_device(x, device, channels_last), y.to(device, non_blocking=True)) for x, y in loader)
-        if frozen is not None:
-            batches = (([t.to(device, non_blocking=True) for t in taps], y.to(device, non_blocking=True))
-                       for taps, y in frozen.batches(epoch, batches, model))
-        for step, (x, y) in enumerate(batches, start=1):
-            # x: the input batch, or (frozen cache) the frozen blocks' taps of it
-            with _autocast(device, cfg):
-                logits = net(x) if frozen is None else model.forward_from_trunk(x, y.shape[-2:])
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach().double() * y.shape[0]
-            seen += y.shape[0]
-            _maybe_kill(epoch + 1, step)
-            if bar.disable is False and (step % 5 == 0 or step == steps_per_epoch):
-                rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.1f}")
-            bar.update(1)
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
-        total_loss, total_seen = _all_sum([loss_sum.item(), float(seen)], info, device)
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / total_seen, "lr": lr_now,
-                                  "images_per_s": total_seen / seconds, "seconds": seconds,
-                                  "val_loss": math.nan, "val_fmax": math.nan, "val_mae": math.nan}
-        if info.is_main:
-            if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-                record.update(validate(model, val_set, device, cfg, batch_size=max(local_batch, 8)))
-            history.append(record)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                state = {**base_meta, "epoch": epoch + 1, "config": cfg.to_dict(), "history": history,
-                         "model": model.state_dict(),
-                         "sampler": {"kind": "DistributedSampler", "seed": cfg.seed, "next_epoch": epoch + 1,
-                                     "drop_last": True}}
-                if epoch + 1 < cfg.epochs:
-                    # what resuming needs. A finished run is reused as it is, never continued (its epoch count is in
-                    # its identity), and Adam's two moments would make its checkpoint 3x the model (182 MB, not 61)
-                    state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                 rng=_rng_state(device))
-                atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
-            _write_log(history, run_dir / "log.csv")
-            if progress:
-                print(_epoch_line(record, cfg.epochs), flush=True)
-            if callback is not None:
-                callback(dict(record))
-        else:
-            history.append(record)
-        _barrier(info)
 
-    log = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, log=log, metrics=_last_validation(log), config=cfg,
-                       seconds=time.perf_counter() - started, status="resumed" if start_epoch else "trained",
-                       resumed_after=start_epoch, trained_by=code_version())
+def _train_epoch(loop: _Loop, epoch: int, cfg: RunConfig, info: DistInfo, device: torch.device, show: bool,
+                 tqdm) -> dict[str, Any]:
+    """One pass over the training batches (0-based `epoch`); its log row (validation columns NaN)."""
+    loop.sampler.set_epoch(epoch)
+    loop.net.train()
+    lr_now = loop.optimizer.param_groups[0]["lr"]
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    bar = tqdm(total=loop.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+               disable=not show)
+    batches = ((_to_device(x, device, loop.channels_last), y.to(device, non_blocking=True)) for x, y in loop.loader)
+    if loop.frozen is not None:
+        batches = (([t.to(device, non_blocking=True) for t in taps], y.to(device, non_blocking=True))
+                   for taps, y in loop.frozen.batches(epoch, batches, loop.model))
+    for step, (x, y) in enumerate(batches, start=1):
+        # x: the input batch, or (frozen cache) the frozen blocks' taps of it
+        with _autocast(device, cfg):
+            logits = loop.net(x) if loop.frozen is None else loop.model.forward_from_trunk(x, y.shape[-2:])
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        loop.scheduler.step()
+        loss_sum += loss.detach().double() * y.shape[0]
+        seen += y.shape[0]
+        _maybe_kill(epoch + 1, step)
+        if bar.disable is False and (step % 5 == 0 or step == loop.steps_per_epoch):
+            rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.1f}")
+        bar.update(1)
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    total_loss, total_seen = _all_sum([loss_sum.item(), float(seen)], info, device)
+    return {"epoch": epoch + 1, "train_loss": total_loss / total_seen, "lr": lr_now,
+            "images_per_s": total_seen / seconds, "seconds": seconds,
+            "val_loss": math.nan, "val_fmax": math.nan, "val_mae": math.nan}
+
+
+def _save_epoch(loop: _Loop, cfg: RunConfig, base_meta: dict[str, Any], history: list[dict[str, Any]],
+                device: torch.device, ckpt_path: Path) -> None:
+    """The checkpoint (every `checkpoint_every` epochs and after the last) and log.csv after an epoch (rank 0)."""
+    epoch = int(history[-1]["epoch"])
+    if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        state = {**base_meta, "epoch": epoch, "config": cfg.to_dict(), "history": history,
+                 "model": loop.model.state_dict(),
+                 "sampler": {"kind": "DistributedSampler", "seed": cfg.seed, "next_epoch": epoch, "drop_last": True}}
+        if epoch < cfg.epochs:
+            # what resuming needs. A finished run is reused as it is, never continued (its epoch count is in
+            # its identity), and Adam's two moments would make its checkpoint 3x the model (182 MB, not 61)
+            state.update(optimizer=loop.optimizer.state_dict(), scheduler=loop.scheduler.state_dict(),
+                         rng=_rng_state(device))
+        atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
+    _write_log(history, ckpt_path.parent / "log.csv")
 
 
 def _last_validation(log: pd.DataFrame) -> dict[str, float]:
