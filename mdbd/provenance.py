@@ -11,14 +11,25 @@ from mdbd import __version__
 from mdbd.paths import REPO_ROOT
 
 
+#: tracked folders whose edits do not make the code "dirty": the chain itself rewrites the tracked reference set,
+#: so counting them would stamp every table of a clean checkout's run "-dirty" from its second notebook on
+NOT_CODE = ("results",)
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """`mdbd <version>+<git short hash>[-dirty]`, or the bare version outside a git checkout."""
+    """`mdbd <version>+<git short hash>[-dirty]` (dirty: a tracked file outside NOT_CODE differs from the commit),
+    or the bare version outside a git checkout."""
+    return _code_version(REPO_ROOT)
+
+
+def _code_version(root) -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        excluded = [f":(exclude){folder}" for folder in NOT_CODE]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
         return f"{__version__}+{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return __version__
