@@ -3,7 +3,7 @@ positive, binarised at 0.5, their all-positive quirk, IoU pooled), the re-run ba
 D-DFFNet's published numbers (quoted), with differences.
 
 Not part of the default chain (`mdbd.reproduce.NOTEBOOKS`): 80 of Zhao's images lie outside the paper's test split
-0605-0704, so HiFST and LBP need 160 more maps (~10 min on 2 CPU cores) than Table I does, for a table that checks our
+0605-0704, so HiFST and LBP need 160 more maps (~7 min on 2 CPU cores) than Table I does, for a table that checks our
 re-implementations against another paper's numbers and does not involve our model (its training split overlaps the
 list). `mdbd reproduce --only 08_cuhk_te1 --dataset cuhk` runs it."""
 
