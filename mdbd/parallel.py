@@ -286,15 +286,13 @@ def _train_status(job: Job) -> str:
 
 
 def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) -> list[JobResult]:
-    import torch
     from tqdm.auto import tqdm
 
+    from mdbd.threads import torch_threads
+
     form = describe_form(1, threads)
-    before = torch.get_num_threads()
     results = []
-    try:
-        if threads:
-            torch.set_num_threads(threads)
+    with torch_threads(threads):
         for job in tqdm(jobs, desc="runs", disable=not progress):
             started = time.perf_counter()
             trained, evaluation = run_job(job)
@@ -303,8 +301,6 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
                                      float(log["seconds"].sum()) if log is not None else float("nan"), log,
                                      evaluation.table if evaluation is not None else None,
                                      trained=trained.status if trained is not None else ""))
-    finally:
-        torch.set_num_threads(before)
     return results
 
 

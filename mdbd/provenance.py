@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from typing import Any
@@ -23,7 +24,7 @@ def code_version() -> str:
     return _code_version(REPO_ROOT)
 
 
-def _code_version(root) -> str:
+def _code_version(root: str | os.PathLike) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()

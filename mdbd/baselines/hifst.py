@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from mdbd.baselines.common import check_image, downscaled_shape, finish_map, min_max, resize_to, to_gray
 from mdbd.errors import ConfigError
+from mdbd.threads import torch_threads
 
 WINDOW_SIZES = (7, 15, 31, 63)
 #: Bytes of DCT coefficients held at once per strip of rows (the memory bound).
@@ -280,13 +281,8 @@ def hifst_map(image_u8: np.ndarray, *, window_sizes: tuple[int, ...] = WINDOW_SI
     gradient = np.hypot(ndimage.sobel(gray * 255.0, axis=0, mode="nearest"),
                         ndimage.sobel(gray * 255.0, axis=1, mode="nearest"))
     # Many mid-sized matrix products: on a shared, busy machine a second BLAS thread costs more than it gains.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            layers = sorted_layers(gradient, tuple(window_sizes), n_layers)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), threadpool_limits(limits=1, user_api="blas"):
+        layers = sorted_layers(gradient, tuple(window_sizes), n_layers)
     lo = layers.min(axis=(0, 1))
     span = np.maximum(layers.max(axis=(0, 1)) - lo, 1e-12)
     layers -= lo  # in place: the layer stack is the largest array here

@@ -67,19 +67,16 @@ def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dic
 
     # mdbd.bench imports pandas: only when costs are asked for.
     from mdbd.bench import count_flops, median_seconds
+    from mdbd.threads import torch_threads
 
     if size < 16 or runs < 1 or threads < 1:
         raise ConfigError(f"--size must be >= 16, --runs and --threads >= 1; got {size}, {runs}, {threads}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         model = model.eval()
         total, backbone = count_flops(model, size), count_flops(model.backbone, size)
         x = torch.rand(1, 3, size, size)
         with torch.no_grad():
             seconds = median_seconds(lambda: model(x), runs, 1, torch.device("cpu"))  # 1 warm-up pass
-    finally:
-        torch.set_num_threads(previous)
     return {"GFLOPs": f"{total / 1e9:.1f}", "decoder/VGG FLOPs": f"{(total - backbone) / backbone:.1%}",
             f"CPU s ({threads} thr)": f"{seconds:.2f}"}
 

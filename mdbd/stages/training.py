@@ -43,17 +43,11 @@ def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | 
     """Train `cfg`, resuming an interrupted run of the same identity; a finished one is returned as it is. Prints
     one line saying which of the three happened, and where (TrainResult.describe). `threads`: CPU threads for
     this run (None: as they are)."""
-    import torch
-
+    from mdbd.threads import torch_threads
     from mdbd.train import train
 
-    before = torch.get_num_threads()
-    try:
-        if threads:
-            torch.set_num_threads(threads)
+    with torch_threads(threads):
         result = train(cfg, resume=True, progress=progress, callback=callback)
-    finally:
-        torch.set_num_threads(before)
     print(result.describe(), flush=True)
     return result
 
