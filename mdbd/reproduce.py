@@ -88,6 +88,24 @@ def drop_embedded_images(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def params_folder(params: dict) -> str:
+    """The subfolder of a run's executed copies for further notebook parameters ("" for none), as the tables name
+    the variant: {"attention_scale": "none", "spatial_gate": "sigmoid"} gives "attention-none_gate-sigmoid" (03's
+    suffix, mdbd.stages.ablation.model_variant); any other parameter adds "_<name>-<value>"."""
+    from mdbd.stages.ablation import model_variant
+
+    _, suffix = model_variant(params.get("attention_scale"), params.get("spatial_gate"))
+    others = "".join(f"_{k}-{params[k]}" for k in sorted(params) if k not in ("attention_scale", "spatial_gate"))
+    return (suffix + others).lstrip("_")
+
+
+def executed_dir(profile: str, label: str, params: dict | None = None) -> Path:
+    """results/executed/<profile>/<dataset label>/, plus params_folder(params) when notebook parameters are given:
+    a run with other parameters (03 with eq. 1 and eq. 3 literally) never overwrites the default run's copies."""
+    base = RESULTS_DIR / "executed" / profile / label
+    return base / params_folder(params) if params else base
+
+
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
               dataset: str = "synthetic", data_root: str | None = None, out_dir: Path | None = None,
               params: dict | None = None, prepare_only: bool = False, progress: bool = True,
@@ -114,7 +132,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     if not prepare_only:
         check_dataset(cfg)
     label = cfg.results_label()
-    out_dir = Path(out_dir) if out_dir else RESULTS_DIR / "executed" / profile / label
+    out_dir = Path(out_dir) if out_dir else executed_dir(profile, label, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = ChainResult(profile=profile, dataset=label)

@@ -131,3 +131,13 @@ def test_cli_extras_flag_adds_the_extra_notebooks(tmp_path, capsys):
 
     assert main(["reproduce", "--profile", "smoke", "--extras", "--prepare-only", "--out", str(tmp_path)]) == 0
     assert sorted(p.stem for p in tmp_path.glob("*.ipynb")) == sorted(reproduce.ALL_NOTEBOOKS)
+
+
+def test_executed_copies_of_a_run_with_further_parameters_sit_in_their_own_folder():
+    # 03 with the paper's literal attention forms once overwrote the default run's executed 03_ablation.ipynb
+    literal = {"attention_scale": "none", "spatial_gate": "sigmoid"}
+    assert reproduce.params_folder(literal) == "attention-none_gate-sigmoid"  # the folder the tables' suffix names
+    assert reproduce.params_folder({"epochs": 3, "spatial_gate": "sigmoid"}) == "gate-sigmoid_epochs-3"
+    base = reproduce.executed_dir("laptop", "cuhk")
+    assert reproduce.executed_dir("laptop", "cuhk", {}) == base
+    assert reproduce.executed_dir("laptop", "cuhk", literal) == base / "attention-none_gate-sigmoid"
