@@ -18,6 +18,19 @@ from pathlib import Path
 
 HOLDOUT_TRAIN = [f"out_of_focus{n:04d}" for n in range(1, 545)]
 HOLDOUT_VAL = [f"out_of_focus{n:04d}" for n in range(545, 605)]
+HOLDOUT_SPLIT = "holdout validation 0545-0604 (from the training split)"  # the tables' `split`
+HOLDOUT_DATA_ROOT = "cuhk 0001-0604 held out as 0001-0544 train / 0545-0604 validation"  # their provenance
+
+
+def holdout_root(cuhk: str) -> Path:
+    """data/cuhk-holdout: HOLDOUT_TRAIN as its train split, HOLDOUT_VAL as its test split (made from `cuhk` once)."""
+    from mdbd.data.subset import make_cuhk_subset
+    from mdbd.paths import DATA_DIR
+
+    holdout = DATA_DIR / "cuhk-holdout"
+    if not holdout.is_dir():
+        make_cuhk_subset(cuhk, holdout, train=HOLDOUT_TRAIN, test=HOLDOUT_VAL)
+    return holdout
 
 
 SELECTION_EPOCHS = 4
@@ -63,8 +76,6 @@ def _one(scale: str, root: str, threads: int):
 def main() -> int:
     import pandas as pd
 
-    from mdbd.data.subset import make_cuhk_subset
-    from mdbd.paths import DATA_DIR
     from mdbd.report import save_table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -72,20 +83,17 @@ def main() -> int:
     parser.add_argument("--scales", nargs="+", default=["none", "n", "sqrt_n", "cosine"])
     parser.add_argument("--concurrent", type=int, default=1)
     args = parser.parse_args()
-    holdout = DATA_DIR / "cuhk-holdout"
-    if not holdout.is_dir():
-        make_cuhk_subset(args.cuhk, holdout, train=HOLDOUT_TRAIN, test=HOLDOUT_VAL)
+    holdout = holdout_root(args.cuhk)
     threads = 1 if args.concurrent > 1 else 2
     with ProcessPoolExecutor(args.concurrent) as pool:
         tables = list(pool.map(_one, args.scales, [str(holdout)] * len(args.scales), [threads] * len(args.scales)))
     table = pd.concat(tables, ignore_index=True)
-    table["split"] = "holdout validation 0545-0604 (from the training split)"
+    table["split"] = HOLDOUT_SPLIT
     cols = ["attention_scale", "metric", "value", "ci_low", "ci_high", "hca_alpha", "lca_alpha", "train_seconds"]
     table = table[cols + [c for c in table.columns if c not in cols]]
     save_table(table, "13_attention_scale_selection", profile="laptop", dataset="cuhk",
                title="attention_scale on held-out real CUHK training images (protocol 1, in focus positive)",
-               provenance={"dataset": "cuhk", "source": "trained here", "data_root": "cuhk 0001-0604 held out as "
-                           "0001-0544 train / 0545-0604 validation"})
+               provenance={"dataset": "cuhk", "source": "trained here", "data_root": HOLDOUT_DATA_ROOT})
     print(table[cols].to_string(index=False))
     return 0
 

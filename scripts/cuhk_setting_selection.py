@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from attention_scale_selection import HOLDOUT_TRAIN, HOLDOUT_VAL
+from attention_scale_selection import HOLDOUT_DATA_ROOT, HOLDOUT_SPLIT, holdout_root
 
 SCORES_FILE = "selection_scores.csv"  # a run's rows, beside its checkpoint: a later invocation reads them
 
@@ -80,8 +80,6 @@ def _one(candidate: str, seed: int, root: str, threads: int):
 def main() -> int:
     import pandas as pd
 
-    from mdbd.data.subset import make_cuhk_subset
-    from mdbd.paths import DATA_DIR
     from mdbd.report import save_table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -89,20 +87,18 @@ def main() -> int:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     args = parser.parse_args()
-    holdout = DATA_DIR / "cuhk-holdout"
-    if not holdout.is_dir():
-        make_cuhk_subset(args.cuhk, holdout, train=HOLDOUT_TRAIN, test=HOLDOUT_VAL)
+    holdout = holdout_root(args.cuhk)
     jobs = list(itertools.product(args.candidates, args.seeds))
     with ProcessPoolExecutor(2) as pool:
         tables = list(pool.map(_one, *zip(*jobs), [str(holdout)] * len(jobs), [1] * len(jobs)))
     table = pd.concat(tables, ignore_index=True)
-    table["split"] = "holdout validation 0545-0604 (from the training split)"
+    table["split"] = HOLDOUT_SPLIT
     cols = ["candidate", "seed", "metric", "value", "ci_low", "ci_high", "train_seconds", "overrides"]
     table = table[cols + [c for c in table.columns if c not in cols]]
     save_table(table, "10_cuhk_setting_selection", profile="laptop", dataset="cuhk",
                title="real-CUHK training settings on held-out CUHK training images (protocol 1, in focus positive)",
                provenance={"dataset": "cuhk", "source": "trained here",
-                           "data_root": "cuhk 0001-0604 held out as 0001-0544 train / 0545-0604 validation"})
+                           "data_root": HOLDOUT_DATA_ROOT})
     print(table[cols].to_string(index=False))
     return 0
 

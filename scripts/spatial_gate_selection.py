@@ -19,7 +19,7 @@ import itertools
 import time
 from pathlib import Path
 
-from attention_scale_selection import HOLDOUT_TRAIN, HOLDOUT_VAL, SELECTION_EPOCHS
+from attention_scale_selection import HOLDOUT_DATA_ROOT, HOLDOUT_SPLIT, SELECTION_EPOCHS, holdout_root
 
 Z_IMAGES, Z_SIZE = 3, 448
 Z_STATISTICS = ("z_mean", "z_mean_infocus", "z_mean_blurred", "z_below_0.05", "z_above_0.95")
@@ -65,8 +65,6 @@ def _one(gate: str, seed: int, root: Path):
 def main() -> int:
     import pandas as pd
 
-    from mdbd.data.subset import make_cuhk_subset
-    from mdbd.paths import DATA_DIR
     from mdbd.report import save_table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -74,19 +72,17 @@ def main() -> int:
     parser.add_argument("--gates", nargs="+", default=["sigmoid", "centred"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     args = parser.parse_args()
-    holdout = DATA_DIR / "cuhk-holdout"
-    if not holdout.is_dir():
-        make_cuhk_subset(args.cuhk, holdout, train=HOLDOUT_TRAIN, test=HOLDOUT_VAL)
+    holdout = holdout_root(args.cuhk)
     table = pd.concat([_one(gate, seed, holdout) for seed, gate in itertools.product(args.seeds, args.gates)],
                       ignore_index=True)
-    table["split"] = "holdout validation 0545-0604 (from the training split)"
+    table["split"] = HOLDOUT_SPLIT
     table["z_measured_on"] = f"first {Z_IMAGES} validation images at {Z_SIZE} px"
     cols = ["spatial_gate", "seed", "metric", "value", "ci_low", "ci_high", *Z_STATISTICS, "train_seconds"]
     table = table[cols + [c for c in table.columns if c not in cols]]
     save_table(table, "13_spatial_gate_selection", profile="laptop", dataset="cuhk",
                title="spatial_gate on held-out real CUHK training images (protocol 1, in focus positive)",
                provenance={"dataset": "cuhk", "source": "trained here", "attention_scale": "cosine",
-                           "data_root": "cuhk 0001-0604 held out as 0001-0544 train / 0545-0604 validation"})
+                           "data_root": HOLDOUT_DATA_ROOT})
     print(table[cols].to_string(index=False))
     return 0
 
