@@ -33,6 +33,22 @@ def holdout_root(cuhk: str) -> Path:
     return holdout
 
 
+def save_selection(tables: list, name: str, leading: list[str], title: str, **provenance):
+    """The held-out tables' common ending: one frame, split labelled, `leading` columns first, saved under
+    results/laptop/cuhk/tables/<name> with the held-out provenance, and printed."""
+    import pandas as pd
+
+    from mdbd.report import save_table
+
+    table = pd.concat(tables, ignore_index=True)
+    table["split"] = HOLDOUT_SPLIT
+    table = table[leading + [c for c in table.columns if c not in leading]]
+    save_table(table, name, profile="laptop", dataset="cuhk", title=title,
+               provenance={"dataset": "cuhk", "source": "trained here", **provenance, "data_root": HOLDOUT_DATA_ROOT})
+    print(table[leading].to_string(index=False))
+    return table
+
+
 SELECTION_EPOCHS = 4
 
 
@@ -74,10 +90,6 @@ def _one(scale: str, root: str, threads: int):
 
 
 def main() -> int:
-    import pandas as pd
-
-    from mdbd.report import save_table
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")
     parser.add_argument("--scales", nargs="+", default=["none", "n", "sqrt_n", "cosine"])
@@ -87,14 +99,10 @@ def main() -> int:
     threads = 1 if args.concurrent > 1 else 2
     with ProcessPoolExecutor(args.concurrent) as pool:
         tables = list(pool.map(_one, args.scales, [str(holdout)] * len(args.scales), [threads] * len(args.scales)))
-    table = pd.concat(tables, ignore_index=True)
-    table["split"] = HOLDOUT_SPLIT
-    cols = ["attention_scale", "metric", "value", "ci_low", "ci_high", "hca_alpha", "lca_alpha", "train_seconds"]
-    table = table[cols + [c for c in table.columns if c not in cols]]
-    save_table(table, "13_attention_scale_selection", profile="laptop", dataset="cuhk",
-               title="attention_scale on held-out real CUHK training images (protocol 1, in focus positive)",
-               provenance={"dataset": "cuhk", "source": "trained here", "data_root": HOLDOUT_DATA_ROOT})
-    print(table[cols].to_string(index=False))
+    save_selection(tables, "13_attention_scale_selection",
+                   ["attention_scale", "metric", "value", "ci_low", "ci_high", "hca_alpha", "lca_alpha",
+                    "train_seconds"],
+                   "attention_scale on held-out real CUHK training images (protocol 1, in focus positive)")
     return 0
 
 

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from attention_scale_selection import HOLDOUT_DATA_ROOT, HOLDOUT_SPLIT, holdout_root
+from attention_scale_selection import holdout_root, save_selection
 
 SCORES_FILE = "selection_scores.csv"  # a run's rows, beside its checkpoint: a later invocation reads them
 
@@ -78,10 +78,6 @@ def _one(candidate: str, seed: int, root: str, threads: int):
 
 
 def main() -> int:
-    import pandas as pd
-
-    from mdbd.report import save_table
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
@@ -91,15 +87,9 @@ def main() -> int:
     jobs = list(itertools.product(args.candidates, args.seeds))
     with ProcessPoolExecutor(2) as pool:
         tables = list(pool.map(_one, *zip(*jobs), [str(holdout)] * len(jobs), [1] * len(jobs)))
-    table = pd.concat(tables, ignore_index=True)
-    table["split"] = HOLDOUT_SPLIT
-    cols = ["candidate", "seed", "metric", "value", "ci_low", "ci_high", "train_seconds", "overrides"]
-    table = table[cols + [c for c in table.columns if c not in cols]]
-    save_table(table, "10_cuhk_setting_selection", profile="laptop", dataset="cuhk",
-               title="real-CUHK training settings on held-out CUHK training images (protocol 1, in focus positive)",
-               provenance={"dataset": "cuhk", "source": "trained here",
-                           "data_root": HOLDOUT_DATA_ROOT})
-    print(table[cols].to_string(index=False))
+    save_selection(tables, "10_cuhk_setting_selection",
+                   ["candidate", "seed", "metric", "value", "ci_low", "ci_high", "train_seconds", "overrides"],
+                   "real-CUHK training settings on held-out CUHK training images (protocol 1, in focus positive)")
     return 0
 
 

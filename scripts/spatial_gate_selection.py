@@ -19,7 +19,7 @@ import itertools
 import time
 from pathlib import Path
 
-from attention_scale_selection import HOLDOUT_DATA_ROOT, HOLDOUT_SPLIT, SELECTION_EPOCHS, holdout_root
+from attention_scale_selection import SELECTION_EPOCHS, holdout_root, save_selection
 
 Z_IMAGES, Z_SIZE = 3, 448
 Z_STATISTICS = ("z_mean", "z_mean_infocus", "z_mean_blurred", "z_below_0.05", "z_above_0.95")
@@ -63,27 +63,19 @@ def _one(gate: str, seed: int, root: Path):
 
 
 def main() -> int:
-    import pandas as pd
-
-    from mdbd.report import save_table
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")
     parser.add_argument("--gates", nargs="+", default=["sigmoid", "centred"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     args = parser.parse_args()
     holdout = holdout_root(args.cuhk)
-    table = pd.concat([_one(gate, seed, holdout) for seed, gate in itertools.product(args.seeds, args.gates)],
-                      ignore_index=True)
-    table["split"] = HOLDOUT_SPLIT
-    table["z_measured_on"] = f"first {Z_IMAGES} validation images at {Z_SIZE} px"
-    cols = ["spatial_gate", "seed", "metric", "value", "ci_low", "ci_high", *Z_STATISTICS, "train_seconds"]
-    table = table[cols + [c for c in table.columns if c not in cols]]
-    save_table(table, "13_spatial_gate_selection", profile="laptop", dataset="cuhk",
-               title="spatial_gate on held-out real CUHK training images (protocol 1, in focus positive)",
-               provenance={"dataset": "cuhk", "source": "trained here", "attention_scale": "cosine",
-                           "data_root": HOLDOUT_DATA_ROOT})
-    print(table[cols].to_string(index=False))
+    tables = [_one(gate, seed, holdout) for seed, gate in itertools.product(args.seeds, args.gates)]
+    for table in tables:
+        table["z_measured_on"] = f"first {Z_IMAGES} validation images at {Z_SIZE} px"
+    save_selection(tables, "13_spatial_gate_selection",
+                   ["spatial_gate", "seed", "metric", "value", "ci_low", "ci_high", *Z_STATISTICS, "train_seconds"],
+                   "spatial_gate on held-out real CUHK training images (protocol 1, in focus positive)",
+                   attention_scale="cosine")
     return 0
 
 
