@@ -1,0 +1,53 @@
+"""`mdbd verify`: whether a regenerated results folder reproduces the committed reference set."""
+
+from __future__ import annotations
+
+from mdbd.config import PROFILES
+
+
+def register(sub) -> None:
+    p = sub.add_parser("verify", help="compare regenerated tables with the committed reference set, value by value",
+                       description="After `mdbd reproduce` (or `make reproduce`) has rewritten "
+                                   "results/<profile>/<dataset>/tables, compare every CSV table with its copy as "
+                                   "committed at --rev (or with the tables in --reference). Timings are reported "
+                                   "apart and never fail the check; code_version is ignored. Exit status 0 when "
+                                   "every table reproduces, 1 when any value, row or table differs.")
+    p.add_argument("--profile", default="laptop", choices=PROFILES)
+    p.add_argument("--dataset", default="cuhk", help="the results folder's dataset label (default cuhk)")
+    p.add_argument("--regenerated", default=None, metavar="DIR",
+                   help="the regenerated tables (default results/<profile>/<dataset>/tables)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--rev", default="HEAD", help="git revision holding the reference set (default HEAD)")
+    source.add_argument("--reference", default=None, metavar="DIR", help="a folder of reference tables instead")
+    p.add_argument("--atol", type=float, default=0.0,
+                   help="largest absolute difference still counted as equal (default 0: to the last digit; "
+                        "another CPU's kernels can differ in the last digits)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from mdbd.paths import REPO_ROOT, resolve
+    from mdbd.report import results_dir
+    from mdbd.verify import compare_folders, reproduces, tracked_tables
+
+    regenerated = resolve(args.regenerated) if args.regenerated else results_dir(args.profile, args.dataset) / "tables"
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.reference:
+            reference, label = resolve(args.reference), args.reference
+        else:
+            inside = regenerated.resolve().is_relative_to(REPO_ROOT)  # else: a copy, compared with the default's
+            folder = regenerated.resolve().relative_to(REPO_ROOT) if inside else \
+                Path("results") / args.profile / args.dataset / "tables"
+            reference, label = tracked_tables(args.rev, folder, Path(tmp)), f"{folder} at {args.rev}"
+        comparison = compare_folders(reference, regenerated, atol=args.atol)
+    print(f"reference: {label}\nregenerated: {regenerated}\n")
+    print(comparison.to_markdown(index=False))
+    counts = comparison["status"].value_counts()
+    print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    ok = reproduces(comparison)
+    print("reproduces the reference set" + (" (timings aside)" if "timings differ" in counts else "") if ok
+          else "does NOT reproduce the reference set: see the rows above")
+    return 0 if ok else 1
