@@ -9,8 +9,10 @@ real-CUHK chain's full MultiANet models at 448 x 448 on the first five test imag
     .venv/bin/python scripts/attention_stats_448.py --cuhk $MDBD_SHARED_DATA/cuhk-full
 
 Each run must exist (the chain trains the first two; the third: `mdbd train --profile laptop --dataset cuhk
---data-root DIR --set spatial_gate=sigmoid`). Writes results/laptop/cuhk/tables/13_attention_stats_448.csv (and .md).
-About 30 s per model on 2 cores.
+--data-root DIR --set spatial_gate=sigmoid`). Writes results/laptop/cuhk/tables/13_attention_stats_448.csv (and .md),
+and each model's scores on the 100 test images (protocol 1, in focus positive, 1000 bootstrap resamples) as
+13_full_model_scores.csv (and .md), so the forms' statistics sit beside what each model reaches. About 2 min per
+model on 2 cores.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> int:
     from mdbd.paths import display_path
     from mdbd.provenance import device_name
     from mdbd.report import save_table
+    from mdbd.scoring import evaluate_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")
@@ -43,7 +46,7 @@ def main() -> int:
     if missing:
         raise DataError(f"{args.cuhk}: test images {missing} not found")
     samples = [pairs[pairs.ids.index(i)] for i in IDS]
-    tables = []
+    tables, scores = [], []
     for label, overrides in VARIANTS.items():
         cfg = load_config("laptop", dataset="cuhk", data_root=args.cuhk, device="cpu", **overrides)
         checkpoint = cfg.resolved_run_dir() / CHECKPOINT_NAME
@@ -58,17 +61,27 @@ def main() -> int:
                                      device_name=device_name("cpu"), dataset="cuhk", split="test",
                                      data_root=display_path(args.cuhk), seed=saved["seed"])
         tables.append(stats)
+        scored = evaluate_checkpoint(checkpoint, "cuhk", args.cuhk, "test", protocols=("sod",), bootstrap=1000).table
+        scored = scored[scored["metric"].isin(["max_f", "mae"])].assign(
+            variant=label, checkpoint=display_path(checkpoint), attention_scale=saved["attention_scale"],
+            spatial_gate=saved["spatial_gate"])
+        scores.append(scored)
         spatial = stats[stats["module"] == "SA"].groupby("statistic")["value"].mean()
         print(f"{label}: {display_path(checkpoint)}  Z mean {spatial['z_mean']:.3f}, above 0.95 "
               f"{spatial['z_above_0.95']:.3f}, in focus {spatial['z_mean_infocus']:.3f} vs blurred "
               f"{spatial['z_mean_blurred']:.3f}")
+    provenance = {"source": "trained here (laptop profile, cuhk section)", "device": "cpu",
+                  "command": "scripts/attention_stats_448.py --cuhk $MDBD_SHARED_DATA/cuhk-full"}
+    save_table(pd.concat(scores, ignore_index=True), "13_full_model_scores", profile="laptop", dataset="cuhk",
+               title="The chain's full models with each attention form (default; eq. 1 + eq. 3 literal; default "
+                     "channel attention with eq. 3's sigmoid gate) on the 100 CUHK test images, protocol 1",
+               provenance=provenance)
     table = pd.concat(tables, ignore_index=True)
     save_table(table, "13_attention_stats_448", profile="laptop", dataset="cuhk",
                title=f"Attention statistics at the prediction size ({SIZE} px) of the chain's full models (default; "
                      "eq. 1 + eq. 3 literal; default channel attention with eq. 3's sigmoid gate), "
                      f"{len(IDS)} CUHK test images",
-               provenance={"source": "trained here (laptop profile, cuhk section)", "device": "cpu",
-                           "command": "scripts/attention_stats_448.py --cuhk $MDBD_SHARED_DATA/cuhk-full"})
+               provenance=provenance)
     return 0
 
 
