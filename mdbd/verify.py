@@ -127,7 +127,8 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable CSV table ({exc})") from exc
 
 
-def _csv_tables(folder: Path, role: str) -> dict[str, Path]:
+def csv_tables(folder: Path, role: str) -> dict[str, Path]:
+    """{name: path} of the CSV tables in `folder`; a DataError naming it when it is missing or holds none."""
     if not folder.is_dir():
         raise DataError(f"{role} tables folder {folder} does not exist")
     tables = {p.stem: p for p in sorted(folder.glob("*.csv"))}
@@ -139,8 +140,8 @@ def _csv_tables(folder: Path, role: str) -> dict[str, Path]:
 def compare_folders(reference: Path, regenerated: Path, atol: float = 0.0) -> pd.DataFrame:
     """One row per table of either folder: table, status (STATUSES), the differing value columns and timing
     columns, each with its largest absolute difference, and the code versions that wrote each side."""
-    ref_tables = _csv_tables(Path(reference), "reference")
-    new_tables = _csv_tables(Path(regenerated), "regenerated")
+    ref_tables = csv_tables(Path(reference), "reference")
+    new_tables = csv_tables(Path(regenerated), "regenerated")
     rows = []
     for name in sorted(set(ref_tables) | set(new_tables)):
         if name not in new_tables:

@@ -134,3 +134,5 @@ def test_cli_exit_status_says_whether_the_set_reproduces(tmp_path, capsys):
     assert "does NOT reproduce" in out and "value (max |d| 0.0823)" in out
     assert main(["verify", "--reference", str(tmp_path / "none"), "--regenerated", str(same)]) == 2
     assert "none does not exist" in capsys.readouterr().err
+    assert main(["verify", "--regenerated", str(tmp_path / "not-run")]) == 2
+    assert "regenerated tables folder" in capsys.readouterr().err

@@ -31,9 +31,10 @@ def _run(args) -> int:
 
     from mdbd.paths import REPO_ROOT, resolve
     from mdbd.report import results_dir
-    from mdbd.verify import compare_folders, reproduces, tracked_tables
+    from mdbd.verify import compare_folders, csv_tables, reproduces, tracked_tables
 
     regenerated = resolve(args.regenerated) if args.regenerated else results_dir(args.profile, args.dataset) / "tables"
+    csv_tables(regenerated, "regenerated")  # before reading git: the likelier mistake is a run not made yet
     with tempfile.TemporaryDirectory() as tmp:
         if args.reference:
             reference, label = resolve(args.reference), args.reference
