@@ -85,13 +85,17 @@ def compare_frames(name: str, reference: pd.DataFrame, regenerated: pd.DataFrame
     """Compare two versions of one table, row by row in their order (the chain writes its rows deterministically)."""
     if atol < 0:
         raise ConfigError(f"atol must be >= 0, got {atol}")
+    written_by = (_writer(reference), _writer(regenerated))
     columns = [c for c in reference.columns if c not in IGNORED_COLUMNS]
     new_columns = [c for c in regenerated.columns if c not in IGNORED_COLUMNS]
     if columns != new_columns or len(reference) != len(regenerated):
-        shape = {f"{len(reference)} rows -> {len(regenerated)} rows": None}
+        rows = f"{len(reference)} rows -> {len(regenerated)} rows"
+        shape = {} if len(reference) == len(regenerated) else {rows: None}
         shape.update({f"column {c} gone": None for c in columns if c not in new_columns})
         shape.update({f"column {c} new": None for c in new_columns if c not in columns})
-        return TableComparison(name, "rows or columns differ", values=shape)
+        if not shape:
+            shape = {"columns reordered": None}
+        return TableComparison(name, "rows or columns differ", values=shape, written_by=written_by)
     reference, regenerated = reference.reset_index(drop=True), regenerated.reset_index(drop=True)
     speed = timing_rows(reference) & timing_rows(regenerated)
     values: dict[str, float | None] = {}
@@ -110,7 +114,7 @@ def compare_frames(name: str, reference: pd.DataFrame, regenerated: pd.DataFrame
             if differ:
                 timings[column] = gap
     status = "values differ" if values else "timings differ" if timings else "identical"
-    return TableComparison(name, status, values, timings, (_writer(reference), _writer(regenerated)))
+    return TableComparison(name, status, values, timings, written_by)
 
 
 def _writer(table: pd.DataFrame) -> str:

@@ -57,6 +57,9 @@ def test_lost_rows_or_columns_are_named():
     result = compare_frames("t", _metrics(), _metrics().drop(columns="ci_low").iloc[:1])
     assert result.status == "rows or columns differ"
     assert set(result.values) == {"2 rows -> 1 rows", "column ci_low gone"}
+    assert result.written_by == ("0.1.0+aaaaaaa", "0.1.0+aaaaaaa")
+    reordered = _metrics()[["metric", "method", "value", "ci_low", "train_seconds", "code_version"]]
+    assert compare_frames("t", _metrics(), reordered).values == {"columns reordered": None}
     with pytest.raises(ConfigError, match="atol"):
         compare_frames("t", _metrics(), _metrics(), atol=-1)
 
