@@ -10,14 +10,21 @@ DATA_DIR = Path(os.environ.get("MDBD_DATA_DIR", REPO_ROOT / "data"))
 RESULTS_DIR = Path(os.environ.get("MDBD_RESULTS_DIR", REPO_ROOT / "results"))
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
-#: Environment variable naming a folder laid out like ../shared/data (cuhk/, dut-samples/) with
-#: the real dataset pieces available offline. Unset means "not available": tests that need it skip.
+#: Environment variable naming a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
+#: with the real dataset pieces available offline. Set but empty means "not available": tests that need it skip.
 SHARED_DATA_ENV = "MDBD_SHARED_DATA"
+#: Where that folder is looked for when the variable is not set at all: beside the repository, the Makefile's default
+#: too. One default for `make` and a bare `mdbd` command alike, so that both name the data folder the same way in a
+#: run's identity ("$MDBD_SHARED_DATA/cuhk-full"), and a run trained by one is reused by the other.
+DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def shared_data_root() -> Path | None:
-    """The folder of real CUHK/DUT pieces named by $MDBD_SHARED_DATA, or None when unset/absent."""
+    """The folder of real CUHK/DUT pieces: $MDBD_SHARED_DATA, else DEFAULT_SHARED_DATA when the variable is unset
+    and that folder holds cuhk-full/; None when the variable is empty or names no folder."""
     value = os.environ.get(SHARED_DATA_ENV)
+    if value is None:
+        return DEFAULT_SHARED_DATA.resolve() if (DEFAULT_SHARED_DATA / "cuhk-full").is_dir() else None
     if not value:
         return None
     path = Path(value).expanduser().resolve()

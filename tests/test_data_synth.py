@@ -85,7 +85,7 @@ def test_no_halo_across_boundary():
 
 
 def test_ensure_synthetic_regenerates_on_setting_change(tmp_path, monkeypatch):
-    monkeypatch.delenv("MDBD_SHARED_DATA", raising=False)
+    monkeypatch.setenv("MDBD_SHARED_DATA", "")  # empty: no real masks (unset would look beside the repository)
     monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path / "nodata")  # no data/cuhk/gt: procedural masks
     cfg = load_config("smoke", data_root=str(tmp_path / "syn"), synth={"train_images": 4, "test_images": 2,
                                                                           "image_size": 48})

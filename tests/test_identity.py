@@ -136,3 +136,28 @@ def test_bookkeeping_leaves_the_identity_alone_and_the_device_type_does_not():
     for field, value in (("epochs", 3), ("lr", 1e-3), ("seed", 1), ("preset", "multianet"), ("augment", False),
                          ("synth.train_images", 13)):
         assert base.replace(**{field: value}).resolved_run_dir() != base.resolved_run_dir(), field
+
+
+def test_the_shared_data_folder_is_named_alike_with_and_without_the_variable(monkeypatch, tmp_path):
+    """`make` sets $MDBD_SHARED_DATA, a bare `mdbd` command may not: with the folder at its default place both name
+    the data folder "$MDBD_SHARED_DATA/cuhk-full", so both get one run folder (they once got two)."""
+    import mdbd.paths
+    from mdbd.paths import display_path, shared_data_root
+
+    shared = tmp_path / "shared" / "data"
+    (shared / "cuhk-full").mkdir(parents=True)
+    monkeypatch.setattr(mdbd.paths, "DEFAULT_SHARED_DATA", shared)
+    cfg = _cfg(dataset="cuhk", data_root=str(shared / "cuhk-full"))
+    monkeypatch.setenv("MDBD_SHARED_DATA", str(shared))
+    with_variable = run_identity(cfg)
+    monkeypatch.delenv("MDBD_SHARED_DATA")
+    assert shared_data_root() == shared.resolve()
+    assert display_path(shared / "cuhk-full") == "$MDBD_SHARED_DATA/cuhk-full"
+    assert run_identity(cfg) == with_variable and with_variable["data"] == "$MDBD_SHARED_DATA/cuhk-full"
+    # set but empty: explicitly none (the nbval state), even with the default folder present
+    monkeypatch.setenv("MDBD_SHARED_DATA", "")
+    assert shared_data_root() is None and display_path(shared / "cuhk-full") == str((shared / "cuhk-full").resolve())
+    # unset and no cuhk-full/ at the default place: none
+    monkeypatch.delenv("MDBD_SHARED_DATA")
+    (shared / "cuhk-full").rmdir()
+    assert shared_data_root() is None
