@@ -64,7 +64,7 @@ def main() -> int:
         scored = evaluate_checkpoint(checkpoint, "cuhk", args.cuhk, "test", protocols=("sod",), bootstrap=1000).table
         scored = scored[scored["metric"].isin(["max_f", "mae"])].assign(
             variant=label, checkpoint=display_path(checkpoint), attention_scale=saved["attention_scale"],
-            spatial_gate=saved["spatial_gate"])
+            spatial_gate=saved["spatial_gate"], epoch=meta.get("epoch"), data_root=display_path(args.cuhk))
         scores.append(scored)
         spatial = stats[stats["module"] == "SA"].groupby("statistic")["value"].mean()
         print(f"{label}: {display_path(checkpoint)}  Z mean {spatial['z_mean']:.3f}, above 0.95 "
