@@ -13,9 +13,9 @@ DATA_ROOT ?=
 # EXTRAS=1: after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1 under D-DFFNet's protocol)
 EXTRAS ?=
 STAMP := $(VENV)/.mdbd-installed
-# The real CUHK/DUT pieces, when a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
-# sits beside the repository.
-export MDBD_SHARED_DATA ?= $(if $(wildcard ../shared/data/cuhk-full),$(abspath ../shared/data),)
+# The real CUHK/DUT pieces: $MDBD_SHARED_DATA, or, left unset, a folder laid out like ../shared/data (cuhk-full/,
+# dut-samples/, published-maps/) beside the repository, found by mdbd itself (mdbd.paths.DEFAULT_SHARED_DATA) for make
+# and a bare mdbd command alike.
 
 .PHONY: install reproduce test nbval-refs lab bench
 

@@ -13,9 +13,9 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 #: Environment variable naming a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
 #: with the real dataset pieces available offline. Set but empty means "not available": tests that need it skip.
 SHARED_DATA_ENV = "MDBD_SHARED_DATA"
-#: Where that folder is looked for when the variable is not set at all: beside the repository, the Makefile's default
-#: too. One default for `make` and a bare `mdbd` command alike, so that both name the data folder the same way in a
-#: run's identity ("$MDBD_SHARED_DATA/cuhk-full"), and a run trained by one is reused by the other.
+#: Where that folder is looked for when the variable is not set at all: beside the repository (the Makefile sets no
+#: default of its own). One default for `make` and a bare `mdbd` command alike, so that both name the data folder
+#: the same way in a run's identity ("$MDBD_SHARED_DATA/cuhk-full"), and a run trained by one is reused by the other.
 DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
