@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from mdbd.io import atomic_write_text
+from mdbd.model.multianet import count_flops
 from mdbd.provenance import device_name, provenance, resolve_device
 
 #: Dense bf16 tensor peak (TFLOP/s) of devices we may be lent; for anything else the fraction of peak is left empty.
@@ -66,17 +67,6 @@ def median_seconds(fn, iters: int, warmup: int, device: torch.device) -> float:
         _sync(device)
         times.append(time.perf_counter() - t0)
     return float(sorted(times)[len(times) // 2])
-
-
-def count_flops(model: torch.nn.Module, size: int) -> float:
-    """Forward FLOPs per image (multiply-add = 2 FLOPs) from torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.rand(1, 3, size, size)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.cpu()(x)
-    return float(counter.get_total_flops())
 
 
 def peak_tflops(device: torch.device) -> tuple[float | None, str]:

@@ -84,3 +84,12 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
     model.to(resolve_device(device)).eval()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
     return model, dict(config), meta
+
+
+def recorded_training_precision(meta: dict[str, Any], config: dict[str, Any]) -> str:
+    """What a checkpoint's training steps computed in: recorded since cpu_bf16 existed; before, CPU runs were fp32
+    and CUDA runs bf16 autocast unless their config turned it off."""
+    if meta.get("train_precision"):
+        return str(meta["train_precision"])
+    on_cuda = str(meta.get("device", "")).lower().startswith(("cuda", "nvidia"))
+    return "bf16 autocast" if on_cuda and config.get("bf16", True) else "fp32"

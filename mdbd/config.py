@@ -102,7 +102,11 @@ class RunConfig:
     seed: int = 0
     num_workers: int = 0
     device: str | None = None  # None: cuda when available, else cpu
-    bf16: bool = True  # autocast to bf16 on CUDA only; CPU runs stay fp32 and deterministic
+    bf16: bool = True  # autocast to bf16 on CUDA only (cpu_bf16 is the CPU's own switch)
+    # autocast the CPU training steps to bf16. It pays only on CPUs with native bf16 arithmetic (AVX512_BF16, AMX);
+    # elsewhere PyTorch emulates it, many times slower (`mdbd bench --cpu-training` measures both on this CPU). Off
+    # by default: scoring always runs in fp32 (mdbd.scoring), and a run's precision enters its identity.
+    cpu_bf16: bool = False
     channels_last: bool = True  # CUDA only
     # torch.compile of the training forward/backward: off | on | auto (on for CUDA, off on CPU, where compiling a
     # run of minutes costs more than it saves and needs a C++ toolchain); validation and checkpoints use the plain model
@@ -162,6 +166,12 @@ class RunConfig:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
         if not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1:
             raise ConfigError(f"concurrent_runs must be an integer >= 1, got {self.concurrent_runs!r}")
+        for name in ("cpu_bf16", "bf16", "channels_last", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.source_size is not None and self.image_size > self.source_size:
+            raise ConfigError(f"image_size {self.image_size} is larger than source_size {self.source_size}: a training "
+                              "patch is cut from the source copy, so it cannot be larger than it")
         if not isinstance(self.cache_frozen_features, bool):
             raise ConfigError(f"cache_frozen_features must be true or false, got {self.cache_frozen_features!r}")
         if self.compile not in COMPILE_CHOICES:

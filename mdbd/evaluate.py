@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.errors import ConfigError, DataError
-from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, protocol_metrics
+from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, paired_difference, protocol_metrics
 from mdbd.metrics.inputs import check_positive, resize_to
 from mdbd.provenance import provenance
 
@@ -45,11 +45,13 @@ PROVENANCE_COLUMNS = ("weights", "profile", "device", "seed", "n_boot", "confide
 @dataclass
 class EvaluationResult:
     """``table``: a row per model x dataset x split x protocol x metric; ``curves``: PR/F curves;
-    ``per_image``: every per-image score (id, protocol, metric, value) for paired comparisons."""
+    ``per_image``: every per-image score (id, protocol, metric, value); ``metrics``: the stepped metric objects of
+    each protocol, for paired comparisons between models scored on the same images (`paired_comparison`)."""
 
     table: pd.DataFrame
     curves: pd.DataFrame
     per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metrics: dict[str, list] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """A compact view: one row per protocol x metric, value with its interval."""
@@ -125,7 +127,22 @@ def _evaluate_pairs(pairs: Iterable[tuple[Any, Any]], ids: Sequence[Hashable] | 
     curves = _with_fields(pd.concat(curve_frames, ignore_index=True) if curve_frames
                           else pd.DataFrame(columns=list(CURVE_COLUMNS[3:])), fields, CURVE_COLUMNS)
     per_image_table = _with_fields(pd.concat(image_frames, ignore_index=True), fields, IDENTITY_COLUMNS)
-    return EvaluationResult(table=table, curves=curves, per_image=per_image_table)
+    return EvaluationResult(table=table, curves=curves, per_image=per_image_table, metrics=metrics)
+
+
+def paired_comparison(a: Sequence[EvaluationResult], b: Sequence[EvaluationResult], protocol: str,
+                      n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+                      ) -> dict[str, tuple[float, float, float]]:
+    """A - B under `protocol` with a paired bootstrap over the shared test images (and over seeds: one result per
+    seed on each side), ``{metric: (difference, low, high)}`` (mdbd.metrics.paired_difference)."""
+    sides = []
+    for side in (a, b):
+        missing = [i for i, r in enumerate(side) if protocol not in r.metrics]
+        if missing or not side:
+            raise ConfigError(f"paired comparison: protocol {protocol!r} was not scored with its metrics kept for "
+                              f"{len(missing) or 'any'} result(s); score again with this version of mdbd")
+        sides.append([r.metrics[protocol] for r in side])
+    return paired_difference(sides[0], sides[1], n_boot=n_boot, seed=seed, confidence=confidence)
 
 
 def _strict_zip(preds: Iterable[Any], gts: Iterable[Any]):

@@ -75,6 +75,9 @@ def check_usable(cfg: RunConfig, world_size: int, compiled: bool) -> None:
     if world_size > 1:
         raise ConfigError(f"cache_frozen_features works in one process; this run has WORLD_SIZE={world_size} "
                           "(set cache_frozen_features: false under torchrun)")
+    if cfg.cpu_bf16:
+        raise ConfigError("cache_frozen_features and cpu_bf16 cannot be combined: the cache holds fp32 taps, which a "
+                          "bf16 run would not compute (set one of them false)")
     if compiled:
         raise ConfigError("cache_frozen_features and compile cannot be combined: the cached taps feed the plain "
                           "model's forward_from_trunk (set compile: off or cache_frozen_features: false)")

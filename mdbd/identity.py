@@ -13,7 +13,8 @@ What enters:
   attention_scale only for presets with channel attention (HL and HL+LL runs are shared by every scale), and
   spatial_gate only for presets with SA and a gate other than "sigmoid" (the only gate before the option existed:
   every earlier run keeps its hash, and runs without SA are shared by both gates);
-- the device type (cpu or cuda) and, on CUDA only, bf16 and channels_last, which change the numbers there;
+- the device type (cpu or cuda) and, on CUDA only, bf16 and channels_last, which change the numbers there; on the
+  CPU, cpu_bf16 when it is on (bf16 training steps);
 - the data folder as display_path shows it (relative to the repository or $MDBD_SHARED_DATA: the same on every
   checkout), and the files training reads: names and byte sizes of every image and mask of the training and
   validation splits (`data_fingerprint`; a stat per file, no decoding: cheap even for Shi's 704 pairs);
@@ -71,6 +72,8 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
     identity["device_type"] = device_type
     if device_type == "cuda":
         identity["bf16"], identity["channels_last"] = cfg.bf16, cfg.channels_last
+    if device_type != "cpu" or not cfg.cpu_bf16:
+        identity.pop("cpu_bf16", None)  # fp32 on the CPU, as every run before the field: their hashes stay
     return identity
 
 

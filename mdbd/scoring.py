@@ -34,14 +34,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
 
 
 def _load_model(checkpoint: str | os.PathLike | torch.nn.Module, size: int | None, device: str):
-    from mdbd.checkpoint import inference_size, load_checkpoint
+    from mdbd.checkpoint import inference_size, load_checkpoint, recorded_training_precision
 
     if isinstance(checkpoint, torch.nn.Module):
         if size is None:
             raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
-        return checkpoint, {}, size
-    model, cfg_dict, _ = load_checkpoint(checkpoint, device=device)
-    return model, cfg_dict, size or inference_size(cfg_dict)
+        return checkpoint, {}, size, "unknown (a model object, not a checkpoint)"
+    model, cfg_dict, meta = load_checkpoint(checkpoint, device=device)
+    return model, cfg_dict, size or inference_size(cfg_dict), recorded_training_precision(meta, cfg_dict)
 
 
 def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Module], dataset: str,
@@ -72,8 +72,8 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
     pairs.verify()  # every image present and of its mask's size (headers only), before anything is predicted
     images = [pairs.load_image(i) for i in range(len(pairs))]
     preds: list = [None] * len(loaded)
-    for side in dict.fromkeys(s for _, _, s in loaded):
-        idx = [i for i, (_, _, s) in enumerate(loaded) if s == side]
+    for side in dict.fromkeys(s for _, _, s, _ in loaded):
+        idx = [i for i, (_, _, s, _) in enumerate(loaded) if s == side]
         maps = predict_arrays_many([loaded[i][0] for i in idx], images, side, device=device, batch_size=batch_size,
                                    bf16=False)
         for i, model_maps in zip(idx, maps):
@@ -82,11 +82,11 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
     gts = [pairs.load_mask_levels(i) for i in range(len(pairs))]
     evaluate_kwargs.setdefault("strict_gt", False)
     results = []
-    for i, (model, cfg_dict, _) in enumerate(loaded):
+    for i, (model, cfg_dict, _, train_precision) in enumerate(loaded):
         provenance = {"model": getattr(model, "preset", cfg_dict.get("preset")), "dataset": dataset, "split": split,
                       "weights": str(getattr(model, "backbone_source", cfg_dict.get("backbone_weights"))),
                       "profile": profile or cfg_dict.get("profile"), "device": device_name(device),
-                      "precision": "fp32, 8-bit maps"}
+                      "precision": "fp32, 8-bit maps", "train_precision": train_precision}
         # evaluate_maps records its `seed` (also the bootstrap's): the run's seed unless told otherwise
         seed = seeds[i] if seeds is not None else int(cfg_dict.get("seed", 0))
         results.append(evaluate_maps(preds[i], gts, ids=list(pairs.ids), seed=seed, **evaluate_kwargs, **provenance))

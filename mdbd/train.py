@@ -266,7 +266,15 @@ def schedule_description(cfg: RunConfig, steps_per_epoch: int) -> dict[str, Any]
 def _autocast(device: torch.device, cfg: RunConfig):
     if device.type == "cuda" and cfg.bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and cfg.cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def training_precision(cfg: RunConfig, device_type: str) -> str:
+    """What the training steps compute in on `device_type` ("fp32" or "bf16 autocast"), for the result rows."""
+    bf16 = cfg.bf16 if device_type == "cuda" else cfg.cpu_bf16
+    return "bf16 autocast" if bf16 else "fp32"
 
 
 def _compiled_for_training(net: torch.nn.Module, cfg: RunConfig, device: torch.device
@@ -435,7 +443,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                  "torch_version": str(torch.__version__), "world_size": info.world_size,
                  "schedule": schedule_description(cfg, loop.steps_per_epoch),
                  "dataset": cfg.dataset, "data_root": str(data_root), "val_split": val_split,
-                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size(), "compiled": loop.compiled}
+                 "image_size": cfg.image_size, "eval_size": cfg.resolved_eval_size(), "compiled": loop.compiled,
+                 "train_precision": training_precision(cfg, device.type)}
     for epoch in range(start_epoch, cfg.epochs):
         record = _train_epoch(loop, epoch, cfg, info, device, progress and info.is_main, tqdm)
         if info.is_main:

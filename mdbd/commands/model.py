@@ -66,7 +66,8 @@ def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dic
     import torch
 
     # mdbd.bench imports pandas: only when costs are asked for.
-    from mdbd.bench import count_flops, median_seconds
+    from mdbd.bench import median_seconds
+    from mdbd.model.multianet import count_flops
     from mdbd.threads import torch_threads
 
     if size < 16 or runs < 1 or threads < 1:

@@ -10,7 +10,7 @@
 
 from mdbd.metrics.base import BETA2, Metric, fmeasure
 from mdbd.metrics.benchmark import benchmark_against_pysodmetrics
-from mdbd.metrics.bootstrap import bootstrap_ci, bootstrap_distribution, resample_weights
+from mdbd.metrics.bootstrap import bootstrap_ci, bootstrap_distribution, paired_difference, resample_weights
 from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
 from mdbd.metrics.inputs import POSITIVE_CLASSES, MetricInputError, validate_pair
 from mdbd.metrics.iou import PooledIoU
@@ -23,5 +23,5 @@ __all__ = [
     "RULES",
     "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
     "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
-    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",
+    "paired_difference",    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",
 ]

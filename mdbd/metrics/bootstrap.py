@@ -64,3 +64,55 @@ def bootstrap_ci(metrics: Metric | Sequence[Metric] | np.ndarray, n_boot: int = 
         distributions = bootstrap_distribution(metrics, n_boot, seed)
     tail = (1 - confidence) / 2
     return {name: (float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail))) for name, v in distributions.items()}
+
+
+def paired_difference(a: Sequence[Metric | Sequence[Metric]], b: Sequence[Metric | Sequence[Metric]],
+                      n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+                      ) -> dict[str, tuple[float, float, float]]:
+    """Paired percentile bootstrap of A - B for every scalar metric both sides have, ``{name: (diff, low, high)}``.
+
+    ``a`` and ``b``: one entry per seed (a stepped metric, or several stepped alike), every one stepped on the same
+    images in the same order. The point difference is mean over A's seeds minus mean over B's. Each resample draws
+    ONE set of image weights for every model of both sides (the pairing: an image that is hard for A is hard for B
+    in the same resample, so the noise they share cancels), and, where a side has several seeds, draws its seeds
+    with replacement too (the training noise). With one seed a side it is the plain paired image bootstrap."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"paired bootstrap: confidence={confidence} must lie in (0, 1)")
+    if n_boot < 1:
+        raise ConfigError(f"paired bootstrap: n_boot={n_boot} must be >= 1")
+    sides = [[[m] if isinstance(m, Metric) else list(m) for m in side] for side in (a, b)]
+    if not sides[0] or not sides[1]:
+        raise ConfigError("paired bootstrap: each side needs at least one stepped model")
+    every = [m for side in sides for group in side for m in group]
+    ids = {tuple(map(str, m.ids)) for m in every}
+    if len(ids) != 1:
+        raise ConfigError("paired bootstrap: the models were not stepped on the same images in the same order "
+                          f"({sorted(len(i) for i in ids)} images)")
+    names = sorted(set.intersection(*({n for m in group for n in m.names} for side in sides for group in side)))
+    if not names:
+        raise ConfigError("paired bootstrap: the two sides share no metric")
+    n_images = every[0].n_images
+    rng = np.random.default_rng(seed)
+    point = {name: _mean_over_seeds(sides[0], name, np.ones((1, n_images)))[:, 0].mean()
+             - _mean_over_seeds(sides[1], name, np.ones((1, n_images)))[:, 0].mean() for name in names}
+    chunk = max(1, _CHUNK_ELEMENTS // max(n_images, 1))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, n_boot, chunk):
+        count = min(chunk, n_boot - start)
+        weights = resample_weights(n_images, count, rng)
+        picks = [rng.integers(0, len(side), size=(count, len(side))) for side in sides]
+        for name in names:
+            per_seed = [_mean_over_seeds(side, name, weights) for side in sides]  # (seeds, count) each
+            means = [np.take_along_axis(values.T, pick, axis=1).mean(axis=1) for values, pick in zip(per_seed, picks)]
+            parts[name].append(means[0] - means[1])
+    tail = (1 - confidence) / 2
+    out = {}
+    for name in names:
+        diffs = np.concatenate(parts[name])
+        out[name] = (float(point[name]), float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail)))
+    return out
+
+
+def _mean_over_seeds(side: list[list[Metric]], name: str, weights: np.ndarray) -> np.ndarray:
+    """(seeds, resamples): metric `name` of each seed's model under every row of `weights`."""
+    return np.stack([next(m for m in group if name in m.names).summaries(weights)[name] for group in side])

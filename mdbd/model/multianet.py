@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE
 from mdbd.errors import ConfigError
@@ -255,6 +256,16 @@ class MultiANet(nn.Module):
             low = self.sa(high, low)
         fused = F.relu(self.fuse_reduce((low, head), low.shape[-2:]), inplace=True)
         return self.classifier(fused)  # conv1_2 keeps the input's size: already (B, 1, H, W)
+
+
+def count_flops(model: nn.Module, size: int) -> float:
+    """Forward FLOPs per image at size x size (multiply-add = 2 FLOPs), from torch's FlopCounterMode."""
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.cpu().eval()(torch.rand(1, 3, size, size))
+    model.train(was_training)
+    return float(counter.get_total_flops())
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

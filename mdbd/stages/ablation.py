@@ -209,3 +209,66 @@ def attention_diagnostics(cfg: RunConfig, n_images: int = 3, size: int | None = 
                                 ids=[s.id for s in samples], size=size or run_cfg.image_size, device=cfg.device or "cpu",
                                 checkpoint=display_path(checkpoint), epoch=meta.get("epoch"), dataset=run_cfg.dataset,
                                 split="test", seed=run_cfg.seed, weights=str(model.backbone_source))
+
+
+#: the contrasts of the paired Table III: (row, reference row). Every preset against the HL baseline, and the full
+#: model against HL+LL (what the three attention modules add together).
+PAIRED_CONTRASTS = tuple((preset, "hl") for preset in ("hl_ll", "hl_ll_hca", "hl_ll_hca_sa", "hl_ll_hca_lca",
+                                                          "hl_ll_lca_sa", "multianet")) + (("multianet", "hl_ll"),)
+PAIRED_INTERVAL = ("95% paired percentile bootstrap: the same test images resampled for both rows, {seeds} "
+                   "(test images and training seeds both vary in it)")
+
+
+def paired_ablation_table(cfg: RunConfig, bootstrap: int = 1000, confidence: float = 0.95) -> pd.DataFrame:
+    """Each PAIRED_CONTRASTS row minus its reference under the headline protocol, with a PAIRED bootstrap interval
+    over the same test images (and the seeds, where there are several: mdbd.metrics.paired_difference), beside the
+    paper's own gain on DUT (quoted) and whether that gain lies inside our interval. Reads the runs of
+    `ablation_configs` (run_ablation must have trained them) and their kept scores."""
+    from mdbd.checkpoint import CHECKPOINT_NAME
+    from mdbd.evaluate import paired_comparison
+    from mdbd.model import PRESETS
+    from mdbd.report import QUOTED, beside_paper
+    from mdbd.stages.common import HEADLINE
+
+    configs = ablation_configs(cfg)
+    evaluations = evaluate_runs([(c.resolved_run_dir() / CHECKPOINT_NAME, c) for c in configs], bootstrap=bootstrap)
+    by_preset: dict[str, list] = {}
+    for run_cfg, evaluation in zip(configs, evaluations):
+        by_preset.setdefault(run_cfg.preset, []).append(evaluation)
+    keys = pd.MultiIndex.from_product([list(PRESETS), list(HEADLINE)], names=["method", "metric"])
+    quoted = beside_paper(keys.to_frame(index=False).assign(value=math.nan), "III",
+                          paper_dataset="dut").set_index(["method", "metric"])[QUOTED]
+    n_seeds = len(cfg.ablation.seeds)
+    seeds_text = "one seed per row" if n_seeds == 1 else f"{n_seeds} seeds per row resampled with replacement"
+    rows = []
+    for row, reference in PAIRED_CONTRASTS:
+        for metric, (protocol, name) in HEADLINE.items():
+            diff, low, high = paired_comparison(by_preset[row], by_preset[reference], protocol, n_boot=bootstrap,
+                                                seed=cfg.seed, confidence=confidence)[name]
+            paper_gain = float(quoted.get((row, metric), math.nan) - quoted.get((reference, metric), math.nan))
+            rows.append({"contrast": f"{row} vs {reference}", "metric": metric, "difference": diff,
+                         "ci_low": low, "ci_high": high, "paired": contrast_text(diff, low, high),
+                         "excludes_zero": bool(low > 0 or high < 0),
+                         "paper_gain (quoted, dut)": paper_gain,
+                         "paper_gain_in_interval": where_in_interval(paper_gain, low, high),
+                         "row": PRESETS[row].table_label, "reference": PRESETS[reference].table_label,
+                         "protocol": f"{protocol}:{name}", "seeds": n_seeds,
+                         "interval": PAIRED_INTERVAL.format(seeds=seeds_text), "n_boot": bootstrap})
+    table = pd.DataFrame(rows)
+    first = configs[0]
+    table["dataset"], table["split"] = first.dataset, "test"
+    table["epochs"] = first.epochs
+    table["seed"] = ",".join(str(s) for s in cfg.ablation.seeds)
+    return table
+
+
+def contrast_text(diff: float, low: float, high: float) -> str:
+    """'+0.004 [-0.002, +0.010]'."""
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def where_in_interval(value: float, low: float, high: float) -> str:
+    """inside | above | below (the interval), or 'not quoted' for NaN."""
+    if math.isnan(value):
+        return "not quoted"
+    return "inside" if low <= value <= high else ("above" if value > high else "below")
