@@ -35,6 +35,9 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
     "08_cuhk_te1": ("nothing but Zhao's 100 CUHK images (outside the default chain; DBDF's published maps optional)",
                     "seconds off CUHK (not available); on CUHK ~ 10 min on 2 cores for the HiFST/LBP maps of the 80 "
                     "images outside the test split, seconds once cached"),
+    "09_fidelity": ("nothing but Shi's training images (outside the default chain)",
+                    "seconds off CUHK (not available); on CUHK ~ 45 min on 2 cores for the fidelity sweep's default "
+                    "candidates, seconds once trained"),
 }
 
 

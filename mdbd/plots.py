@@ -160,3 +160,31 @@ def audit_heatmap(ranking: pd.DataFrame, *, title: str = "", best: str | None = 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def fidelity_frontier(table: pd.DataFrame, *, protocol: str, quoted: dict[str, float], paper_flops: float,
+                      chain: str, frontiers: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
+    """Max F and MAE of every sweep run against its training FLOPs (log scale): the frontier joined, the chain's
+    recipe starred, the paper's quoted value (dashed) and our estimate of the paper's training FLOPs (dotted)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, label in zip(axes, ("max_f", "mae"), ("max F-beta (higher is better)", "MAE (lower is better)")):
+        sub = table[(table["protocol"] == protocol) & (table["metric"] == metric)]
+        ax.scatter(sub["train_flops"], sub["value"], color="tab:blue", zorder=3, label="held-out runs")
+        for _, row in sub.iterrows():
+            ax.annotate(row["candidate"], (row["train_flops"], row["value"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        front = frontiers[metric]
+        ax.plot(front["train_flops"], front["value"], color="tab:blue", alpha=0.6, label="frontier")
+        mine = sub[sub["candidate"] == chain]
+        ax.scatter(mine["train_flops"], mine["value"], marker="*", s=160, color="tab:orange", zorder=4,
+                   label=f"the chain's recipe ({chain})")
+        if metric in quoted:
+            ax.axhline(quoted[metric], color="tab:red", ls="--", lw=1, label="paper (quoted, Shi's test split)")
+        ax.axvline(paper_flops, color="gray", ls=":", lw=1, label="paper's training FLOPs (our estimate)")
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs (forward FLOPs x images seen x 3)")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

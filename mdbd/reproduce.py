@@ -24,7 +24,9 @@ NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves",
 #: notebooks outside the default chain, run by name (`--only`) or after it (`--extras`): 08 needs 160 HiFST/LBP maps
 #: on images outside the test split (~10 min on 2 CPU cores on Shi's data) for a table that does not involve our model
 EXTRA_NOTEBOOKS = ("08_cuhk_te1",)
-ALL_NOTEBOOKS = NOTEBOOKS + EXTRA_NOTEBOOKS
+#: notebooks run by name only (`--only`), never by --extras: 09 trains a sweep of held-out runs (~45 min on 2 cores)
+BY_NAME_NOTEBOOKS = ("09_fidelity",)
+ALL_NOTEBOOKS = NOTEBOOKS + EXTRA_NOTEBOOKS + BY_NAME_NOTEBOOKS
 
 
 class NotebookFailed(MdbdError):
@@ -120,7 +122,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     from mdbd.stages.data import check_dataset
 
     cfg = chain_config(profile, dataset, data_root)
-    names = list(notebooks or (ALL_NOTEBOOKS if extras else NOTEBOOKS))
+    names = list(notebooks or (NOTEBOOKS + EXTRA_NOTEBOOKS if extras else NOTEBOOKS))
     unknown = [n for n in names if n not in ALL_NOTEBOOKS]
     if unknown:
         raise ConfigError(f"unknown notebook(s) {unknown}; the notebooks are {', '.join(ALL_NOTEBOOKS)}")

@@ -256,3 +256,42 @@ def extrapolate(points: pd.DataFrame, target: float, x: str = "train_flops") -> 
     if slope == 0 or (target - last) / slope < 0:
         return {"slope_per_decade": float(slope), "needed": math.nan}
     return {"slope_per_decade": float(slope), "needed": float(10 ** ((target - intercept) / slope))}
+
+
+# -- the compute-fidelity summary ---------------------------------------------------------------------------
+
+#: the paper profile's epochs and Shi's training images: the assumption behind paper_training_flops (the paper gives
+#: no epoch count, only about 3 hours on a Titan Xp; mdbd/profiles/paper.yaml explains the 60)
+PAPER_EPOCHS, PAPER_TRAIN_IMAGES, PAPER_SIZE = 60, 604, 320
+#: the sweep's candidate that is the real chain's recipe (laptop profile, cuhk section, as it is)
+CHAIN_CANDIDATE = "chain-e3"
+
+
+def paper_training_flops() -> float:
+    """An ESTIMATE of the paper's training compute: the full model's forward FLOPs at 320 px x 604 images x 60 epochs
+    x 3 (our paper profile's assumptions, not the paper's numbers)."""
+    return 3 * count_flops(build_model("multianet", backbone_weights="none"), PAPER_SIZE) * PAPER_TRAIN_IMAGES \
+        * PAPER_EPOCHS
+
+
+def fidelity_summary(table: pd.DataFrame, quoted: dict[str, float], chain: str = CHAIN_CANDIDATE) -> pd.DataFrame:
+    """Per protocol and metric: the chain recipe's value, the frontier's best, the frontier's slope per tenfold of
+    training FLOPs and, where the paper's value is `quoted` ({"max_f": .., "mae": ..}, headline protocol only), the
+    FLOPs at which the frontier's line would reach it (an EXTRAPOLATION) beside our estimate of the paper's budget."""
+    paper_flops = paper_training_flops()
+    rows = []
+    for (protocol, metric), _ in table.groupby(["protocol", "metric"], sort=False):
+        front = frontier(table, protocol, metric, x="train_flops")
+        sub = table[(table["protocol"] == protocol) & (table["metric"] == metric)]
+        chain_rows = sub[sub["candidate"] == chain]
+        target = quoted.get(metric, math.nan) if protocol == "sod-blur" else math.nan
+        line = extrapolate(front, target) if not math.isnan(target) else extrapolate(front, front["value"].iloc[-1])
+        best = front.iloc[-1]
+        rows.append({"protocol": protocol, "metric": metric,
+                     "chain_recipe": chain_rows["value"].mean() if len(chain_rows) else math.nan,
+                     "best_candidate": best["candidate"], "best_value": best["value"],
+                     "best_train_flops": best["train_flops"], "frontier": " -> ".join(front["candidate"]),
+                     "slope_per_tenfold_flops": line["slope_per_decade"], "paper (quoted)": target,
+                     "flops_to_reach_paper (extrapolation)": line["needed"] if not math.isnan(target) else math.nan,
+                     "paper_budget_flops (estimate)": paper_flops})
+    return pd.DataFrame(rows)

@@ -12,6 +12,9 @@ def register(sub) -> None:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidates")
     p.add_argument("--profile-training", action="store_true",
                    help="instead: where one optimised training step spends its time (top operators)")
+    p.add_argument("--cpu-training", action="store_true",
+                   help="instead: CPU training steps per size x frozen blocks x fp32/bf16 x layout x runs at once "
+                        "(mdbd.cpu_training_bench; with --quick the chain's recipe only)")
     p.add_argument("--partial", default=None, help="CSV rewritten after every row (kept if the run is cut off)")
     p.set_defaults(func=_run)
 
@@ -33,6 +36,8 @@ def _run(args) -> int:
     from mdbd.bench import BenchSettings, run_bench
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
+    if args.cpu_training:
+        return _cpu_training(args)
     if args.profile_training:
         return _profile(args, settings)
     settings.preset = args.preset
@@ -56,5 +61,20 @@ def _profile(args, settings) -> int:
           f"on {table['device'].iloc[0]}: {table.attrs['total_ms_per_step']:.2f} ms of {table['clock'].iloc[0]} time")
     shown = table.assign(operator=table["operator"].str.slice(0, 90))
     print(shown[["operator", "ms_per_step", "share", "calls_per_step"]].to_markdown(index=False, floatfmt=".3g"))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+def _cpu_training(args) -> int:
+    from mdbd.cpu_training_bench import CpuTrainingGrid, cpu_training_rows
+
+    grid = CpuTrainingGrid.quick() if args.quick else CpuTrainingGrid()
+    print(f"CPU training steps, batch {grid.batch}, {grid.threads} threads shared by the runs at once:")
+    table = cpu_training_rows(grid)
+    out = _write(table, args, "cpu-training", "-quick" if args.quick else "")
+    shown = table[["size", "frozen_blocks", "precision", "channels_last", "runs_at_once", "images_per_s",
+                   "ratio_to_fp32_nchw", "note"]]
+    print(f"\ndevice: {table['device'].iloc[0]} | {table['cpu_bf16'].iloc[0]}")
+    print(shown.fillna("").to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwritten: {out}")
     return 0
