@@ -8,6 +8,7 @@ imports the other.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -39,8 +40,30 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
         raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    if "tensor_digest" in state and tensor_digest(state["model"]) != state["tensor_digest"]:
+        raise CheckpointError(f"checkpoint {path} is damaged: its weights do not match the digest written with them "
+                              "(changed on disk after it was saved); retrain or restore the run")
     _fill_legacy_config(state, path)
     return state
+
+
+def tensor_digest(model_state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and bytes, in key order: written with every checkpoint and
+    checked on reading, so that a checkpoint damaged in place (same size, other bytes) is refused, not loaded."""
+    digest = hashlib.sha256()
+    for name in sorted(model_state):
+        tensor = model_state[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(model_state[name].shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def checkpoint_finished(state: dict[str, Any]) -> bool:
+    """Whether the checkpoint's run trained all its epochs (recorded since the field existed; before, read from
+    the epoch count against its configuration's)."""
+    if "finished" in state:
+        return bool(state["finished"])
+    return int(state.get("epoch", 0)) >= int(state.get("config", {}).get("epochs", 0) or 0)
 
 
 def _fill_legacy_config(state: dict[str, Any], path: Path) -> None:
@@ -83,6 +106,7 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
         model.backbone_source = state.get("backbone_source", model.backbone_source)
     model.to(resolve_device(device)).eval()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng", "config")}
+    meta["finished"] = checkpoint_finished(state)
     return model, dict(config), meta
 
 

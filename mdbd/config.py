@@ -7,6 +7,8 @@ Profiles:
 - smoke:  tiny sizes for tests; a training finishes in well under a minute on CPU.
 - laptop: a 2-core CPU in minutes, where learning is clearly visible; the README's main job.
 - paper:  the paper's settings (320x320, batch 6, Adam 4e-4), for a GPU.
+- long:   Table III's central contrast (HL against the full model) with three seeds each, on a 2-core CPU in at most
+          100 minutes on Shi's data (notebook 03 alone: `mdbd reproduce --profile long --only 03_ablation`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 from mdbd.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-PROFILES = ("smoke", "laptop", "paper")
+PROFILES = ("smoke", "laptop", "paper", "long")
 DATASETS = ("synthetic", "cuhk", "dut", "folder")
 # Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
 # a configuration is checked without importing the model
@@ -56,10 +58,12 @@ class SynthConfig:
 
 @dataclass
 class AblationConfig:
-    """Table III: each of the seven presets trained `epochs` epochs (None: the profile's) for every seed."""
+    """Table III: each of its presets (None: all seven) trained `epochs` epochs (None: the profile's) for every
+    seed."""
 
     epochs: int | None = None
     seeds: tuple[int, ...] = (0,)
+    presets: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -128,6 +132,8 @@ class RunConfig:
         if isinstance(self.ablation, dict):
             self.ablation = AblationConfig(**self.ablation)
         self.ablation.seeds = tuple(self.ablation.seeds)
+        if self.ablation.presets is not None:
+            self.ablation.presets = tuple(self.ablation.presets)
         if isinstance(self.crop_scale, list):
             self.crop_scale = tuple(self.crop_scale)
         if isinstance(self.compile, bool):  # YAML 1.1 reads a bare on/off as a boolean
@@ -235,6 +241,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["crop_scale"] = list(self.crop_scale)
         d["ablation"]["seeds"] = list(self.ablation.seeds)
+        if self.ablation.presets is not None:
+            d["ablation"]["presets"] = list(self.ablation.presets)
         return d
 
     def replace(self, **overrides: Any) -> "RunConfig":

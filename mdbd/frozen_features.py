@@ -37,6 +37,7 @@ import torch
 
 from mdbd.config import RunConfig
 from mdbd.errors import ConfigError
+from mdbd.writer_lock import claim, process_running
 
 #: bump when what is stored changes meaning (a key of another version is never read)
 FROZEN_CACHE_VERSION = 1
@@ -165,21 +166,10 @@ class FrozenFeatureCache:
                 _claim_file(folder).unlink(missing_ok=True)
 
 
-def _running(pid_text: str) -> bool:
-    """Whether the process `pid_text` names still runs (anything unreadable counts as running: not ours to judge)."""
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError, OverflowError):
-        pass
-    return True
-
-
 def _remove_abandoned(folder: Path) -> None:
     """Delete the partial copies of `folder` left by processes that no longer run (a killed run's epoch)."""
     for partial in folder.parent.glob(f"{folder.name}.partial-*"):
-        if not _running(partial.name.rsplit("-", 1)[1]):
+        if not process_running(partial.name.rsplit("-", 1)[1]):
             shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -188,26 +178,8 @@ def _claim_file(folder: Path) -> Path:
 
 
 def _claim(folder: Path) -> bool:
-    """Become the one process writing `folder` (True), unless a running process already is (False). The claim of
-    a process that died is taken over."""
-    claim = _claim_file(folder)
-    claim.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = claim.read_text().strip()
-            except OSError:
-                holder = ""
-            if holder and _running(holder):
-                return False
-            claim.unlink(missing_ok=True)  # its writer died (or had not written its pid yet: then both write)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return True
-    return False
+    """Become the one process writing `folder` (True), unless a running process already is (False)."""
+    return claim(_claim_file(folder))
 
 
 class _EpochWriter:

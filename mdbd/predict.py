@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -173,7 +174,10 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
         if f.stem in stems:
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
-    model, cfg, _ = load_checkpoint(checkpoint, expected_preset=preset, device=device)
+    model, cfg, meta = load_checkpoint(checkpoint, expected_preset=preset, device=device)
+    if not meta["finished"]:
+        print(f"warning: {checkpoint} is an UNFINISHED run (epoch {meta.get('epoch')} of {cfg.get('epochs')}): these "
+              "maps are not its finished model's; resume its training first (mdbd train --resume)", file=sys.stderr)
     size = int(size or inference_size(cfg))
     # decode every input before writing anything (a many-chunk call decodes twice rather than hold all in memory)
     first = [read_image(f) for f in files[:chunk]]

@@ -37,13 +37,14 @@ import torch.nn.functional as F
 import yaml
 
 from mdbd.config import RunConfig
-from mdbd.errors import ConfigError, DataError
+from mdbd.errors import CheckpointError, ConfigError, DataError
 from mdbd.frozen_features import FrozenFeatureCache, check_usable
-from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, read_checkpoint
+from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, checkpoint_finished, read_checkpoint, tensor_digest
 from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
 from mdbd.io import atomic_write, atomic_write_text
 from mdbd.paths import display_path
 from mdbd.provenance import code_version, device_name, resolve_device
+from mdbd.writer_lock import writer_lock
 
 LOG_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds", "val_loss", "val_fmax", "val_mae")
 #: the files of a run folder; a fresh start moves them into PREVIOUS_DIR first
@@ -342,6 +343,25 @@ def _check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path)
             "another run_dir (the default folder is named after the run's identity)")
 
 
+def _refuse_to_move_a_finished_run(ckpt_path: Path, identity: dict[str, Any]) -> None:
+    """A fresh start never moves a finished run of the same identity aside: it would throw away the same model.
+    (A damaged or unreadable checkpoint, or another identity, is moved to previous/ as before.)"""
+    try:
+        state = read_checkpoint(ckpt_path)
+    except CheckpointError:
+        return
+    if checkpoint_finished(state) and not differences(state.get("identity"), identity):
+        raise ConfigError(f"{ckpt_path} holds the finished run of this very configuration; it is kept. Reuse it "
+                          "(`mdbd train --resume`, train(cfg, resume=True)), or choose another run_dir to train again")
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the hidden temporary files of writes that never finished (a kill during a checkpoint write): with the
+    folder's writer lock held, no other process can be writing them."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def _move_previous_run(run_dir: Path) -> Path | None:
     """Move an earlier run's files into run_dir/previous/ (replacing an older one there) BEFORE the new run writes
     anything: a crash of the new run followed by a resume can then never continue the old one."""
@@ -394,7 +414,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
         torch.use_deterministic_algorithms(True, warn_only=True)
     created_group = _start_distributed(info, device_str)
     try:
-        return _train(cfg, resume, progress, callback, info, device, started, tqdm)
+        # one writer per run folder (rank 0 writes): a second training of this folder is refused while this one
+        # runs, instead of moving its files aside and writing over them (docs/training.md, "One writer")
+        with writer_lock(cfg.resolved_run_dir(), "training") if info.is_main else contextlib.nullcontext():
+            return _train(cfg, resume, progress, callback, info, device, started, tqdm)
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         if created_group:
@@ -409,6 +432,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     # keep it, or a seed stops giving the same run
     run_dir = cfg.resolved_run_dir()
     ckpt_path = run_dir / CHECKPOINT_NAME
+    if info.is_main:
+        _remove_stale_temporaries(run_dir)
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
     identity = with_fingerprint(run_identity(cfg), {"train": train_pairs, val_split: val_pairs})
@@ -474,6 +499,8 @@ def _checkpoint_to_resume(cfg: RunConfig, resume: bool, ckpt_path: Path, identit
         state = read_checkpoint(ckpt_path)
         _check_same_run(state, identity, ckpt_path)
         return state
+    if info.is_main and ckpt_path.is_file():
+        _refuse_to_move_a_finished_run(ckpt_path, identity)
     if info.is_main:
         previous = _move_previous_run(ckpt_path.parent)
         if progress and resume:
@@ -617,8 +644,9 @@ def _save_epoch(loop: _Loop, cfg: RunConfig, base_meta: dict[str, Any], history:
     """The checkpoint (every `checkpoint_every` epochs and after the last) and log.csv after an epoch (rank 0)."""
     epoch = int(history[-1]["epoch"])
     if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-        state = {**base_meta, "epoch": epoch, "config": cfg.to_dict(), "history": history,
-                 "model": loop.model.state_dict(),
+        model_state = loop.model.state_dict()
+        state = {**base_meta, "epoch": epoch, "finished": epoch == cfg.epochs, "config": cfg.to_dict(),
+                 "history": history, "model": model_state, "tensor_digest": tensor_digest(model_state),
                  "sampler": {"kind": "DistributedSampler", "seed": cfg.seed, "next_epoch": epoch, "drop_last": True}}
         if epoch < cfg.epochs:
             # what resuming needs. A finished run is reused as it is, never continued (its epoch count is in

@@ -25,17 +25,28 @@ def model_variant(attention_scale: str | None = None, spatial_gate: str | None =
     return overrides, suffix
 
 
+def ablation_presets(cfg: RunConfig) -> list[str]:
+    """The presets of the profile's ablation (`ablation.presets`, None: all seven, in Table III's order)."""
+    from mdbd.errors import ConfigError
+    from mdbd.model import PRESETS
+
+    chosen = cfg.ablation.presets or tuple(PRESETS)
+    unknown = [p for p in chosen if p not in PRESETS]
+    if unknown:
+        raise ConfigError(f"ablation.presets names unknown preset(s) {unknown}; presets: {', '.join(PRESETS)}")
+    return [p for p in PRESETS if p in chosen]
+
+
 def ablation_configs(cfg: RunConfig) -> list[RunConfig]:
-    """The seven Table III presets x the profile's ablation seeds, each in the default folder of its identity.
+    """The Table III presets (all seven, or the profile's `ablation.presets`) x the profile's ablation seeds, each in
+    the default folder of its identity.
 
     A run that repeats one of 02_train's (same preset, seed, epochs and everything else: the paper profile's
     multianet and hl at seed 0) is the same run and is shared; any difference (e.g. an epochs override in 02) is
     another identity, hence another folder (mdbd.identity)."""
-    from mdbd.model import PRESETS
-
     epochs = cfg.ablation.epochs or cfg.epochs
     return [cfg.replace(preset=preset, seed=seed, epochs=epochs, run_dir=None)
-            for seed in cfg.ablation.seeds for preset in PRESETS]
+            for seed in cfg.ablation.seeds for preset in ablation_presets(cfg)]
 
 
 def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, concurrent: int | None = None,
@@ -151,6 +162,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["seed"] = ",".join(str(s) for s in sorted(runs["seed"].unique()))
     table["table_iii_row"] = [PRESETS[m].table_label for m in table["method"]]
     table = beside_paper(table, "III", paper_dataset="dut")  # Table III was measured on DUT
+    table = table[table["method"].isin(set(runs["method"]))]  # an ablation of some presets: only the rows it ran
     order = {name: i for i, name in enumerate(PRESETS)}
     return table.sort_values(["metric", "method"], key=lambda s: s.map(order) if s.name == "method" else s) \
         .reset_index(drop=True)
@@ -238,10 +250,11 @@ def paired_ablation_table(cfg: RunConfig, bootstrap: int = 1000, confidence: flo
     keys = pd.MultiIndex.from_product([list(PRESETS), list(HEADLINE)], names=["method", "metric"])
     quoted = beside_paper(keys.to_frame(index=False).assign(value=math.nan), "III",
                           paper_dataset="dut").set_index(["method", "metric"])[QUOTED]
+    contrasts = [(row, ref) for row, ref in PAIRED_CONTRASTS if row in by_preset and ref in by_preset]
     n_seeds = len(cfg.ablation.seeds)
     seeds_text = "one seed per row" if n_seeds == 1 else f"{n_seeds} seeds per row resampled with replacement"
     rows = []
-    for row, reference in PAIRED_CONTRASTS:
+    for row, reference in contrasts:
         for metric, (protocol, name) in HEADLINE.items():
             diff, low, high = paired_comparison(by_preset[row], by_preset[reference], protocol, n_boot=bootstrap,
                                                 seed=cfg.seed, confidence=confidence)[name]

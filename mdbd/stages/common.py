@@ -100,6 +100,21 @@ def _read_scores(path: Path | None):
         return None  # damaged or from another pandas: score again
 
 
+def require_finished(checkpoint: Path) -> None:
+    """A CheckpointError for an unfinished run (a table would present it as finished); a missing file is left to
+    the scoring, which names it."""
+    from mdbd.checkpoint import checkpoint_finished, read_checkpoint
+    from mdbd.errors import CheckpointError
+
+    if not checkpoint.is_file():
+        return
+    state = read_checkpoint(checkpoint)
+    if not checkpoint_finished(state):
+        raise CheckpointError(f"{checkpoint} is an unfinished run (epoch {state.get('epoch')} of "
+                              f"{state.get('config', {}).get('epochs')}); a table would present it as finished: "
+                              "resume its training first (train(cfg, resume=True), mdbd train --resume)")
+
+
 def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", bootstrap: int = 1000) -> list:
     """evaluate_run for several (checkpoint, config) pairs: the same results, each kept beside its checkpoint, but
     the runs not yet scored that read the same data are predicted together (mdbd.scoring.evaluate_checkpoints:
@@ -110,6 +125,8 @@ def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", b
     from mdbd.io import atomic_write
     from mdbd.scoring import evaluate_checkpoints
 
+    for checkpoint, _ in runs:
+        require_finished(Path(checkpoint))
     files = [_score_file(Path(checkpoint), cfg, split, bootstrap) for checkpoint, cfg in runs]
     results = [_read_scores(f) for f in files]
     groups: dict[tuple, list[int]] = {}
