@@ -39,6 +39,7 @@ from mdbd.model import build_model
 from mdbd.model.multianet import count_flops
 import mdbd.paths as paths
 from mdbd.paths import display_path
+from mdbd.report import save_table
 from mdbd.stages.common import evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
@@ -295,3 +296,16 @@ def fidelity_summary(table: pd.DataFrame, quoted: dict[str, float], chain: str =
                      "flops_to_reach_paper (extrapolation)": line["needed"] if not math.isnan(target) else math.nan,
                      "paper_budget_flops (estimate)": paper_flops})
     return pd.DataFrame(rows)
+
+
+def save_sweep_table(sweep: Sweep, table: pd.DataFrame, leading: list[str] | None = None) -> dict[str, Path]:
+    """The sweep's table under results/<profile>/cuhk/tables/<sweep name> (CSV and Markdown) with its held-out
+    provenance, `leading` columns first; printed."""
+    leading = leading or ["candidate", "seed", "protocol", "metric", "value", "ci_low", "ci_high", "cpu_minutes",
+                          "train_flops"]
+    table = table[leading + [c for c in table.columns if c not in leading]]
+    paths = save_table(table, sweep.name, profile=sweep.profile, dataset=sweep.dataset, title=sweep.title,
+                       provenance={"dataset": sweep.dataset, "source": "trained here"})
+    print(table[leading].to_string(index=False))
+    print(f"wrote {paths['csv']}")
+    return paths

@@ -22,8 +22,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from mdbd.data.locate import find_cuhk_root
     from mdbd.errors import DataError
-    from mdbd.report import save_table
-    from mdbd.sweep import load_sweep, run_sweep, sweep_configs
+    from mdbd.sweep import load_sweep, run_sweep, save_sweep_table, sweep_configs
 
     sweep = load_sweep(args.sweep)
     root = args.data_root or find_cuhk_root()
@@ -35,10 +34,5 @@ def _run(args) -> int:
             print(f"{name} seed {cfg.seed}: epochs {cfg.epochs}, image_size {cfg.image_size}, source_size "
                   f"{cfg.resolved_source_size()}, frozen blocks {cfg.freeze_backbone_blocks}, lr {cfg.lr}")
         return 0
-    table = run_sweep(sweep, root, args.candidates, args.seeds, progress=not args.quiet)
-    paths = save_table(table, sweep.name, profile=sweep.profile, dataset=sweep.dataset, title=sweep.title,
-                       provenance={"dataset": sweep.dataset, "source": "trained here"})
-    print(table[["candidate", "seed", "protocol", "metric", "value", "ci_low", "ci_high", "cpu_minutes"]]
-          .to_string(index=False))
-    print(f"wrote {paths['csv']}")
+    save_sweep_table(sweep, run_sweep(sweep, root, args.candidates, args.seeds, progress=not args.quiet))
     return 0
