@@ -237,3 +237,18 @@ def test_cli_quiet_flag(tmp_path, capsys):
     assert main(["reproduce", "--profile", "smoke", "--only", "05_curves", "--prepare-only",
                  "--out", str(tmp_path)]) == 0
     assert "[mdbd reproduce] 05_curves (1/1, profile smoke; expected ~1 min) ..." in capsys.readouterr().err
+
+
+def test_the_typical_time_line_the_notebooks_print_is_unchanged_in_their_nbval_references():
+    from pathlib import Path
+
+    from mdbd.notebook import NOTEBOOK_INFO
+
+    folder = Path(__file__).parent / "nbval"
+    checked = 0
+    for name, info in NOTEBOOK_INFO.items():
+        reference = folder / f"{name}.ipynb"
+        if reference.is_file():
+            assert f"typical time: {info.typical}" in reference.read_text(), name
+            checked += 1
+    assert checked >= 7
