@@ -63,7 +63,7 @@ class EvaluationResult:
 
 def evaluate_maps(preds: Iterable[Any], gts: Iterable[Any], ids: Sequence[Hashable] | None = None,
                   protocols: Sequence[str] = PROTOCOLS, positive: str = "infocus", bootstrap: int = 1000,
-                  seed: int = 0, strict_gt: bool = True, confidence: float = 0.95,
+                  seed: int = 0, strict_gt: bool = True, confidence: float = 0.95, extended: bool = False,
                   **provenance_fields: Any) -> EvaluationResult:
     """Score paired prediction maps (in-focus probability) and ground truths (1 = in focus), streaming.
 
@@ -71,15 +71,17 @@ def evaluate_maps(preds: Iterable[Any], gts: Iterable[Any], ids: Sequence[Hashab
     "infocus" or "blur" (both maps flipped; "ddffnet" and "sod-blur" always score blur, and their rows say so).
     ``bootstrap``: resamples of the test images for the intervals (0: none), seeded by ``seed``.
     ``strict_gt``: refuse graded GT masks (False: each protocol binarises them with its own rule).
+    ``extended``: also the S-measure, E-measure (max, mean, adaptive) and weighted F under the protocols where they
+    apply ("sod", "sod-blur": mdbd.metrics.EXTENDED_PROTOCOLS), their foreground being the protocol's positive class.
     ``provenance_fields``: model, dataset, split, weights, profile, device and anything else worth a column.
     """
     return _evaluate_pairs(_strict_zip(preds, gts), ids, protocols, positive, bootstrap, seed, strict_gt,
-                           confidence, provenance_fields)
+                           confidence, provenance_fields, extended)
 
 
 def _evaluate_pairs(pairs: Iterable[tuple[Any, Any]], ids: Sequence[Hashable] | None, protocols: Sequence[str],
                     positive: str, bootstrap: int, seed: int, strict_gt: bool, confidence: float,
-                    provenance_fields: dict[str, Any]) -> EvaluationResult:
+                    provenance_fields: dict[str, Any], extended: bool = False) -> EvaluationResult:
     check_positive(positive)
     protocols = tuple(dict.fromkeys(protocols))
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -87,7 +89,7 @@ def _evaluate_pairs(pairs: Iterable[tuple[Any, Any]], ids: Sequence[Hashable] | 
         raise ConfigError(f"protocols {unknown or list(protocols)}: expected some of {PROTOCOLS}")
     if bootstrap < 0:
         raise ConfigError(f"bootstrap={bootstrap}: the number of resamples must be >= 0")
-    metrics = {p: protocol_metrics(p, positive=positive, strict_gt=strict_gt) for p in protocols}
+    metrics = {p: protocol_metrics(p, positive=positive, strict_gt=strict_gt, extended=extended) for p in protocols}
     id_list = list(ids) if ids is not None else None
     n = 0
     for pred, gt in pairs:
@@ -305,6 +307,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     names = ("protocols", "positive", "bootstrap", "seed", "strict_gt", "confidence")
     defaults = {"protocols": PROTOCOLS, "positive": "infocus", "bootstrap": 1000, "seed": 0, "strict_gt": True,
                 "confidence": 0.95}
+    extended = kwargs.pop("extended", False)
     options = [kwargs.pop(k, defaults[k]) for k in names]
     kwargs.setdefault("gt_dir", str(gt_dir))
     kwargs.setdefault("pred_dir", str(pred_dir))
@@ -312,7 +315,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     kwargs.setdefault("gt_polarity_from", polarity_from)
     kwargs.setdefault("resized", resize)
     # metrics name bad images by stem, so errors point at the file
-    return _evaluate_pairs(stream(), [stem for stem, _, _ in pairs], *options, kwargs)
+    return _evaluate_pairs(stream(), [stem for stem, _, _ in pairs], *options, kwargs, extended)
 
 
 # -- writing --------------------------------------------------------------------------------------

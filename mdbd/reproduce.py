@@ -5,6 +5,11 @@ The dataset and its folder are passed to every notebook. Executed copies go to r
 tables and figures to results/<profile>/<dataset>/ (one folder per dataset: no dataset overwrites another's). The
 dataset is checked (layout, every image present and of its mask's size) before the first notebook starts; the runner stops at the first failing notebook, naming it and the cell,
 and ends by listing every table and figure the chain wrote.
+
+While it runs it shows (on stderr; `--quiet`: not at all) each notebook with its expected time per profile
+(mdbd.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time beside
+the expected one (ChainProgress). The kernels talk to the runner over IPC, not TCP (kernel_transport_config), so
+ipykernel's "Kernel is running over TCP without encryption" warning has no cause to be printed.
 """
 
 from __future__ import annotations
@@ -27,6 +32,113 @@ EXTRA_NOTEBOOKS = ("08_cuhk_te1",)
 #: notebooks run by name only (`--only`), never by --extras: 09 trains a sweep of held-out runs (~45 min on 2 cores)
 BY_NAME_NOTEBOOKS = ("09_fidelity",)
 ALL_NOTEBOOKS = NOTEBOOKS + EXTRA_NOTEBOOKS + BY_NAME_NOTEBOOKS
+
+
+class ChainProgress:
+    """What `mdbd reproduce` shows while the chain runs (`--quiet`: nothing): each notebook as it starts, with its
+    expected time (mdbd.notebook.NOTEBOOK_INFO); each code cell as it starts, with the section (the last Markdown
+    heading above it) and its first line; each notebook's measured time beside the expected one as it ends.
+
+    On a terminal the cells are one tqdm bar per notebook (elapsed time and cell rate); elsewhere (a batch log, a
+    pipe) one line per cell, so that a log shows where a run was when it stopped."""
+
+    PREFIX = "[mdbd reproduce]"
+
+    def __init__(self, profile: str, dataset: str = "synthetic", stream=None, bar: bool | None = None):
+        self.profile, self.dataset = profile, dataset
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = bool(getattr(self.stream, "isatty", lambda: False)()) if bar is None else bar
+        self._name, self._cells, self._pbar = "", {}, None
+
+    def _print(self, text: str) -> None:
+        if self._pbar is not None:
+            self._pbar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def expected(self, name: str) -> str:
+        from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
+
+        minutes = expected_minutes(name, self.profile, self.dataset)
+        if minutes is None:
+            return f"no expected time for profile {self.profile}"
+        first = " on its first run on CUHK" if self.dataset == "cuhk" and NOTEBOOK_INFO[name].cuhk_minutes else ""
+        return f"expected ~{minutes:g} min{first}"
+
+    def notebook_start(self, name: str, position: int, total: int) -> None:
+        self._name, self._cells = name, {}
+        self._print(f"{self.PREFIX} {name} ({position}/{total}, profile {self.profile}; {self.expected(name)}) ...")
+
+    def on_notebook_start(self, notebook, **_) -> None:
+        """nbclient hook: the parameterised notebook, before its first cell; numbers its code cells and finds the
+        section of each."""
+        heading, cells = "", {}
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "markdown":
+                titles = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+                heading = titles[-1] if titles else heading
+            elif cell.cell_type == "code" and cell.source.strip():
+                first = next((line.strip() for line in cell.source.splitlines()
+                              if line.strip() and not line.lstrip().startswith("#")), cell.source.strip().splitlines()[0])
+                tags = cell.metadata.get("tags", [])
+                if "injected-parameters" in tags or "parameters" in tags:  # papermill's, then the notebook's defaults
+                    first = ("injected parameters: " if "injected-parameters" in tags else "default parameters: ") + first
+                cells[index] = (len(cells) + 1, heading, first)
+        self._cells = cells
+        if self.bar:
+            from tqdm import tqdm
+
+            self._pbar = tqdm(total=len(cells), desc=self._name, unit="cell", file=self.stream, leave=False,
+                              dynamic_ncols=True)
+
+    def on_cell_start(self, cell, cell_index, **_) -> None:
+        """nbclient hook: a cell is about to run (markdown and empty cells are skipped)."""
+        if cell_index not in self._cells:
+            return
+        number, heading, first = self._cells[cell_index]
+        where = " | ".join(part for part in (heading, first) if part)
+        if self._pbar is not None:
+            self._pbar.n = number - 1
+            self._pbar.set_postfix_str(where[:60], refresh=True)
+        else:
+            self._print(f"{self.PREFIX}   {self._name} cell {number}/{len(self._cells)}: {where[:100]}")
+
+    def notebook_end(self, name: str, seconds: float) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        from mdbd.notebook import expected_minutes
+
+        minutes = expected_minutes(name, self.profile, self.dataset)
+        ratio = f", {seconds / 60 / minutes:.1f}x the expected" if minutes and seconds > 120 * minutes else ""
+        self._print(f"{self.PREFIX} {name} done in {seconds:.0f} s ({seconds / 60:.1f} min; "
+                    f"{self.expected(name)}{ratio})")
+
+    def hooks(self) -> dict:
+        """The nbclient hooks to give papermill's engine."""
+        return {"on_notebook_start": self.on_notebook_start, "on_cell_start": self.on_cell_start}
+
+    def close(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+
+def kernel_transport_config():
+    """The Jupyter configuration the chain's kernels start with: IPC transport (a Unix socket in a private temporary
+    folder) instead of TCP on localhost. Over TCP without CurveZMQ keys ipykernel >= 7 logs "Kernel is running over
+    TCP without encryption ..." (ipykernel/kernelapp.py, init_sockets) to the kernel's stderr, which is the user's
+    terminal: with IPC the warning's condition is false and nothing listens on a port. Returns (config, folder to
+    remove afterwards); on Windows (no IPC in ZeroMQ there) (None, None): TCP, and its warning, as before."""
+    import os
+    import tempfile
+
+    if os.name == "nt":
+        return None, None
+    from traitlets.config import Config
+
+    folder = Path(tempfile.mkdtemp(prefix="mdbd-kernel-"))
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}}), folder
 
 
 class NotebookFailed(MdbdError):
@@ -110,12 +222,14 @@ def executed_dir(profile: str, label: str, params: dict | None = None) -> Path:
 
 def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | None = None, *,
               dataset: str = "synthetic", data_root: str | None = None, out_dir: Path | None = None,
-              params: dict | None = None, prepare_only: bool = False, progress: bool = True,
-              extras: bool = False) -> ChainResult:
+              params: dict | None = None, prepare_only: bool = False, progress: bool | ChainProgress = True,
+              extras: bool = False, progress_stream=None) -> ChainResult:
     """Execute (or, with `prepare_only`, only parameterise) the chain for `profile` on `dataset` (at `data_root`;
     None: the dataset's default folder): `notebooks` (None: NOTEBOOKS, followed by EXTRA_NOTEBOOKS with `extras`).
     `params`: further notebook parameters, each given to the notebooks whose parameters cell declares it (a name no
-    selected notebook declares is a ConfigError). Bad data is reported before the first notebook runs."""
+    selected notebook declares is a ConfigError). Bad data is reported before the first notebook runs.
+    `progress`: True shows ChainProgress on `progress_stream` (default stderr), False nothing (`--quiet`), or a
+    ChainProgress of the caller's."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -140,26 +254,41 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     result = ChainResult(profile=profile, dataset=label)
     # data_root as the user gave it (absolute or relative to the repository root): notebooks resolve it the same way
     parameters = {"profile": profile, "dataset": dataset, "data_root": data_root}
-    for name in names:
-        source, target = notebook_path(name), out_dir / f"{name}.ipynb"
+    if progress is True:
+        progress = ChainProgress(profile, dataset, stream=progress_stream)
+    engine = {}
+    config, kernel_folder = (None, None) if prepare_only else kernel_transport_config()
+    if config is not None:
+        engine["config"] = config
+    try:
+        for position, name in enumerate(names, 1):
+            source, target = notebook_path(name), out_dir / f"{name}.ipynb"
+            if progress:
+                progress.notebook_start(name, position, len(names))
+            t0 = time.time()
+            own = {**parameters, **{k: v for k, v in params.items() if k in declared[name]}}
+            hooks = progress.hooks() if progress and not prepare_only else {}
+            try:
+                pm.execute_notebook(str(source), str(target), parameters=own, prepare_only=prepare_only,
+                                    cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                                    log_output=False, stdout_file=None, stderr_file=None, **engine, **hooks)
+            except PapermillExecutionError as exc:
+                raise NotebookFailed(
+                    f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                    f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
+            if not prepare_only:
+                drop_embedded_images(target)
+            result.executed.append(target)
+            result.seconds[name] = time.time() - t0
+            if progress:
+                progress.notebook_end(name, result.seconds[name])
+    finally:
         if progress:
-            print(f"[mdbd reproduce] {name} (profile {profile}) ...", flush=True)
-        t0 = time.time()
-        own = {**parameters, **{k: v for k, v in params.items() if k in declared[name]}}
-        try:
-            pm.execute_notebook(str(source), str(target), parameters=own, prepare_only=prepare_only,
-                                cwd=str(NOTEBOOKS_DIR), progress_bar=False,
-                                log_output=False, stdout_file=None, stderr_file=None)
-        except PapermillExecutionError as exc:
-            raise NotebookFailed(
-                f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
-        if not prepare_only:
-            drop_embedded_images(target)
-        result.executed.append(target)
-        result.seconds[name] = time.time() - t0
-        if progress:
-            print(f"[mdbd reproduce] {name} done in {result.seconds[name]:.0f} s", flush=True)
+            progress.close()
+        if kernel_folder is not None:
+            import shutil
+
+            shutil.rmtree(kernel_folder, ignore_errors=True)
     if not prepare_only:
         result.outputs = sorted(p for p in results_dir(profile, label).rglob("*")
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
@@ -167,7 +296,8 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     return result
 
 
-def print_summary(result: ChainResult, stream=sys.stdout) -> None:
+def print_summary(result: ChainResult, stream=None) -> None:
+    stream = stream if stream is not None else sys.stdout  # looked up at call time (pytest's capsys replaces it)
     total = sum(result.seconds.values())
     print(f"\nmdbd reproduce --profile {result.profile} ({result.dataset}): {len(result.executed)} notebooks in "
           f"{total / 60:.1f} min", file=stream)

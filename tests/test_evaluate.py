@@ -280,3 +280,41 @@ def test_dataset_sets_the_polarity_and_a_bare_folder_without_one_is_refused(tmp_
     assert polarity == "infocus_white" and "cuhk's files as distributed are blur_white" in origin
     with pytest.raises(ConfigError, match="not known"):
         evaluate_folders(pred_dir, gt_dir, bootstrap=0)
+
+
+def test_cli_metrics_all_prints_the_structure_metrics_under_the_sod_protocols_only(tmp_path, capsys):
+    preds, gts = _maps(4)
+    pred_dir, gt_dir = _write_folder(tmp_path, preds, gts)
+    out = tmp_path / "eval.csv"
+    assert _cli(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt-polarity", "infocus_white",
+                 "--protocol", "sod", "sod-blur", "fixed0.5", "--metrics", "all", "--bootstrap", "20",
+                 "--per-image", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("sm", "max_em", "mean_em", "adaptive_em", "wfm"):
+        assert f" {name} " in printed, name
+    table = pd.read_csv(out)
+    extra = table[table["metric"].isin(["sm", "max_em", "mean_em", "adaptive_em", "wfm"])]
+    assert sorted(set(extra["protocol"])) == ["sod", "sod-blur"]  # not under fixed0.5: they do not apply there
+    assert extra["ci_low"].notna().all() and (extra["ci_low"] <= extra["value"] + 1e-12).all()
+    # the foreground: in focus under sod, blur under sod-blur, as the positive column says
+    assert dict(extra.groupby("protocol")["positive"].first()) == {"sod": "infocus", "sod-blur": "blur"}
+    per_image = pd.read_csv(tmp_path / "eval_per_image.csv")
+    assert {"sm", "adaptive_em", "wfm"} <= set(per_image["metric"])
+    # without --metrics all (the default), the table keeps its rows
+    assert _cli(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt-polarity", "infocus_white",
+                 "--protocol", "sod", "--bootstrap", "0", "--out", str(tmp_path / "plain.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "plain.csv")["metric"]) == ["max_f", "mean_f", "adaptive_f", "max_f_pr", "mae"]
+
+
+def test_evaluate_maps_extended_equals_the_metric_classes():
+    from mdbd.metrics import Smeasure, WeightedFmeasure
+
+    preds, gts = _maps(5)
+    result = evaluate_maps(preds, gts, protocols=["sod-blur"], bootstrap=0, extended=True)
+    value = dict(zip(result.table["metric"], result.table["value"]))
+    sm, wfm = Smeasure(positive="blur"), WeightedFmeasure(positive="blur")
+    for pred, gt in zip(preds, gts):
+        sm.step(pred, gt)
+        wfm.step(pred, gt)
+    assert value["sm"] == pytest.approx(sm.get_results()["sm"], abs=1e-12)
+    assert value["wfm"] == pytest.approx(wfm.get_results()["wfm"], abs=1e-12)

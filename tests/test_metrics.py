@@ -377,3 +377,119 @@ def test_ddffnet_resizes_predictions_to_the_gt_by_nearest_like_torch():
     assert metrics[0].get_results()["f"] == pytest.approx(1.0) and metrics[2].get_results()["mae"] == 0.0
     with pytest.raises(MetricInputError, match="resize predictions"):
         FixedFmeasure().step(pred, gt)  # protocol 3 still refuses a size mismatch
+
+
+# -- S-measure, E-measure, weighted F (mdbd.metrics.structure) against PySODMetrics ----------------
+
+def _hand_made_pairs():
+    """Rectangles of foreground with noisy maps of varied quality, plus the edge cases of PySODMetrics' branches."""
+    rng = np.random.default_rng(7)
+    pairs = []
+    for i in range(6):
+        gt = np.zeros((36, 44), np.uint8)
+        gt[4 + i:22 + i, 6:24 + 2 * i] = 255
+        pred = (rng.random(gt.shape) * (60 + 25 * i)).astype(np.uint8)
+        pred[gt > 0] += np.uint8(120 - 15 * i)
+        pairs.append((pred, gt))
+    return pairs + _edge_pairs()
+
+
+def _assert_structure_equal_to_pysod(pairs, positive):
+    """Ours with ``positive`` == PySODMetrics on the maps flipped by hand for blur (their foreground is white)."""
+    from mdbd.metrics import Emeasure, Smeasure, WeightedFmeasure
+
+    py_sod_metrics = pytest.importorskip("py_sod_metrics")
+    ours = [Smeasure(positive=positive), Emeasure(positive=positive), WeightedFmeasure(positive=positive)]
+    sm, em, wfm = py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.WeightedFmeasure()
+    for i, (pred, gt) in enumerate(pairs):
+        for m in ours:
+            m.step(pred, gt, id=i)
+        if positive == "blur":
+            pred, gt = 255 - pred, 255 - gt
+        for m in (sm, em, wfm):
+            m.step(pred=pred, gt=gt)
+    got = {k: v for m in ours for k, v in m.get_results().items()}
+    curve = em.get_results()["em"]["curve"]
+    assert got["sm"] == pytest.approx(sm.get_results()["sm"], abs=1e-12)
+    assert got["max_em"] == pytest.approx(curve.max(), abs=1e-12)
+    assert got["mean_em"] == pytest.approx(curve.mean(), abs=1e-12)
+    assert got["adaptive_em"] == pytest.approx(em.get_results()["em"]["adp"], abs=1e-12)
+    assert got["wfm"] == pytest.approx(wfm.get_results()["wfm"], abs=1e-12)
+    np.testing.assert_allclose(ours[1].em_curve()["emeasure"], curve[::-1], rtol=0, atol=1e-12)  # ascending
+    return got
+
+
+def test_structure_metrics_equal_pysodmetrics_with_the_foreground_in_both_polarities():
+    pairs = _hand_made_pairs()
+    infocus = _assert_structure_equal_to_pysod(pairs, "infocus")
+    blur = _assert_structure_equal_to_pysod(pairs, "blur")
+    assert 0.3 < infocus["sm"] < 1 and 0.3 < infocus["wfm"] < 1  # real values, not degenerate ones
+    # none of them is symmetric in the two classes: the foreground (the positive class) matters
+    assert abs(infocus["sm"] - blur["sm"]) > 1e-3 and abs(infocus["wfm"] - blur["wfm"]) > 1e-3
+    assert abs(infocus["adaptive_em"] - blur["adaptive_em"]) > 1e-3
+
+
+def test_structure_metrics_equal_pysodmetrics_on_random_maps():
+    pairs = random_maps(8, 32, seed=11)
+    for positive in ("infocus", "blur"):
+        _assert_structure_equal_to_pysod(pairs, positive)
+
+
+def test_structure_metrics_by_hand_on_a_perfect_map_and_float_input():
+    from mdbd.metrics import Emeasure, Smeasure, WeightedFmeasure
+
+    gt = np.zeros((20, 20), np.uint8)
+    gt[5:15, 4:12] = 1
+    # the GT itself as the map: S and weighted F are 1; the E-measure sums the 400 pixels' alignment (1 each) and
+    # divides by 400 - 1 (the authors' Matlab code, kept by PySODMetrics): 400 / 399
+    for m, name, value in ((Smeasure(), "sm", 1), (Emeasure(), "max_em", 400 / 399), (WeightedFmeasure(), "wfm", 1)):
+        m.step(gt.astype(np.float64), gt)
+        assert m.get_results()[name] == pytest.approx(value, abs=1e-9), name
+    # 8-bit and float maps of the same values give the same numbers
+    (pred, gt), = random_maps(1, 24, seed=2)
+    for cls in (Smeasure, Emeasure, WeightedFmeasure):
+        a, b = cls(), cls()
+        a.step(pred, gt)
+        b.step(pred / 255.0, gt > 0)
+        for key, value in a.get_results().items():
+            assert value == pytest.approx(b.get_results()[key], abs=1e-12), (cls.__name__, key)
+
+
+def test_extended_protocols_add_the_structure_metrics_only_when_asked():
+    from mdbd.metrics import EXTENDED_PROTOCOLS
+
+    assert EXTENDED_PROTOCOLS == ("sod", "sod-blur")
+    plain = {p: [n for m in protocol_metrics(p) for n in m.names] for p in PROTOCOLS}
+    extended = {p: [n for m in protocol_metrics(p, extended=True) for n in m.names] for p in PROTOCOLS}
+    for p in PROTOCOLS:
+        more = ["sm", "max_em", "mean_em", "adaptive_em", "wfm"] if p in EXTENDED_PROTOCOLS else []
+        assert extended[p] == plain[p] + more, p
+    # the foreground of each: the protocol's positive class (sod-blur: the blurred region, whatever is asked)
+    assert {m.positive for m in protocol_metrics("sod-blur", positive="infocus", extended=True)} == {"blur"}
+    assert {m.positive for m in protocol_metrics("sod", positive="blur", extended=True)} == {"blur"}
+    assert {m.positive for m in protocol_metrics("sod", extended=True)} == {"infocus"}
+
+
+def test_bootstrap_of_structure_metrics_resamples_per_image_values_and_curves():
+    from mdbd.metrics import Emeasure, Smeasure
+
+    pairs = random_maps(7, 20, seed=6)
+    em, sm = Emeasure(), Smeasure()
+    for pred, gt in pairs:
+        em.step(pred, gt)
+        sm.step(pred, gt)
+    weights = resample_weights(7, 3, np.random.default_rng(1))
+    resampled = {**em.summaries(weights), **sm.summaries(weights)}
+    for row in range(3):
+        again_em, again_sm = Emeasure(), Smeasure()
+        for i, count in enumerate(weights[row].astype(int)):
+            for _ in range(count):
+                again_em.step(*pairs[i])
+                again_sm.step(*pairs[i])
+        again = {**again_em.get_results(), **again_sm.get_results()}
+        for key in ("max_em", "mean_em", "adaptive_em", "sm"):  # max E: the max of the resampled mean curve
+            assert resampled[key][row] == pytest.approx(again[key], abs=1e-12), key
+    ci = bootstrap_ci([em, sm], n_boot=200, seed=0)
+    point = {**em.get_results(), **sm.get_results()}
+    for key in ("max_em", "mean_em", "adaptive_em", "sm"):
+        assert ci[key][0] - 1e-12 <= point[key] <= ci[key][1] + 1e-12

@@ -130,7 +130,8 @@ def test_cli_extras_flag_adds_the_extra_notebooks(tmp_path, capsys):
     from mdbd.cli import main
 
     assert main(["reproduce", "--profile", "smoke", "--extras", "--prepare-only", "--out", str(tmp_path)]) == 0
-    assert sorted(p.stem for p in tmp_path.glob("*.ipynb")) == sorted(reproduce.ALL_NOTEBOOKS)
+    # 09_fidelity runs by name only, never by --extras
+    assert sorted(p.stem for p in tmp_path.glob("*.ipynb")) == sorted(reproduce.NOTEBOOKS + reproduce.EXTRA_NOTEBOOKS)
 
 
 def test_executed_copies_of_a_run_with_further_parameters_sit_in_their_own_folder():
@@ -141,3 +142,113 @@ def test_executed_copies_of_a_run_with_further_parameters_sit_in_their_own_folde
     base = reproduce.executed_dir("laptop", "cuhk")
     assert reproduce.executed_dir("laptop", "cuhk", {}) == base
     assert reproduce.executed_dir("laptop", "cuhk", literal) == base / "attention-none_gate-sigmoid"
+
+
+def _tiny_chain_notebook(folder):
+    """A test-only 01_data: a heading, the parameters cell, two code cells under two sections."""
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "laptop"')
+    params.metadata["tags"] = ["parameters"]
+    book.cells = [nbformat.v4.new_markdown_cell("# Tiny\n## Setup"), params, nbformat.v4.new_code_cell("x = 1"),
+                  nbformat.v4.new_markdown_cell("## Training the model"),
+                  nbformat.v4.new_code_cell("# a comment first\ny = x + 1\nprint(profile, y)")]
+    folder.mkdir()
+    nbformat.write(book, folder / "01_data.ipynb")
+
+
+@pytest.mark.slow
+def test_progress_names_notebook_cells_and_times_and_quiet_silences_it(tmp_path, monkeypatch, capfd):
+    import io
+
+    _tiny_chain_notebook(tmp_path / "notebooks")
+    monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", tmp_path / "notebooks")
+    stream = io.StringIO()  # not a terminal: one line per cell
+    result = reproduce.run_chain("smoke", ["01_data"], out_dir=tmp_path / "out", progress_stream=stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[mdbd reproduce] 01_data (1/1, profile smoke; expected ~0.5 min) ..."
+    cells = [line for line in lines if " cell " in line]
+    # the parameters cell, papermill's injected one, then the two of the notebook, each with its section
+    assert [c.split(" cell ")[1].split(":")[0] for c in cells] == ["1/4", "2/4", "3/4", "4/4"]
+    assert cells[0].endswith("01_data cell 1/4: Setup | default parameters: profile = \"laptop\"")
+    assert cells[1].endswith("01_data cell 2/4: Setup | injected parameters: profile = \"smoke\"")
+    assert cells[3].endswith("01_data cell 4/4: Training the model | y = x + 1")  # the first line that is code
+    assert lines[-1].startswith("[mdbd reproduce] 01_data done in ") and "expected ~0.5 min" in lines[-1]
+    assert result.seconds["01_data"] > 0
+    quiet = io.StringIO()
+    reproduce.run_chain("smoke", ["01_data"], out_dir=tmp_path / "quiet", progress=False, progress_stream=quiet)
+    assert quiet.getvalue() == ""
+    captured = capfd.readouterr()  # the kernels' own stderr included (file descriptor level)
+    assert "without encryption" not in captured.err and "[mdbd reproduce]" not in captured.out + captured.err
+    assert not list(tmp_path.glob("**/kernel-ipc*"))  # the IPC sockets live in a private folder, removed
+
+
+def test_progress_on_a_terminal_is_a_bar_and_the_times_compare_with_the_expected_ones():
+    import io
+
+    import nbformat as nbf
+
+    stream = io.StringIO()
+    progress = reproduce.ChainProgress("laptop", stream=stream, bar=True)
+    progress.notebook_start("02_train", 2, 7)
+    book = nbf.v4.new_notebook()
+    book.cells = [nbf.v4.new_markdown_cell("## Train"), nbf.v4.new_code_cell("fit()"), nbf.v4.new_code_cell("")]
+    progress.on_notebook_start(notebook=book)
+    assert progress._pbar is not None and progress._pbar.total == 1  # empty cells are not counted
+    progress.on_cell_start(cell=book.cells[1], cell_index=1)
+    progress.on_cell_start(cell=book.cells[0], cell_index=0)  # a markdown cell: nothing
+    progress.notebook_end("02_train", 705)
+    text = stream.getvalue()
+    assert "02_train (2/7, profile laptop; expected ~5 min) ..." in text
+    assert "Train | fit()" in text  # the bar's postfix
+    assert "02_train done in 705 s (11.8 min; expected ~5 min, 2.4x the expected)" in text
+    on_cuhk = reproduce.ChainProgress("smoke", "cuhk", stream=io.StringIO())
+    assert on_cuhk.expected("04_comparison") == "expected ~15 min on its first run on CUHK"
+    assert reproduce.ChainProgress("long").expected("02_train") == "no expected time for profile long"
+
+
+def test_expected_minutes_are_the_numbers_the_notebooks_print():
+    import re
+
+    from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
+
+    assert set(NOTEBOOK_INFO) == set(reproduce.ALL_NOTEBOOKS)
+    for name, info in NOTEBOOK_INFO.items():
+        assert set(info.minutes) == {"smoke", "laptop", "paper"}, name
+        if "under a minute for every profile" in info.typical:
+            assert set(info.minutes.values()) == {1}, name
+        for profile, minutes in info.minutes.items():
+            said = re.search(rf"\b{profile} (?:<=|<|~) ([\d.]+) min", info.typical)
+            if said:
+                assert float(said.group(1)) == minutes, (name, profile)
+        said = re.search(r"on CUHK[^~]*~ ?([\d.]+) min", info.typical)
+        assert (float(said.group(1)) if said else None) == info.cuhk_minutes, name
+    assert expected_minutes("02_train", "laptop") == 5 and expected_minutes("04_comparison", "laptop", "cuhk") == 15
+    assert expected_minutes("02_train", "long") is None and expected_minutes("99_x", "smoke") is None
+
+
+def test_cli_quiet_flag(tmp_path, capsys):
+    from mdbd.cli import main
+
+    assert main(["reproduce", "--profile", "smoke", "--only", "05_curves", "--prepare-only", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "[mdbd reproduce]" not in captured.err + captured.out and "1 notebooks" in captured.out
+    assert main(["reproduce", "--profile", "smoke", "--only", "05_curves", "--prepare-only",
+                 "--out", str(tmp_path)]) == 0
+    assert "[mdbd reproduce] 05_curves (1/1, profile smoke; expected ~1 min) ..." in capsys.readouterr().err
+
+
+def test_the_typical_time_line_the_notebooks_print_is_unchanged_in_their_nbval_references():
+    from pathlib import Path
+
+    from mdbd.notebook import NOTEBOOK_INFO
+
+    folder = Path(__file__).parent / "nbval"
+    checked = 0
+    for name, info in NOTEBOOK_INFO.items():
+        reference = folder / f"{name}.ipynb"
+        if reference.is_file():
+            assert f"typical time: {info.typical}" in reference.read_text(), name
+            checked += 1
+    assert checked >= 7

@@ -22,6 +22,10 @@ def register(sub) -> None:
     p.add_argument("--gt-polarity", choices=GT_POLARITIES, default=None,
                    help="what white means in the GT files (Shi's CUHK: blur_white; DUT: infocus_white); default: "
                         "known from --dataset cuhk|dut or from Shi's out_of_focusNNNN names, else an error")
+    p.add_argument("--metrics", choices=("standard", "all"), default="standard",
+                   help="standard: the protocols' own metrics (F-measures, MAE, IoU); all: also the S-measure, "
+                        "E-measure (max, mean, adaptive) and weighted F under the protocols where they apply (sod, "
+                        "sod-blur; their foreground is the protocol's positive class)")
     p.add_argument("--resize", action="store_true", help="resize predictions to the GT size (bicubic)")
     p.add_argument("--pred-pattern", default=None, metavar="PATTERN",
                    help="another method's published maps: file name per GT stem, e.g. '{id}_shi.jpg' (DBDF); "
@@ -52,7 +56,7 @@ def _run(args) -> int:
     polarity, polarity_from = resolve_gt_polarity(args.gt, args.gt_polarity, args.dataset)
     print(f"ground truth {args.gt}: {polarity} ({polarity_from})")
     options = {"protocols": args.protocol, "positive": args.positive, "bootstrap": args.bootstrap, "seed": args.seed,
-               "strict_gt": not args.binarize_gt, **provenance}
+               "strict_gt": not args.binarize_gt, "extended": args.metrics == "all", **provenance}
     if args.pred_pattern or args.pred_polarity or args.split_file:
         from mdbd.published import evaluate_published_folder
 
@@ -68,7 +72,7 @@ def _run(args) -> int:
         result = evaluate_folders(args.pred, args.gt, gt_polarity=polarity, gt_polarity_from=polarity_from,
                                   resize=args.resize, **options)
     written = write_results(result, args.out, per_image=args.per_image)
-    with pd.option_context("display.width", 120, "display.max_columns", 10):
+    with pd.option_context("display.width", 120, "display.max_columns", 10, "display.max_rows", 200):
         print(result.summary().to_string(index=False))
     mae = result.table.loc[result.table["metric"] == "mae", "value"]
     if len(mae) and mae.min() > 0.5:  # worse than a constant map: almost always a flipped GT

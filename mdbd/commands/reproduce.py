@@ -21,6 +21,8 @@ def register(sub) -> None:
                    help="after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1, D-DFFNet's protocol; "
                         "~10 min more on Shi's data on 2 CPU cores)")
     p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress while the chain runs (for batch logs): only the summary at the end")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")
     p.set_defaults(func=_run)
 
@@ -31,6 +33,7 @@ def _run(args) -> int:
     from mdbd.config import parse_overrides
 
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
-                       params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras)
+                       params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras,
+                       progress=not args.quiet)
     print_summary(result)
     return 0

@@ -1,4 +1,4 @@
-"""F-measure, MAE and IoU for defocus blur detection under the protocols of the literature (docs/metrics.md).
+"""F-measure, MAE and IoU (and, on request, S-measure, E-measure and weighted F) for defocus blur detection under the protocols of the literature (docs/metrics.md).
 
     from mdbd.metrics import protocol_metrics, bootstrap_ci
     metrics = protocol_metrics("sod")            # SODFmeasure + MAE, PySODMetrics-equal
@@ -15,11 +15,13 @@ from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasu
 from mdbd.metrics.inputs import POSITIVE_CLASSES, MetricInputError, validate_pair
 from mdbd.metrics.iou import PooledIoU
 from mdbd.metrics.mae import MAE
-from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, FIXED_POSITIVE, PROTOCOLS, RESIZING_PROTOCOLS, RULES,
-                                    protocol_metrics, protocol_positive, rule_metrics, rule_of)
+from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, EXTENDED_PROTOCOLS, FIXED_POSITIVE, PROTOCOLS,
+                                    RESIZING_PROTOCOLS, RULES, protocol_metrics, protocol_positive, rule_metrics,
+                                    rule_of)
+from mdbd.metrics.structure import Emeasure, Smeasure, WeightedFmeasure
 
 __all__ = [
-    "BETA2", "DEFAULT_PROTOCOL", "FIXED_POSITIVE", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
+    "BETA2", "DEFAULT_PROTOCOL", "EXTENDED_PROTOCOLS", "Emeasure", "FIXED_POSITIVE", "Smeasure", "WeightedFmeasure", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
     "RULES",
     "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
     "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
