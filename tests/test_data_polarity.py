@@ -66,3 +66,14 @@ def test_inverted_real_subset_is_refused_by_summary_and_the_pre_chain_check(cuhk
     assert done.stderr.count("\n") == 1 and "mdbd data: error:" in done.stderr and "0.334" in done.stderr
     # the genuine subset still passes
     check_dataset(chain_config("smoke", "cuhk", str(cuhk_subset)))
+
+
+def test_evaluate_refuses_an_inverted_folder_of_shi_masks(tmp_path):
+    from mdbd.evaluate import evaluate_folders
+
+    root = _hand_made(tmp_path / "bad", CUHK_POLARITY_MIN_MASKS, blurred_share=0.3)
+    (root / "pred").mkdir()
+    for path in (root / "gt").iterdir():
+        Image.fromarray(np.full((10, 20), 128, np.uint8)).save(root / "pred" / path.name)
+    with pytest.raises(DataError, match=r"look inverted.*0\.700 in focus"):
+        evaluate_folders(root / "pred", root / "gt", bootstrap=0, protocols=["sod"])

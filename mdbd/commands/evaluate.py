@@ -72,7 +72,9 @@ def _run(args) -> int:
         print(result.summary().to_string(index=False))
     mae = result.table.loc[result.table["metric"] == "mae", "value"]
     if len(mae) and mae.min() > 0.5:  # worse than a constant map: almost always a flipped GT
-        print(f"note: MAE {mae.min():.3f} > 0.5; is --gt-polarity right? (Shi's CUHK masks are blur_white)")
+        # the maps score worse than their own inverse (MAE_inverse = 1 - MAE on binary GT): a flipped side
+        print(f"note: MAE {mae.min():.3f} > 0.5, worse than the inverted maps would score: is --gt-polarity right "
+              "(Shi's CUHK masks are blur_white), or are the maps white = blurred (--pred-polarity blur_white)?")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
