@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mdbd.errors import DataError
 
@@ -102,11 +102,17 @@ def _header_size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot decode {path}: corrupt or not an image ({exc})") from None
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
     """RGB uint8 (H, W, 3). Grayscale is replicated to 3 channels, RGBA/LA drop alpha (composited on nothing:
-    alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8)."""
+    alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8).
+
+    `apply_exif`: turn the pixels as the file's EXIF orientation says, so the array is the photo as displayed
+    (mdbd predict). Dataset readers leave it off: their masks are stored in the images' stored orientation (none of
+    Shi's 704 images carries a rotating tag)."""
     path = Path(path)
     img = _open(path)
+    if apply_exif:
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img)
         arr = (arr.astype(np.float64) * (255.0 / _full_scale(img.mode, arr))).round().clip(0, 255).astype(np.uint8)
