@@ -416,26 +416,63 @@ def per_image_path(out_csv: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}_per_image{out.suffix or '.csv'}")
 
 
+def check_output_csv(out_csv: str | os.PathLike) -> Path:
+    """The table's path checked before any scoring: DataError when it (or a file written beside it) is a folder, when
+    a folder above it is a file, or when its folder cannot be created or written."""
+    out = Path(out_csv)
+    for target in (out, curves_path(out), per_image_path(out)):
+        if target.is_dir():
+            raise DataError(f"output {target} is a folder; give a file name for the table, e.g. {target / 'eval.csv'}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"output {out} lies under a file ({parent}); give a path in a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the folder of {out}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write {out}: its folder {out.parent} is not writable")
+    return out
+
+
 def write_results(result: EvaluationResult, out_csv: str | os.PathLike, per_image: bool = False) -> list[Path]:
     """Write the table to ``out_csv`` and the curves to ``<stem>_curves.csv`` beside it (and, with
-    ``per_image``, ``<stem>_per_image.csv``). Atomic: every file goes to a temporary name first and is renamed
-    only when all are written, so an error leaves no half-written or partial set of files."""
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ``per_image``, ``<stem>_per_image.csv``). All or nothing: every file goes to a temporary name first; the
+    previous files are then moved aside, the new ones renamed into place, and the previous ones removed only when all
+    are in place, so an error at any step (a full disk, a failed rename) leaves the previous set exactly as it was
+    and no temporaries (DataError naming the fault). Files get ordinary permissions (0644)."""
+    out = check_output_csv(out_csv)
     targets = [(result.table, out), (result.curves, curves_path(out))]
     if per_image:
         targets.append((result.per_image, per_image_path(out)))
     temps: list[Path] = []
+    moved: list[tuple[Path, Path]] = []  # (previous file's temporary name, its own name)
+    placed: list[Path] = []
     try:
         for frame, target in targets:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             os.close(fd)
             temps.append(Path(tmp))
             frame.to_csv(tmp, index=False)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        for _, target in targets:
+            if target.exists():
+                aside = target.with_name(f".{target.name}.{os.getpid()}.previous")
+                os.replace(target, aside)
+                moved.append((aside, target))
         for tmp, (_, target) in zip(temps, targets):
             os.replace(tmp, target)
-    except BaseException:
+            placed.append(target)
+    except BaseException as exc:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        for aside, target in moved:
+            os.replace(aside, target)
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"writing {out} failed ({exc.strerror or exc}); the previous files are unchanged") from None
         raise
+    for aside, _ in moved:
+        aside.unlink(missing_ok=True)
     return [target for _, target in targets]

@@ -46,8 +46,9 @@ def register(sub) -> None:
 def _run(args) -> int:
     import pandas as pd
 
-    from mdbd.evaluate import evaluate_folders, resolve_gt_polarity, write_results
+    from mdbd.evaluate import check_output_csv, evaluate_folders, resolve_gt_polarity, write_results
 
+    check_output_csv(args.out)  # before the scoring: a bad --out is reported at once
     provenance = {k: getattr(args, k) for k in ("model", "dataset", "split", "weights", "profile", "device")}
     polarity, polarity_from = resolve_gt_polarity(args.gt, args.gt_polarity, args.dataset)
     print(f"ground truth {args.gt}: {polarity} ({polarity_from})")
