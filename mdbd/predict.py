@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
-from mdbd.io import save_map_png
+from mdbd.io import check_output_folder, save_map_png
 from mdbd.provenance import resolve_device, usable_device
 
 
@@ -156,23 +156,6 @@ def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def check_output_folder(out_dir: str | os.PathLike, what: str = "output folder") -> Path:
-    """`out_dir` created if needed and writable, before any long work: DataError naming it when it is a file, lies
-    under a file, or cannot be written."""
-    out_dir = Path(out_dir)
-    for parent in [out_dir, *out_dir.parents]:
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == out_dir else f"lies under a file ({parent})"
-            raise DataError(f"{what} {out_dir} {where}; give a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {what} {out_dir}: {exc.strerror or exc}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise DataError(f"{what} {out_dir} is not writable")
-    return out_dir
-
-
 def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                   preset: str | None = None, device: str | None = None, batch_size: int = 8,
                   size: int | None = None, bf16: bool = False) -> list[Path]:
@@ -201,6 +184,10 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
         if f.stem in stems:
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
+    if Path(checkpoint).is_dir():
+        inside = Path(checkpoint) / "last.pt"
+        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file"
+                        f"{f' ({inside})' if inside.is_file() else ', e.g. a run folder' + chr(39) + 's last.pt'}")
     created = not Path(out_dir).exists()
     out_dir = check_output_folder(out_dir)
     usable_device(device)

@@ -287,6 +287,9 @@ def _pair_folders(name: str, split: str, root: Path, image_dir: Path, mask_dir: 
 # -- CUHK / Shi's -----------------------------------------------------------------------------------
 
 def _cuhk_root(root: Path) -> Path:
+    if not root.is_dir():
+        raise DataError(f"CUHK dataset folder {root} does not exist{' (it is a file)' if root.exists() else ''}: "
+                        f"give the folder with image/ and gt/ (`mdbd data fetch --dataset cuhk`)")
     for cand in (root, root / "cuhk"):
         if (cand / "gt").is_dir():
             return cand
