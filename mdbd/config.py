@@ -14,6 +14,8 @@ Profiles:
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -299,6 +301,56 @@ def load_config(profile: str = "smoke", **overrides: Any) -> RunConfig:
         raise ConfigError(f"{path}: the datasets.{dataset} section cannot set the dataset itself")
     base = _apply(base, section).to_dict() if section else base
     return _apply(base, overrides)
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a value parsed from the command line fits a field's annotation (int for float allowed)."""
+    if hint is Any:
+        return True
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_override_types(overrides: dict[str, Any]) -> None:
+    """ConfigError naming the field, the value and the expected type for any command-line override (`--set`) whose
+    value does not fit its RunConfig field (e.g. `epochs=abc`, `lr=abc`); unknown fields are left to load_config."""
+    hints = {"": _field_types(RunConfig), "synth": _field_types(SynthConfig), "ablation": _field_types(AblationConfig)}
+    for key, value in overrides.items():
+        section, _, sub = key.partition(".")
+        hint = hints[section].get(sub) if sub and section in hints else hints[""].get(key)
+        if hint is None or value is None and key in ("device", "data_root", "run_dir"):
+            continue
+        if not _type_ok(value, hint):
+            shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ConfigError(f"--set {key}={value!r}: {key} takes a value of type {shown}")
+
+
+def cli_overrides(items: list[str], named: dict[str, Any]) -> dict[str, Any]:
+    """The overrides of a command: its `--set key=value` items (parsed, type-checked) and its named options (`named`,
+    field -> value, None when not given). A field given both ways is a ConfigError, even with the same value."""
+    overrides = parse_overrides(items)
+    check_override_types(overrides)
+    twice = sorted(k for k, v in named.items() if v is not None and k in overrides)
+    if twice:
+        raise ConfigError(f"{twice[0]} given twice (by its own option and by --set {twice[0]}="
+                          f"{overrides[twice[0]]}); give each field once")
+    return {**overrides, **{k: v for k, v in named.items() if v is not None}}
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

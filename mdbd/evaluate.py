@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 
+from mdbd.data.readers import check_cuhk_polarity
 from mdbd.errors import ConfigError, DataError
 from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, paired_difference, protocol_metrics
 from mdbd.metrics.inputs import check_positive, resize_to
@@ -218,23 +220,101 @@ def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list
     return [(stem, preds[stem], gts[stem]) for stem in sorted(preds, key=_natural_key)]
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+#: how far apart the channels of a colour file may be and still count as grey (JPEG rounding)
+GREY_TOLERANCE = 2
+#: a map's aspect ratio may differ from its ground truth's by this fraction and still be resized (rounding)
+ASPECT_TOLERANCE = 0.02
 
+
+def _map_error(path: Path, problem: str) -> DataError:
+    return DataError(f"prediction map {path}: {problem}")
+
+
+def _grey_of_colour(img, path: Path, what: str) -> np.ndarray:
+    """The grey levels of a colour (RGB/RGBA/palette) map whose channels agree, else a DataError."""
+    rgba = np.asarray(img.convert("RGBA"))
+    alpha = rgba[..., 3]
+    rgb = rgba[..., :3].astype(np.int16)
+    spread = int(np.abs(rgb - rgb[..., :1]).max())
+    if alpha.min() < 255:
+        hint = ("the values look stored in the alpha channel" if spread <= GREY_TOLERANCE and rgb.min() == rgb.max()
+                else "transparent pixels have no defined value")
+        raise _map_error(path, f"{what} with transparency ({int(np.count_nonzero(alpha < 255))} pixel(s) not "
+                               f"opaque): {hint}; save the map as 8-bit grey")
+    if spread > GREY_TOLERANCE:
+        raise _map_error(path, f"{what} whose channels differ (by up to {spread} levels): a colour-mapped heat map "
+                               "(e.g. jet) or a photo, not a grey probability map; save the map as 8-bit grey")
+    return np.asarray(img.convert("RGB").convert("L"))
+
+
+def read_prediction(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """A prediction map file (white = in focus) and the encoding it was read from (docs/metrics.md, "Accepted
+    prediction maps"): uint8 0..255, or float64 in [0, 1] for 16-bit and float files. Every other form is a DataError
+    naming the file and the likely cause: colour, transparency, 32-bit integers out of 16-bit range, floats outside
+    [0, 1], and maps whose values stop at 1 (a 0..1 map saved without scaling) or, in 16 bits, at 255 (8-bit values
+    in a 16-bit file)."""
+    path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit maps: keep the precision
-                return np.asarray(img, dtype=np.float64) / (65535.0 if img.mode.startswith("I;16") else
-                                                            max(float(np.asarray(img).max()), 1.0))
-            return np.asarray(img.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+            mode = img.mode
+            if mode == "L":
+                arr, encoding = np.asarray(img), "8-bit grey"
+            elif mode == "1":
+                arr, encoding = np.asarray(img, dtype=np.uint8) * np.uint8(255), "1-bit (1 -> 255)"
+            elif mode.startswith("I;16") or mode == "I":
+                raw = np.asarray(img).astype(np.int64)
+                lo, hi = int(raw.min()), int(raw.max())
+                if lo < 0 or hi > 65535:
+                    raise _map_error(path, f"32-bit integer map with values {lo}..{hi}: no known scale; save it as "
+                                           "8-bit (0..255) or 16-bit (0..65535) grey")
+                if 0 < hi <= 255:
+                    raise _map_error(path, f"16-bit map whose values stop at {hi} of 65535: 8-bit values stored in "
+                                           "a 16-bit file? (save as 8-bit, or scale by 257)")
+                arr, encoding = raw / 65535.0, "16-bit grey (/65535)"
+            elif mode == "F":
+                raw = np.asarray(img, dtype=np.float64)
+                lo, hi = float(raw.min()), float(raw.max())
+                if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+                    raise _map_error(path, f"floating-point map with values {lo:g}..{hi:g}: only [0, 1] is a "
+                                           "probability; 0..255 floats? save as 8-bit grey")
+                arr, encoding = raw, "float [0, 1]"
+            elif mode == "LA":
+                la = np.asarray(img)
+                if la[..., 1].min() < 255:
+                    raise _map_error(path, "grey map with transparency: transparent pixels have no defined value "
+                                           "(or the values are in the alpha channel); save the map as 8-bit grey")
+                arr, encoding = la[..., 0].copy(), "grey + opaque alpha"
+            elif mode in ("RGB", "RGBA", "P", "PA"):
+                arr, encoding = _grey_of_colour(img, path, {"P": "palette map", "PA": "palette map"}.get(
+                    mode, f"{mode} map")), f"{'palette' if mode.startswith('P') else mode} grey (equal channels)"
+            else:
+                raise _map_error(path, f"image mode {mode} is not a grey probability map; save it as 8-bit grey")
+    except DataError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    if arr.dtype == np.uint8 and int(arr.max()) == 1:
+        raise _map_error(path, "8-bit map whose values are only 0 and 1: a 0..1 map saved without scaling to "
+                               "0..255? (multiply by 255)")
+    return arr, encoding
 
 
 def load_prediction(path: str | os.PathLike) -> np.ndarray:
-    """A prediction map file as uint8 (or float for 16-bit files); high = in focus."""
-    return _read_gray(Path(path))
+    """A prediction map file as uint8 (or float for 16-bit and float files); high = in focus (read_prediction)."""
+    return read_prediction(path)[0]
+
+
+def check_same_orientation(pred_shape: tuple[int, ...], gt_shape: tuple[int, ...], pred_path: Path,
+                           gt_path: Path | str) -> None:
+    """A map to be resized to its ground truth must have its aspect ratio: a map that is the GT's transpose (a rotated
+    image, e.g. EXIF orientation applied on one side only) or another image is a DataError, never stretched."""
+    (h, w), (gh, gw) = pred_shape[:2], gt_shape[:2]
+    if abs(h / w - gh / gw) <= ASPECT_TOLERANCE * (gh / gw):
+        return
+    turned = " (its transpose: a rotated image?)" if abs(w / h - gh / gw) <= ASPECT_TOLERANCE * (gh / gw) else ""
+    raise DataError(f"{pred_path}: prediction is {h}x{w} but its ground truth {Path(gt_path).name} is {gh}x{gw}"
+                    f"{turned}; another aspect ratio is not resized")
 
 
 def load_ground_truth(path: str | os.PathLike, polarity: str = "infocus_white") -> np.ndarray:
@@ -291,18 +371,27 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, gt_
     gt_polarity, polarity_from = resolve_gt_polarity(gt_dir, gt_polarity, kwargs.get("dataset"),
                                                      [stem for stem, _, _ in pairs])
     self_resizing = set(kwargs.get("protocols", PROTOCOLS)) <= set(RESIZING_PROTOCOLS)
+    if gt_polarity == "blur_white" and all(_SHI_STEM.match(stem) for stem, _, _ in pairs):
+        # Shi's masks read as white = blurred: an inverted copy is refused (the rule of the CUHK reader)
+        check_cuhk_polarity(Path(gt_dir), {int(stem[-4:]): gt_path for stem, _, gt_path in pairs})
+
+    encodings: dict[str, int] = {}
 
     def stream():  # one file pair at a time: memory stays flat however large the test set
         for _, pred_path, gt_path in pairs:
-            pred, gt = load_prediction(pred_path), load_ground_truth(gt_path, gt_polarity)
+            (pred, encoding), gt = read_prediction(pred_path), load_ground_truth(gt_path, gt_polarity)
+            encodings[encoding] = encodings.get(encoding, 0) + 1
             if pred.shape != gt.shape:
                 if resize:
+                    check_same_orientation(pred.shape, gt.shape, pred_path, gt_path)
                     pred = resize_to(pred, gt.shape)
                 elif not self_resizing:
                     raise DataError(f"{pred_path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground "
                                     f"truth {gt_path.name} is {gt.shape[0]}x{gt.shape[1]}; pass --resize "
                                     "(resize=True) to resize predictions to the GT size")
             yield pred, gt
+        # read once every map is: the table records how the maps were read
+        kwargs["pred_encoding"] = "; ".join(f"{name}: {count}" for name, count in sorted(encodings.items()))
 
     names = ("protocols", "positive", "bootstrap", "seed", "strict_gt", "confidence")
     defaults = {"protocols": PROTOCOLS, "positive": "infocus", "bootstrap": 1000, "seed": 0, "strict_gt": True,
@@ -330,26 +419,63 @@ def per_image_path(out_csv: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}_per_image{out.suffix or '.csv'}")
 
 
+def check_output_csv(out_csv: str | os.PathLike) -> Path:
+    """The table's path checked before any scoring: DataError when it (or a file written beside it) is a folder, when
+    a folder above it is a file, or when its folder cannot be created or written."""
+    out = Path(out_csv)
+    for target in (out, curves_path(out), per_image_path(out)):
+        if target.is_dir():
+            raise DataError(f"output {target} is a folder; give a file name for the table, e.g. {target / 'eval.csv'}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"output {out} lies under a file ({parent}); give a path in a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the folder of {out}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write {out}: its folder {out.parent} is not writable")
+    return out
+
+
 def write_results(result: EvaluationResult, out_csv: str | os.PathLike, per_image: bool = False) -> list[Path]:
     """Write the table to ``out_csv`` and the curves to ``<stem>_curves.csv`` beside it (and, with
-    ``per_image``, ``<stem>_per_image.csv``). Atomic: every file goes to a temporary name first and is renamed
-    only when all are written, so an error leaves no half-written or partial set of files."""
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ``per_image``, ``<stem>_per_image.csv``). All or nothing: every file goes to a temporary name first; the
+    previous files are then moved aside, the new ones renamed into place, and the previous ones removed only when all
+    are in place, so an error at any step (a full disk, a failed rename) leaves the previous set exactly as it was
+    and no temporaries (DataError naming the fault). Files get ordinary permissions (0644)."""
+    out = check_output_csv(out_csv)
     targets = [(result.table, out), (result.curves, curves_path(out))]
     if per_image:
         targets.append((result.per_image, per_image_path(out)))
     temps: list[Path] = []
+    moved: list[tuple[Path, Path]] = []  # (previous file's temporary name, its own name)
+    placed: list[Path] = []
     try:
         for frame, target in targets:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             os.close(fd)
             temps.append(Path(tmp))
             frame.to_csv(tmp, index=False)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        for _, target in targets:
+            if target.exists():
+                aside = target.with_name(f".{target.name}.{os.getpid()}.previous")
+                os.replace(target, aside)
+                moved.append((aside, target))
         for tmp, (_, target) in zip(temps, targets):
             os.replace(tmp, target)
-    except BaseException:
+            placed.append(target)
+    except BaseException as exc:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        for aside, target in moved:
+            os.replace(aside, target)
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"writing {out} failed ({exc.strerror or exc}); the previous files are unchanged") from None
         raise
+    for aside, _ in moved:
+        aside.unlink(missing_ok=True)
     return [target for _, target in targets]

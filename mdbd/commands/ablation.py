@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import load_config, parse_overrides
+    from mdbd.config import cli_overrides, load_config
     from mdbd.provenance import device_name, resolve_device
     from mdbd.report import REAL_DATASETS, save_table, table_title
     from mdbd.stages.ablation import ablation_table, ordering_verdict, run_ablation, verdict_text
@@ -37,8 +37,7 @@ def _run(args) -> int:
 
     named = {"dataset": args.dataset, "data_root": args.data_root, "device": args.device,
              "ablation.seeds": args.seeds, "ablation.epochs": args.epochs}
-    cfg = load_config(args.profile, **parse_overrides(args.overrides),
-                      **{k: v for k, v in named.items() if v is not None})
+    cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
     runs = run_ablation(cfg, progress=not args.quiet, bootstrap=args.bootstrap, concurrent=args.concurrent,
                         threads=args.threads)
     table = ablation_table(runs)

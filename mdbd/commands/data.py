@@ -4,6 +4,7 @@ without the data (`carry`, `verify-carry`)."""
 from __future__ import annotations
 
 import logging
+import sys
 
 
 def register(sub) -> None:
@@ -94,10 +95,14 @@ def _summary(args) -> int:
         splits = available_splits(args.dataset, args.root)
     if not splits:  # a DUT folder with neither layout
         raise DataError(f"no {args.dataset} split found under {dataset_root(args.dataset, args.root)}")
-    rows = []
+    rows, warnings = [], []
     for split in splits:
         ds = open_dataset(args.dataset, args.root, split=split, polarity=args.polarity, split_file=args.split_file)
         rows.append(summarize(ds))
+        missing = [p for p, image in zip(ds.mask_paths, ds.image_paths) if image is None]
+        if missing:
+            warnings.append(f"warning: {len(missing)} of {len(ds)} images of split {split!r} are missing (masks only; "
+                            f"first: the image of {missing[0].name}): training and scoring on it will refuse")
     print(f"{args.dataset} at {rows[0]['root']} (mask 1 = in focus; sizes from the masks)")
     w = max(12, *(len(r["split"]) + 2 for r in rows))
     print(f"{'split':<{w}}{'pairs':>7}{'images':>8}{'in-focus':>10}  size range (HxW)")
@@ -105,11 +110,13 @@ def _summary(args) -> int:
         (h0, h1), (w0, w1) = r["height_range"], r["width_range"]
         print(f"{r['split']:<{w}}{r['pairs']:>7}{r['images_present']:>8}{r['mean_infocus_fraction']:>10.3f}  "
               f"{h0}-{h1} x {w0}-{w1}")
+    for line in warnings:
+        print(line, file=sys.stderr)
     if len(rows) > 1:
         total = sum(r["pairs"] for r in rows)
         mean = sum(r["mean_infocus_fraction"] * r["pairs"] for r in rows) / total
         print(f"{'all':<{w}}{total:>7}{sum(r['images_present'] for r in rows):>8}{mean:>10.3f}")
-    return 0
+    return 1 if warnings else 0  # a summary of an incomplete dataset is not a clean bill
 
 
 def _subset(args) -> int:

@@ -50,8 +50,9 @@ def register(sub) -> None:
 def _run(args) -> int:
     import pandas as pd
 
-    from mdbd.evaluate import evaluate_folders, resolve_gt_polarity, write_results
+    from mdbd.evaluate import check_output_csv, evaluate_folders, resolve_gt_polarity, write_results
 
+    check_output_csv(args.out)  # before the scoring: a bad --out is reported at once
     provenance = {k: getattr(args, k) for k in ("model", "dataset", "split", "weights", "profile", "device")}
     polarity, polarity_from = resolve_gt_polarity(args.gt, args.gt_polarity, args.dataset)
     print(f"ground truth {args.gt}: {polarity} ({polarity_from})")
@@ -76,7 +77,9 @@ def _run(args) -> int:
         print(result.summary().to_string(index=False))
     mae = result.table.loc[result.table["metric"] == "mae", "value"]
     if len(mae) and mae.min() > 0.5:  # worse than a constant map: almost always a flipped GT
-        print(f"note: MAE {mae.min():.3f} > 0.5; is --gt-polarity right? (Shi's CUHK masks are blur_white)")
+        # the maps score worse than their own inverse (MAE_inverse = 1 - MAE on binary GT): a flipped side
+        print(f"note: MAE {mae.min():.3f} > 0.5, worse than the inverted maps would score: is --gt-polarity right "
+              "(Shi's CUHK masks are blur_white), or are the maps white = blurred (--pred-polarity blur_white)?")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

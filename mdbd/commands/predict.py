@@ -6,7 +6,8 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("predict", help="in-focus probability maps for images with a trained checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images (any sizes)")
-    p.add_argument("--checkpoint", required=True, help="a run's last.pt")
+    p.add_argument("--checkpoint", default=None, help="a run's last.pt (train one: mdbd train --profile smoke, which "
+                                                      "prints its checkpoint's path)")
     p.add_argument("--out", required=True, help="folder for the maps (<image stem>.png)")
     p.add_argument("--preset", default=None, help="refuse a checkpoint of another preset")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -20,8 +21,13 @@ def register(sub) -> None:
 def _run(args) -> int:
     import time
 
+    from mdbd.errors import ConfigError
     from mdbd.predict import predict_files
 
+    if args.checkpoint is None:
+        raise ConfigError("--checkpoint is required: a trained run's last.pt. Train one with `mdbd train --profile "
+                          "smoke` (a minute on a CPU; it prints the checkpoint's path), or use a run of the chain "
+                          "(`mdbd reproduce`, under results/runs/<profile>/)")
     started = time.perf_counter()
     written = predict_files(args.checkpoint, args.images, args.out, preset=args.preset, device=args.device,
                             batch_size=args.batch_size, size=args.size, bf16=args.bf16)

@@ -30,13 +30,16 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import load_config, parse_overrides
+    from mdbd.config import cli_overrides, load_config
+    from mdbd.io import check_output_folder
+    from mdbd.provenance import usable_device
     from mdbd.train import DistInfo, train
 
-    overrides = parse_overrides(args.overrides)
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
              "seed": args.seed, "device": args.device, "run_dir": args.run_dir}
-    cfg = load_config(args.profile, **overrides, **{k: v for k, v in named.items() if v is not None})
+    cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
+    usable_device(cfg.device)
+    check_output_folder(cfg.resolved_run_dir(), "run folder", create=False)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     if DistInfo.from_env().is_main:
         m = result.metrics

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mdbd.errors import DataError
 
@@ -43,6 +43,18 @@ CUHK_TEST = range(605, 705)
 CUHK_SPLITS = {"train": CUHK_TRAIN, "test": CUHK_TEST}
 SUBSET_MANIFEST = "mdbd-subset.json"  # a CUHK-layout folder holding a declared subset (mdbd.data.subset)
 _CUHK_NAME = re.compile(r"^(out_of_focus|motion)(\d{4})$", re.IGNORECASE)
+
+#: Polarity check of a CUHK folder (docs/data.md, "Polarity check"). Shi's 704 masks, inverted on load, are 0.334 in
+#: focus on average (per-mask standard deviation 0.165); a copy with every mask inverted reads 0.666. The check reads
+#: up to CUHK_POLARITY_SAMPLE evenly spaced masks of the folder's gt/ (all its defocus masks, whatever split is
+#: opened) and refuses the folder when their mean in-focus fraction exceeds CUHK_POLARITY_LIMIT, halfway between the
+#: two. Folders with fewer than CUHK_POLARITY_MIN_MASKS masks are not checked: below that a genuine pick of Shi's
+#: masks can pass 0.5 by chance (16 random masks: 6 in 100,000 draws; 12: 4 in 10,000).
+CUHK_INFOCUS_FRACTION = 0.334
+CUHK_POLARITY_LIMIT = 0.5
+CUHK_POLARITY_MIN_MASKS = 16
+CUHK_POLARITY_SAMPLE = 100
+_INFOCUS_FRACTIONS: dict[tuple[str, int, int], float] = {}  # (mask file, size, mtime_ns) -> in-focus fraction
 
 #: a compact copy of a CUHK folder made by mdbd.data.carry (images reduced, masks as they were) names itself here
 CARRY_MANIFEST = "carry.json"
@@ -90,11 +102,17 @@ def _header_size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot decode {path}: corrupt or not an image ({exc})") from None
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, apply_exif: bool = False) -> np.ndarray:
     """RGB uint8 (H, W, 3). Grayscale is replicated to 3 channels, RGBA/LA drop alpha (composited on nothing:
-    alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8)."""
+    alpha is ignored), palette images are expanded, 16-bit images are scaled to 8 bits (value >> 8).
+
+    `apply_exif`: turn the pixels as the file's EXIF orientation says, so the array is the photo as displayed
+    (mdbd predict). Dataset readers leave it off: their masks are stored in the images' stored orientation (none of
+    Shi's 704 images carries a rotating tag)."""
     path = Path(path)
     img = _open(path)
+    if apply_exif:
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img)
         arr = (arr.astype(np.float64) * (255.0 / _full_scale(img.mode, arr))).round().clip(0, 255).astype(np.uint8)
@@ -269,6 +287,9 @@ def _pair_folders(name: str, split: str, root: Path, image_dir: Path, mask_dir: 
 # -- CUHK / Shi's -----------------------------------------------------------------------------------
 
 def _cuhk_root(root: Path) -> Path:
+    if not root.is_dir():
+        raise DataError(f"CUHK dataset folder {root} does not exist{' (it is a file)' if root.exists() else ''}: "
+                        f"give the folder with image/ and gt/ (`mdbd data fetch --dataset cuhk`)")
     for cand in (root, root / "cuhk"):
         if (cand / "gt").is_dir():
             return cand
@@ -386,11 +407,43 @@ def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | No
     orphans = sorted(set(images) - set(masks))
     if orphans:
         raise DataError(f"missing mask for {images[orphans[0]]}: expected {gt_dir / f'out_of_focus{orphans[0]:04d}.png'}")
+    check_cuhk_polarity(gt_dir, masks)
     ids = [f"out_of_focus{n:04d}" for n in numbers]
     hint = (f" Only {len(images)} of the {len(masks)} defocus images are present: put the full image/ folder "
             f"from BlurDatasetImage.zip there (`mdbd data fetch --dataset cuhk`).")
     return PairDataset("cuhk", split, root, ids, [images.get(n) for n in numbers], [masks[n] for n in numbers],
                        white_is_infocus=False, missing_image_hint=hint, resize_images_to_masks=carry is not None)
+
+
+def _infocus_fraction(path: Path) -> float:
+    """The in-focus fraction of one of Shi's masks (white = blurred), remembered by file, size and mtime."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _INFOCUS_FRACTIONS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # graded edges are binarised; the fraction is all that is wanted here
+            _INFOCUS_FRACTIONS[key] = float(read_mask(path, white_is_infocus=False).mean())
+    return _INFOCUS_FRACTIONS[key]
+
+
+def check_cuhk_polarity(gt_dir: Path, masks: dict[int, Path]) -> float | None:
+    """The mean in-focus fraction of up to CUHK_POLARITY_SAMPLE evenly spaced masks of `masks` (a CUHK gt/ folder's
+    defocus masks), read as Shi's (white = blurred); DataError when it contradicts that polarity (over
+    CUHK_POLARITY_LIMIT), None when there are too few masks to tell (under CUHK_POLARITY_MIN_MASKS)."""
+    if len(masks) < CUHK_POLARITY_MIN_MASKS:
+        return None
+    numbers = sorted(masks)
+    picks = sorted({numbers[k] for k in np.linspace(0, len(numbers) - 1, min(CUHK_POLARITY_SAMPLE, len(numbers)))
+                    .round().astype(int)})
+    fraction = float(np.mean([_infocus_fraction(masks[n]) for n in picks]))
+    if fraction > CUHK_POLARITY_LIMIT:
+        raise DataError(
+            f"the CUHK masks in {gt_dir} look inverted: read as Shi's (white = blurred) they are {fraction:.3f} in "
+            f"focus (mean over {len(picks)} of {len(masks)} masks), but Shi's are {CUHK_INFOCUS_FRACTION} in focus "
+            f"(an inverted copy reads {1 - CUHK_INFOCUS_FRACTION:.3f}; limit {CUHK_POLARITY_LIMIT}); use the official "
+            f"gt/ files (BlurDatasetGT.zip), or open a white = in focus copy as a folder dataset with --polarity "
+            f"infocus_white")
+    return fraction
 
 
 # -- DUT ----------------------------------------------------------------------------------------------
