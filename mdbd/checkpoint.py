@@ -36,8 +36,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean the same thing here
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        # torch's own text advises weights_only=False, which is wrong advice for a damaged file: only its kind is kept
+        raise CheckpointError(f"cannot read checkpoint {path}: damaged, truncated or not a PyTorch file "
+                              f"({type(exc).__name__}); retrain or restore the run") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
         raise CheckpointError(f"{path} is not an mdbd training checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
     if "tensor_digest" in state and tensor_digest(state["model"]) != state["tensor_digest"]:

@@ -123,3 +123,12 @@ def test_an_unfinished_run_is_refused_by_the_tables_and_named_by_predict(tmp_pat
                            "--out", str(tmp_path / "maps"), str(images[0])], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "MDBD_DATA_DIR": str(data_dir)})
     assert done.returncode == 0 and "UNFINISHED run (epoch 1 of 2)" in done.stderr
+
+
+def test_an_unreadable_checkpoint_gets_one_line_without_torchs_weights_only_advice(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(bad)
+    message = str(info.value)
+    assert str(bad) in message and "weights_only" not in message and "\n" not in message
