@@ -46,9 +46,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) ->
     score (dataset, data folder, split, polarity, bootstrap, seed, device type, the code that predicts and scores),
     so that a later call with any of them changed scores afresh. Not the git commit: a commit that leaves that code
     alone (a docstring, a notebook) keeps the scores."""
-    import hashlib
-    import json
-
+    from mdbd.hashing import stable_key
     from mdbd.io import sha256_file
     from mdbd.provenance import resolve_device
 
@@ -58,7 +56,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) ->
               "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
               "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
               "code": _scoring_digest()}
-    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    key = stable_key(record, 16)
     return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
 
 
