@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 
 from mdbd.errors import ConfigError
+from mdbd.names import DATASETS, POLARITIES
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper", "long")
-DATASETS = ("synthetic", "cuhk", "dut", "folder")
 # Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
 # a configuration is checked without importing the model
 ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
@@ -144,9 +144,9 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
-        if self.polarity not in ("infocus_white", "blur_white"):
-            raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose {', '.join(DATASETS[:-1])} or {DATASETS[-1]}")
+        if self.polarity not in POLARITIES:
+            raise ConfigError(f"polarity must be {' or '.join(POLARITIES)}, got {self.polarity!r}")
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from mdbd.errors import ConfigError, DataError
+from mdbd.names import POLARITIES
 from mdbd.paths import DATA_DIR, shared_data_root
 
-MAP_POLARITIES = ("infocus_white", "blur_white")
+MAP_POLARITIES = POLARITIES  # the name `mdbd evaluate --pred-polarity` imports
 #: a map whose height/width ratio differs from its ground truth's by more than this is refused, not resized
 ASPECT_TOLERANCE = 0.02
 #: where published maps live, under $MDBD_SHARED_DATA and under data/: published-maps/<dataset>/<method>/
