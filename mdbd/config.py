@@ -28,17 +28,19 @@ PROFILES = ("smoke", "laptop", "paper", "long")
 # Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
 # a configuration is checked without importing the model
 ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
-# The default, chosen from evidence (docs/model.md): cosine is the only form whose attention rows are neither one-hot
-# nor uniform on real CUHK features, it passes 2.7-6x more gradient through the softmax than the literal eq. 1, and
-# it scores as well as every other form on held-out real images. "none" stays available as the paper's eq. 1.
+# The default, chosen from evidence (the measured numbers: docs/model.md, row "attention_scale", and the tables it
+# names): cosine is the only form whose attention rows are neither one-hot nor uniform on real CUHK features, it
+# passes more gradient through the softmax than the literal eq. 1, and it scores as well as every other form on
+# held-out real images. "none" stays available as the paper's eq. 1.
 DEFAULT_ATTENTION_SCALE = "cosine"
 # How spatial attention (eq. 3) turns its logits into the gate Z (the forms: mdbd.model.attention.SpatialAttention).
 # "sigmoid" is eq. 3 literally; "centred" subtracts each image's spatial mean from the logits first.
 SPATIAL_GATES = ("sigmoid", "centred")
-# The default, chosen from evidence (docs/model.md, SA row): with "sigmoid" the chain's trained models pass the
-# low-level features through (Z = 0.999 on 99.9 % of pixels: the logits' uniform part, ~5.5, comes from conv2's
-# weights on post-ReLU inputs), so SA does nothing; "centred" cannot move its uniform level, separates in-focus from
-# blurred regions (Z 0.96 vs 0.32 on held-out CUHK) and scores as well on held-out real images.
+# The default, chosen from evidence (the measured numbers: docs/model.md, row "spatial_gate", and the tables it
+# names): with "sigmoid" the chain's trained models saturate the gate open (Z near 1 on nearly every pixel: the
+# logits' uniform part comes from conv2's weights on post-ReLU inputs), so SA passes the low-level features through;
+# "centred" cannot move its uniform level, can separate in-focus from blurred regions on held-out CUHK, and scores as
+# well on held-out real images.
 DEFAULT_SPATIAL_GATE = "centred"
 # Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
 # older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).

@@ -59,3 +59,15 @@ def test_no_new_literal_copies():
     found = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "mdbd").rglob("*.py"))
              if literal.search(p.read_text()) and str(p.relative_to(REPO_ROOT)) not in known]
     assert found == []
+
+
+def test_the_two_default_protocols_are_declared_side_by_side_with_the_reason():
+    """`mdbd evaluate`'s default and the tables' headline differ on purpose; both homes say so (issue 24 item 5)."""
+    import mdbd.stages.common as common
+    from mdbd.metrics import DEFAULT_PROTOCOL
+
+    assert (DEFAULT_PROTOCOL, common.HEADLINE["fbeta"][0]) == ("sod", "sod-blur")
+    assert common.DEFAULT_PROTOCOL is DEFAULT_PROTOCOL
+    source = (REPO_ROOT / "mdbd" / "stages" / "common.py").read_text()
+    assert "Two defaults, on purpose" in source and "Two defaults, on purpose" in \
+        (REPO_ROOT / "docs" / "metrics.md").read_text()
