@@ -190,13 +190,13 @@ class RunConfig:
 
     # -- derived values -------------------------------------------------------------------------
     def resolved_data_root(self) -> Path:
-        from mdbd.paths import DATA_DIR, resolve
+        from mdbd.paths import data_dir, resolve
 
         if self.data_root:
             return resolve(self.data_root)
         if self.dataset == "synthetic":
-            return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
-        return DATA_DIR / self.dataset
+            return data_dir() / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
+        return data_dir() / self.dataset
 
     def resolved_source_size(self) -> int:
         from mdbd.data.cache import cache_side

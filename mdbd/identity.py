@@ -93,10 +93,10 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 def default_run_dir(cfg: RunConfig) -> Path:
     """results/runs/<profile>/<preset>-<dataset>-seed<seed>-<hash>: readable, and one folder per identity."""
-    from mdbd.paths import RESULTS_DIR
+    from mdbd.paths import results_dir
 
     name = f"{cfg.preset}-{cfg.results_label()}-seed{cfg.seed}-{identity_hash(run_identity(cfg))}"
-    return RESULTS_DIR / "runs" / cfg.profile / name
+    return results_dir() / "runs" / cfg.profile / name
 
 
 def split_fingerprint(pairs: PairDataset) -> str:

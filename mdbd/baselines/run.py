@@ -18,7 +18,7 @@ from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
 from mdbd.hashing import stable_key
 from mdbd.io import atomic_write, sha256_file
-from mdbd.paths import RESULTS_DIR
+from mdbd.paths import results_dir
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "hifst": hifst_map,
@@ -31,7 +31,7 @@ IMPLEMENTATION_VERSION = {"hifst": 1, "lbp": 1, "laplacian": 1}
 
 def default_cache_dir() -> Path:
     """results/cache/baselines under the repository (or under $MDBD_RESULTS_DIR)."""
-    return RESULTS_DIR / "cache" / "baselines"
+    return results_dir() / "cache" / "baselines"
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -76,9 +76,9 @@ def build_arrays(pairs: PairDataset, side: int, progress: bool = False) -> tuple
 
 
 def default_cache_dir() -> Path:
-    from mdbd.paths import DATA_DIR
+    from mdbd.paths import data_dir
 
-    return DATA_DIR / "cache"
+    return data_dir() / "cache"
 
 
 def load_or_build(pairs: PairDataset, side: int, cache_dir: str | Path | None = None, persist: bool = True,
