@@ -23,24 +23,26 @@ from typing import Any
 import yaml
 
 from mdbd.errors import ConfigError
+from mdbd.names import DATASETS, POLARITIES
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper", "long")
-DATASETS = ("synthetic", "cuhk", "dut", "folder")
 # Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
 # a configuration is checked without importing the model
 ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
-# The default, chosen from evidence (docs/model.md): cosine is the only form whose attention rows are neither one-hot
-# nor uniform on real CUHK features, it passes 2.7-6x more gradient through the softmax than the literal eq. 1, and
-# it scores as well as every other form on held-out real images. "none" stays available as the paper's eq. 1.
+# The default, chosen from evidence (the measured numbers: docs/model.md, row "attention_scale", and the tables it
+# names): cosine is the only form whose attention rows are neither one-hot nor uniform on real CUHK features, it
+# passes more gradient through the softmax than the literal eq. 1, and it scores as well as every other form on
+# held-out real images. "none" stays available as the paper's eq. 1.
 DEFAULT_ATTENTION_SCALE = "cosine"
 # How spatial attention (eq. 3) turns its logits into the gate Z (the forms: mdbd.model.attention.SpatialAttention).
 # "sigmoid" is eq. 3 literally; "centred" subtracts each image's spatial mean from the logits first.
 SPATIAL_GATES = ("sigmoid", "centred")
-# The default, chosen from evidence (docs/model.md, SA row): with "sigmoid" the chain's trained models pass the
-# low-level features through (Z = 0.999 on 99.9 % of pixels: the logits' uniform part, ~5.5, comes from conv2's
-# weights on post-ReLU inputs), so SA does nothing; "centred" cannot move its uniform level, separates in-focus from
-# blurred regions (Z 0.96 vs 0.32 on held-out CUHK) and scores as well on held-out real images.
+# The default, chosen from evidence (the measured numbers: docs/model.md, row "spatial_gate", and the tables it
+# names): with "sigmoid" the chain's trained models saturate the gate open (Z near 1 on nearly every pixel: the
+# logits' uniform part comes from conv2's weights on post-ReLU inputs), so SA passes the low-level features through;
+# "centred" cannot move its uniform level, can separate in-focus from blurred regions on held-out CUHK, and scores as
+# well on held-out real images.
 DEFAULT_SPATIAL_GATE = "centred"
 # Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
 # older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).
@@ -146,9 +148,9 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; choose synthetic, cuhk, dut or folder")
-        if self.polarity not in ("infocus_white", "blur_white"):
-            raise ConfigError(f"polarity must be infocus_white or blur_white, got {self.polarity!r}")
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose {', '.join(DATASETS[:-1])} or {DATASETS[-1]}")
+        if self.polarity not in POLARITIES:
+            raise ConfigError(f"polarity must be {' or '.join(POLARITIES)}, got {self.polarity!r}")
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -190,13 +192,13 @@ class RunConfig:
 
     # -- derived values -------------------------------------------------------------------------
     def resolved_data_root(self) -> Path:
-        from mdbd.paths import DATA_DIR, resolve
+        from mdbd.paths import data_dir, resolve
 
         if self.data_root:
             return resolve(self.data_root)
         if self.dataset == "synthetic":
-            return DATA_DIR / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
-        return DATA_DIR / self.dataset
+            return data_dir() / "synthetic" / f"{self.profile}-seed{self.seed}-{synthetic_mask_origin()}masks"
+        return data_dir() / self.dataset
 
     def resolved_source_size(self) -> int:
         from mdbd.data.cache import cache_side

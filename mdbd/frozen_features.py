@@ -24,7 +24,6 @@ image, 2.7 GB per epoch. When the disk lacks room, training goes on without the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ import torch
 
 from mdbd.config import RunConfig
 from mdbd.errors import ConfigError
+from mdbd.hashing import stable_key
 from mdbd.writer_lock import claim, process_running
 
 #: bump when what is stored changes meaning (a key of another version is never read)
@@ -97,7 +97,7 @@ class FrozenFeatureCache:
         if not cfg.cache_frozen_features:
             return None
         payload = cache_payload(cfg, train_pairs, backbone_source)
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        key = stable_key(payload, 16)
         base = Path(cache_dir) if cache_dir is not None else frozen_cache_dir()
         prefix = f"{cfg.dataset}-seed{cfg.seed}-{cfg.image_size}px-b{cfg.freeze_backbone_blocks}-"
         root = base / f"{prefix}{key}"

@@ -27,9 +27,10 @@ that alters what a given configuration trains to (model, loss, data pipeline, op
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mdbd.hashing import stable_key
 
 if TYPE_CHECKING:
     from mdbd.config import RunConfig
@@ -87,16 +88,15 @@ def _has_module(preset: str, tags: set[str]) -> bool:
 
 def identity_hash(identity: dict[str, Any]) -> str:
     """A short, stable hash of an identity (key order does not matter)."""
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+    return stable_key(identity, HASH_LENGTH)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
     """results/runs/<profile>/<preset>-<dataset>-seed<seed>-<hash>: readable, and one folder per identity."""
-    from mdbd.paths import RESULTS_DIR
+    from mdbd.paths import results_dir
 
     name = f"{cfg.preset}-{cfg.results_label()}-seed{cfg.seed}-{identity_hash(run_identity(cfg))}"
-    return RESULTS_DIR / "runs" / cfg.profile / name
+    return results_dir() / "runs" / cfg.profile / name
 
 
 def split_fingerprint(pairs: PairDataset) -> str:

@@ -1,4 +1,10 @@
-"""Paths anchored at the repository root, never at the caller's working folder."""
+"""Paths anchored at the repository root, never at the caller's working folder.
+
+The data and results folders follow $MDBD_DATA_DIR and $MDBD_RESULTS_DIR as they are when asked for (`data_dir()`,
+`results_dir()`), not as they were when mdbd was imported: a test or a notebook that points them elsewhere after
+import is obeyed. `DATA_DIR` and `RESULTS_DIR` are kept as names for the same calls (module `__getattr__`); a module
+that binds them at its own import (`from mdbd.paths import DATA_DIR` at the top) freezes them, so use the functions.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,29 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("MDBD_DATA_DIR", REPO_ROOT / "data"))
-RESULTS_DIR = Path(os.environ.get("MDBD_RESULTS_DIR", REPO_ROOT / "results"))
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: the variables naming the data folder (datasets, caches, weights) and the results folder (runs, tables, figures)
+DATA_DIR_ENV = "MDBD_DATA_DIR"
+RESULTS_DIR_ENV = "MDBD_RESULTS_DIR"
+
+
+def data_dir() -> Path:
+    """$MDBD_DATA_DIR as it is now (unset or empty: the repository's data/)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT / "data")
+
+
+def results_dir() -> Path:
+    """$MDBD_RESULTS_DIR as it is now (unset or empty: the repository's results/)."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or REPO_ROOT / "results")
+
+
+def __getattr__(name: str) -> Path:
+    """DATA_DIR and RESULTS_DIR, the older names: read when used (`paths.DATA_DIR`, or imported inside a function)."""
+    if name == "DATA_DIR":
+        return data_dir()
+    if name == "RESULTS_DIR":
+        return results_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Environment variable naming a folder laid out like ../shared/data (cuhk-full/, dut-samples/, published-maps/)
 #: with the real dataset pieces available offline. Set but empty means "not available": tests that need it skip.

@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from mdbd.errors import ConfigError, DataError
-from mdbd.paths import DATA_DIR, shared_data_root
+from mdbd.names import POLARITIES
+from mdbd.paths import data_dir, shared_data_root
 
-MAP_POLARITIES = ("infocus_white", "blur_white")
+MAP_POLARITIES = POLARITIES  # the name `mdbd evaluate --pred-polarity` imports
 #: a map whose height/width ratio differs from its ground truth's by more than this is refused, not resized
 ASPECT_TOLERANCE = 0.02
 #: where published maps live, under $MDBD_SHARED_DATA and under data/: published-maps/<dataset>/<method>/
@@ -69,7 +70,7 @@ def find_published_folder(key: str, dataset: str = "cuhk") -> Path | None:
     """$MDBD_SHARED_DATA/published-maps/<dataset>/<key>, else data/published-maps/<dataset>/<key> (where
     `mdbd published fetch` puts them); None when neither holds a file."""
     shared = shared_data_root()
-    for root in ([shared] if shared else []) + [DATA_DIR]:
+    for root in ([shared] if shared else []) + [data_dir()]:
         folder = root / PUBLISHED_DIR / dataset / key
         if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
             return folder
@@ -247,7 +248,7 @@ def _best_folder(tree: Path, pattern: str) -> tuple[Path | None, list[Path]]:
 
 def default_fetch_folder(key: str) -> Path:
     """data/published-maps/<dataset>/<key>: where fetched maps go, and where find_published_folder looks."""
-    return DATA_DIR / PUBLISHED_DIR / published_method(key).dataset / key
+    return data_dir() / PUBLISHED_DIR / published_method(key).dataset / key
 
 
 def fetch_published(key: str, source: str | os.PathLike | None, out_dir: str | os.PathLike | None = None,
@@ -265,7 +266,7 @@ def fetch_published(key: str, source: str | os.PathLike | None, out_dir: str | o
         raise DataError(f"no --source for {method.label}'s maps: give the URL of the results archive linked from "
                         f"{method.page}, or a local copy.{manual}")
     out = Path(out_dir) if out_dir is not None else default_fetch_folder(key)
-    raw = Path(raw_dir) if raw_dir is not None else DATA_DIR / "raw"
+    raw = Path(raw_dir) if raw_dir is not None else data_dir() / "raw"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{key}-maps-", dir=out.parent) as tmp:
         local = Path(source).expanduser() if "://" not in str(source) else None

@@ -80,16 +80,15 @@ TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
 PROBE_TIMEOUT_S = 5.0
 
 SOURCES = ("oxford", "torchvision", "none")
-DATA_DIR_ENV = "MDBD_DATA_DIR"
 
 
 # -- small helpers ------------------------------------------------------------------------------
 def weights_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """<data>/weights, with <data> = `data_dir`, else $MDBD_DATA_DIR (read at call time), else the repo's data/."""
     if data_dir is None:
-        from mdbd.paths import REPO_ROOT
+        from mdbd.paths import data_dir as current_data_dir
 
-        data_dir = os.environ.get(DATA_DIR_ENV) or (REPO_ROOT / "data")
+        data_dir = current_data_dir()
     return Path(data_dir).expanduser() / "weights"
 
 

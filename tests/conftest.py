@@ -37,10 +37,7 @@ def data_dir(tmp_path_factory) -> Path:
 def private_data_dir(monkeypatch, data_dir) -> Path:
     """mdbd's data folder, here and in the processes a test starts, pointed at `data_dir` (never data/ of the
     checkout). Modules that train opt in with `pytestmark = pytest.mark.usefixtures("private_data_dir")`."""
-    import mdbd.paths
-
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
-    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))  # mdbd.paths.data_dir() reads it when called
     return data_dir
 
 

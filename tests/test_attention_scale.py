@@ -27,10 +27,8 @@ def _cfg(data_dir: Path, run_dir: Path, **kw):
 
 @pytest.fixture(scope="module")
 def cosine_run(tmp_path_factory, data_dir) -> Path:
-    import mdbd.paths
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mdbd.paths, "DATA_DIR", data_dir)
+        mp.setenv("MDBD_DATA_DIR", str(data_dir))
         # two steps: at alpha = 0 (step 1) no gradient reaches A or the temperature; step 2 moves them
         cfg = _cfg(data_dir, tmp_path_factory.mktemp("cosine"), attention_scale="cosine", epochs=2)
         return train(cfg, progress=False).checkpoint

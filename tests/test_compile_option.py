@@ -33,11 +33,10 @@ def test_on_and_off_from_yaml_or_the_command_line_are_the_words_not_booleans():
 @pytest.mark.parametrize("setting, compiled", [("auto", False), ("on", True)])
 def test_a_cpu_run_compiles_only_when_told_to_and_records_the_setting_and_the_outcome(tmp_path, monkeypatch,
                                                                                        setting, compiled):
-    import mdbd.paths
     from mdbd.checkpoint import read_checkpoint
     from mdbd.train import train
 
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv("MDBD_DATA_DIR", str(tmp_path / "data"))
     cfg = load_config("smoke", compile=setting, device="cpu", image_size=32, backbone_weights="none", epochs=1,
                       data_root=str(tmp_path / "data" / "synth"), run_dir=str(tmp_path / "run"),
                       **{"synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 48})

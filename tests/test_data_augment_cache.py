@@ -119,7 +119,7 @@ def test_patch_training_crops_a_larger_source_and_validates_whole_images_at_eval
     from mdbd.data import open_dataset
     from mdbd.train import _train_dataset, _val_dataset
 
-    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)  # the uint8 cache goes to a temporary folder
+    monkeypatch.setenv("MDBD_DATA_DIR", str(tmp_path))  # the uint8 cache goes to a temporary folder
     cfg = load_config("smoke", image_size=32, source_size=80, eval_size=48, crop_scale=(0.1, 0.2))
     pairs = open_dataset("synthetic", smoke_synthetic, "train")
     train, val = _train_dataset(cfg, pairs), _val_dataset(cfg, pairs)

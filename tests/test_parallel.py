@@ -24,10 +24,7 @@ TINY = {"image_size": 32, "backbone_weights": "none", "epochs": 1, "batch_size":
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """A private data folder (synthetic set and cache), the same for this process and its workers."""
-    import mdbd.paths
-
     folder = tmp_path / "data"
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", folder)
     monkeypatch.setenv("MDBD_DATA_DIR", str(folder))
     return folder
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,8 +16,9 @@ from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
 from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
+from mdbd.hashing import stable_key
 from mdbd.io import atomic_write, sha256_file
-from mdbd.paths import RESULTS_DIR
+from mdbd.paths import results_dir
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "hifst": hifst_map,
@@ -32,7 +31,7 @@ IMPLEMENTATION_VERSION = {"hifst": 1, "lbp": 1, "laplacian": 1}
 
 def default_cache_dir() -> Path:
     """results/cache/baselines under the repository (or under $MDBD_RESULTS_DIR)."""
-    return RESULTS_DIR / "cache" / "baselines"
+    return results_dir() / "cache" / "baselines"
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -68,8 +67,7 @@ def cache_key(name: str, resolved_params: dict, image_digest: str) -> str:
     default spelled out and a default left out share a key), and the image file's sha256."""
     record = {"method": name, "version": IMPLEMENTATION_VERSION.get(name, 0),
               "params": resolved_params, "image": image_digest}
-    text = json.dumps(record, sort_keys=True, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return stable_key(record, 32)  # (a tuple is a JSON list: the same key as the list)
 
 
 def save_map_png(sharpness: np.ndarray, path: str | os.PathLike) -> Path:

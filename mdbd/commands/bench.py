@@ -24,10 +24,10 @@ def _write(table, args, prefix: str, suffix: str = ""):
     import re
 
     from mdbd.io import atomic_write_text
-    from mdbd.paths import RESULTS_DIR, resolve
+    from mdbd.paths import resolve, results_dir
 
     slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
-    out = resolve(args.out) if args.out else RESULTS_DIR / "bench" / f"{prefix}-{slug}{suffix}.csv"
+    out = resolve(args.out) if args.out else results_dir() / "bench" / f"{prefix}-{slug}{suffix}.csv"
     atomic_write_text(out, table.to_csv(index=False))
     return out
 

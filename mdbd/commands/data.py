@@ -9,7 +9,7 @@ import sys
 
 def register(sub) -> None:
     from mdbd.config import PROFILES
-    from mdbd.data.readers import DATASETS, POLARITIES
+    from mdbd.names import DATASETS, POLARITIES
 
     p = sub.add_parser("data", help="datasets: synthetic benchmark, summaries, downloads")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -7,6 +7,7 @@ import argparse
 
 from mdbd.config import ATTENTION_SCALES
 from mdbd.errors import ConfigError
+from mdbd.names import POLARITIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "instead of the scale it was trained with (what A is at that scale's initialisation)")
     stats.add_argument("--masks", help="folder of masks named like the images (<stem>.png ...): enables the gradient "
                                        "statistics (one BCE training step per image)")
-    stats.add_argument("--polarity", default="infocus_white", choices=("infocus_white", "blur_white"),
+    stats.add_argument("--polarity", default="infocus_white", choices=POLARITIES,
                        help="polarity of the --masks files (default infocus_white; CUHK's own files: blur_white)")
     stats.add_argument("--dataset", help="read images and masks from a dataset instead (cuhk, dut, folder, synthetic)")
     stats.add_argument("--data-root", help="the dataset's folder (default: its folder under data/)")

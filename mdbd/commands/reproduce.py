@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from mdbd.config import PROFILES
+from mdbd.names import DATASETS
 
 
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the numbered notebooks in order (papermill) for a profile")
     p.add_argument("--profile", default="laptop", choices=PROFILES)
-    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "cuhk", "dut", "folder"),
+    p.add_argument("--dataset", default="synthetic", choices=DATASETS,
                    help="the dataset every notebook runs on (default: the embedded synthetic benchmark)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="the dataset's folder (default: data/<dataset>); relative paths are taken from the repository")

@@ -11,8 +11,6 @@ precision); augmentation thresholds them at 0.5 after its own resampling.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from PIL import Image
 
 from mdbd.data.readers import PairDataset
 from mdbd.errors import DataError
+from mdbd.hashing import stable_key
 from mdbd.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def cache_key(pairs: PairDataset, side: int) -> str:
             files.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     payload = {"version": CACHE_VERSION, "name": pairs.name, "split": pairs.split, "side": side,
                "white_is_infocus": pairs.white_is_infocus, "ids": pairs.ids, "files": files}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return stable_key(payload)
 
 
 def _resize_pair(pairs: PairDataset, i: int, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +76,9 @@ def build_arrays(pairs: PairDataset, side: int, progress: bool = False) -> tuple
 
 
 def default_cache_dir() -> Path:
-    from mdbd.paths import DATA_DIR
+    from mdbd.paths import data_dir
 
-    return DATA_DIR / "cache"
+    return data_dir() / "cache"
 
 
 def load_or_build(pairs: PairDataset, side: int, cache_dir: str | Path | None = None, persist: bool = True,

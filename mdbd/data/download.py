@@ -41,9 +41,9 @@ CHUNK = 1 << 20
 
 
 def _default_raw_dir() -> Path:
-    from mdbd.paths import DATA_DIR
+    from mdbd.paths import data_dir
 
-    return DATA_DIR / "raw"
+    return data_dir() / "raw"
 
 
 # -- checksums ---------------------------------------------------------------------------------------------
@@ -188,10 +188,10 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
                base_url: str = CUHK_BASE_URL, progress: bool = True) -> Path:
     """Shi's CUHK archives (official address, or already in raw_dir: obtain_archive then skips the download)
     -> out_dir/image and out_dir/gt, verified."""
-    from mdbd.paths import DATA_DIR
+    from mdbd.paths import data_dir
 
     raw_dir = Path(raw_dir) if raw_dir else _default_raw_dir()
-    out_dir = Path(out_dir) if out_dir else DATA_DIR / "cuhk"
+    out_dir = Path(out_dir) if out_dir else data_dir() / "cuhk"
     raw_dir.mkdir(parents=True, exist_ok=True)
     archives = {}
     for folder, name in CUHK_ARCHIVES.items():
@@ -217,10 +217,10 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
 def fetch_dut(archive: str | Path, raw_dir: str | Path | None = None, out_dir: str | Path | None = None,
               progress: bool = True) -> Path:
     """DUT from an archive path or URL given by the user (the lab page is dead: see docs/data.md for mirrors)."""
-    from mdbd.paths import DATA_DIR
+    from mdbd.paths import data_dir
 
     raw_dir = Path(raw_dir) if raw_dir else _default_raw_dir()
-    out_dir = Path(out_dir) if out_dir else DATA_DIR / "dut"
+    out_dir = Path(out_dir) if out_dir else data_dir() / "dut"
     raw_dir.mkdir(parents=True, exist_ok=True)
     hint = (f" Manual alternative: get the DUT archive from a mirror (docs/data.md), put it in {raw_dir}/ and run "
             f"`mdbd data fetch --dataset dut --archive {raw_dir}/<archive>`.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mdbd.errors import DataError
-from mdbd.paths import DATA_DIR, shared_data_root
+from mdbd.paths import data_dir, shared_data_root
 
 #: the complete defocus part of Shi's dataset inside $MDBD_SHARED_DATA (official image/ + gt/ layout)
 SHARED_CUHK = "cuhk-full"
@@ -18,7 +18,7 @@ SHARED_CUHK = "cuhk-full"
 def find_cuhk_root() -> Path | None:
     """A CUHK folder with gt/ masks: $MDBD_SHARED_DATA/cuhk-full, else data/cuhk; None when neither exists."""
     shared = shared_data_root()
-    for cand in ([shared / SHARED_CUHK] if shared else []) + [DATA_DIR / "cuhk"]:
+    for cand in ([shared / SHARED_CUHK] if shared else []) + [data_dir() / "cuhk"]:
         gt = cand / "gt"
         if gt.is_dir() and any(gt.glob("out_of_focus*.png")):
             return cand

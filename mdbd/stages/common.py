@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
+from mdbd.metrics.protocols import DEFAULT_PROTOCOL  # noqa: F401 (declared beside HEADLINE, below)
 from mdbd.paths import display_path  # noqa: F401 (re-exported: the notebooks import it from here)
 
 if TYPE_CHECKING:
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 #: positive class, maps at the GT's size. The protocol audit (04_comparison, docs/metrics.md) found it reproduces
 #: the paper's Table I (DBDF from its published maps within 0.001); it was "sod" (in focus positive) before.
 HEADLINE = {"fbeta": ("sod-blur", "max_f"), "mae": ("sod-blur", "mae")}
+# Two defaults, on purpose (docs/metrics.md, "Two defaults, on purpose"): DEFAULT_PROTOCOL (imported above from
+# mdbd.metrics.protocols: "sod", in focus positive) is what `mdbd evaluate` scores any folder of maps with when no
+# protocol is asked for, a general tool's default that scripts rely on; HEADLINE is this study's claim of what the
+# paper's Table I used, chosen by the protocol audit. The long score CSVs carry both (and every other protocol).
 #: the protocols HEADLINE reads, for stages that score only what they show
 HEADLINE_PROTOCOLS = tuple(dict.fromkeys(protocol for protocol, _ in HEADLINE.values()))
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
@@ -46,9 +51,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) ->
     score (dataset, data folder, split, polarity, bootstrap, seed, device type, the code that predicts and scores),
     so that a later call with any of them changed scores afresh. Not the git commit: a commit that leaves that code
     alone (a docstring, a notebook) keeps the scores."""
-    import hashlib
-    import json
-
+    from mdbd.hashing import stable_key
     from mdbd.io import sha256_file
     from mdbd.provenance import resolve_device
 
@@ -58,7 +61,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) ->
               "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
               "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
               "code": _scoring_digest()}
-    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    key = stable_key(record, 16)
     return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
 
 

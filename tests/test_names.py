@@ -1,0 +1,73 @@
+"""Issue 24 item 5, one home per fact: the datasets and the mask/map polarities are defined in mdbd.names; every
+module that offers or checks them uses that definition (the copies left in modules being edited elsewhere are
+checked equal here until they import it too)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mdbd.names import DATASETS, POLARITIES
+from mdbd.paths import REPO_ROOT
+
+
+def test_the_copies_still_agree():
+    import mdbd.config
+    import mdbd.data.readers
+    import mdbd.evaluate
+    import mdbd.published
+
+    assert mdbd.config.DATASETS is DATASETS and mdbd.published.MAP_POLARITIES is POLARITIES
+    # still their own tuples (mdbd/data/readers.py, mdbd/evaluate.py): the same names
+    assert set(mdbd.data.readers.DATASETS) == set(DATASETS)
+    assert mdbd.data.readers.POLARITIES == POLARITIES == mdbd.evaluate.GT_POLARITIES
+
+
+def test_the_commands_offer_the_home_s_choices():
+    from mdbd.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+
+    def choices(command: list[str], option: str):
+        p = sub[command[0]]
+        for name in command[1:]:
+            p = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+        return tuple(next(a for a in p._actions if option in a.option_strings).choices)
+
+    assert choices(["reproduce"], "--dataset") == DATASETS
+    assert choices(["model"], "--polarity") == POLARITIES
+    assert choices(["data", "summary"], "--dataset") == DATASETS
+
+
+def test_config_names_the_choices_it_refuses():
+    from mdbd.config import load_config
+    from mdbd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="choose synthetic, cuhk, dut or folder"):
+        load_config("smoke", dataset="kodak")
+    with pytest.raises(ConfigError, match="infocus_white or blur_white"):
+        load_config("smoke", polarity="white")
+
+
+def test_no_new_literal_copies():
+    """The polarity pair and the dataset list written out as a tuple literal again, outside their home (and the
+    two modules named in test_the_copies_still_agree), would be a new copy to drift."""
+    literal = re.compile(r"\(\s*\"(?:infocus_white\"\s*,\s*\"blur_white|synthetic\"\s*,\s*\"cuhk\"\s*,\s*\"dut)\"")
+    known = {"mdbd/names.py", "mdbd/data/readers.py", "mdbd/evaluate.py"}
+    found = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "mdbd").rglob("*.py"))
+             if literal.search(p.read_text()) and str(p.relative_to(REPO_ROOT)) not in known]
+    assert found == []
+
+
+def test_the_two_default_protocols_are_declared_side_by_side_with_the_reason():
+    """`mdbd evaluate`'s default and the tables' headline differ on purpose; both homes say so (issue 24 item 5)."""
+    import mdbd.stages.common as common
+    from mdbd.metrics import DEFAULT_PROTOCOL
+
+    assert (DEFAULT_PROTOCOL, common.HEADLINE["fbeta"][0]) == ("sod", "sod-blur")
+    assert common.DEFAULT_PROTOCOL is DEFAULT_PROTOCOL
+    source = (REPO_ROOT / "mdbd" / "stages" / "common.py").read_text()
+    assert "Two defaults, on purpose" in source and "Two defaults, on purpose" in \
+        (REPO_ROOT / "docs" / "metrics.md").read_text()
