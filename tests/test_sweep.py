@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import yaml
 
-import mdbd.paths
 from mdbd.errors import ConfigError
 from mdbd.sweep import extrapolate, frontier, load_sweep, run_sweep, sweep_configs
 
@@ -29,7 +28,7 @@ def _sweep_file(tmp_path, **changes):
 @pytest.mark.slow
 def test_one_row_per_candidate_seed_and_metric_with_budget_flops_and_the_held_out_split(tmp_path, monkeypatch,
                                                                                        cuhk_full):
-    monkeypatch.setattr(mdbd.paths, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
     sweep = load_sweep(_sweep_file(tmp_path))
     table = run_sweep(sweep, cuhk_full, progress=False)
     assert len(table) == 2 * 2 * 2 * 2  # candidates x seeds x protocols x (max_f, mae)
