@@ -46,14 +46,16 @@ def _simple(name: str, rows: int = 3, **prov) -> None:
 
 def _table_i() -> None:
     rows = []
-    for method, source, f, mae, qf, qm in (("MultiANet (ours)", "trained here", 0.91431, 0.17459, QUOTED_F, QUOTED_MAE),
-                                           ("LBP", "re-implemented", 0.86043, 0.20162, 0.866, 0.186),
-                                           ("SS (quoted only, not re-run)", "quoted", None, None, 0.787, 0.298)):
+    for method, source, f, mae, qf, qm in (
+            ("MultiANet (ours)", "trained here", 0.91431, 0.17459, QUOTED_F, QUOTED_MAE),
+            ("LBP", "re-implemented", 0.86043, 0.20162, 0.866, 0.186),
+            ("SS (quoted only, not re-run)", "quoted", None, None, 0.787, 0.298)):
         for metric, value, quoted, protocol in (("fbeta", f, qf, "sod-blur:max_f"), ("mae", mae, qm, "sod-blur:mae")):
             rows.append({"method": method, "source": source, "metric": metric, "value": value,
                          "ci_low": None if value is None else value - 0.02,
                          "ci_high": None if value is None else value + 0.02,
-                         "paper (quoted): cuhk": quoted, "difference vs cuhk": None if value is None else value - quoted,
+                         "paper (quoted): cuhk": quoted,
+                         "difference vs cuhk": None if value is None else value - quoted,
                          "protocol": protocol if value is not None else "n/a (quoted only)"})
     report.save_table(pd.DataFrame(rows), "04_table_i", profile=PROFILE, dataset=DATASET, title="Table I",
                       provenance={**PROV, "quoted_from": "Jiang et al. MMSP 2020, Table I"})
