@@ -17,7 +17,7 @@ STAMP := $(VENV)/.mdbd-installed
 # dut-samples/, published-maps/) beside the repository, found by mdbd itself (mdbd.paths.DEFAULT_SHARED_DATA) for make
 # and a bare mdbd command alike.
 
-.PHONY: install reproduce test nbval-refs lab bench
+.PHONY: install reproduce test nbval-refs lab bench report report-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,21 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(VENV)/bin/mdbd reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EXTRAS),--extras)
+
+# The report of a results folder (`mdbd reproduce` writes it at the end of a chain): REPORT.md and report.html in
+# results/$(PROFILE)/$(REPORT_DATASET)/, from the tables and figures on disk. REPORT_DATASET is the folder's label
+# (cuhk: the tracked real reference set; synthetic-cuhkmasks: the synthetic demo's).
+REPORT_DATASET ?= cuhk
+report: $(STAMP)
+	$(VENV)/bin/mdbd report --profile $(PROFILE) --dataset $(REPORT_DATASET)
+
+# The same report checked in a real browser, run by the team (not by `make test`: CI machines may lack Chromium;
+# Debian: apt-get install chromium). Rewrites the report, opens report.html in headless Chromium and fails unless
+# every figure loads (the page counts them itself) and the page renders (a screenshot that is not blank, left in
+# build/report-check/ to look at); then the browser tests of tests/test_report_md.py, which skip without Chromium.
+report-check: $(STAMP)
+	$(VENV)/bin/mdbd report --profile $(PROFILE) --dataset $(REPORT_DATASET) --check-browser
+	$(PY) -m pytest tests/test_report_md.py -k browser -p no:cacheprovider
 
 # nbval re-runs the reference copies of the notebooks in tests/nbval/ (smoke profile, executed by `make nbval-refs`)
 # and compares every output that is not tagged nbval-ignore-output, times, paths and versions sanitised

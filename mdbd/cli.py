@@ -11,7 +11,7 @@ from mdbd import __version__
 from mdbd.errors import MdbdError
 
 COMMANDS = ("model", "weights", "data", "train", "ablation", "predict", "evaluate", "baseline", "published", "bench",
-            "reproduce", "verify", "sweep")
+            "reproduce", "verify", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@
 The dataset and its folder are passed to every notebook. Executed copies go to results/executed/<profile>/<dataset>/,
 tables and figures to results/<profile>/<dataset>/ (one folder per dataset: no dataset overwrites another's). The
 dataset is checked (layout, every image present and of its mask's size) before the first notebook starts; the runner stops at the first failing notebook, naming it and the cell,
-and ends by listing every table and figure the chain wrote.
+and ends by writing the folder's report (REPORT.md and report.html, mdbd.report_md) and listing every table and figure
+the chain wrote.
 
 While it runs it shows (on stderr; `--quiet`: not at all) each notebook with its expected time per profile
 (mdbd.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time beside
@@ -152,6 +153,7 @@ class ChainResult:
     executed: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
+    report: object = None  # mdbd.report_md.ReportResult, once the chain has run
 
 
 def notebook_path(name: str) -> Path:
@@ -293,6 +295,10 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
         result.outputs = sorted(p for p in results_dir(profile, label).rglob("*")
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
                                 and p.stat().st_mtime >= started - 1 and "executed" not in p.parts)
+        if results_dir(profile, label).is_dir():  # a notebook run by name may write no table
+            from mdbd.report_md import write_report
+
+            result.report = write_report(profile, label)
     return result
 
 
@@ -314,3 +320,7 @@ def print_summary(result: ChainResult, stream=None) -> None:
     print(f"Figures ({len(figures)}):", file=stream)
     for p in figures:
         print(f"  {p}", file=stream)
+    if result.report is not None:
+        print(f"Report: {result.report.markdown}\n        {result.report.html}", file=stream)
+        for path in result.report.missing:
+            print(f"  MISSING (in the report's plan, not on disk): {path}", file=stream)

@@ -171,3 +171,25 @@ def test_figures(smoke_results):
         for ext in ("png", "pdf", "json"):
             path = smoke_results / "figures" / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, path
+
+
+def test_report_on_the_smoke_chain(smoke_results, tmp_path):
+    """The report of the chain's folder (written to a copy: MDBD_CHAIN_RESULTS may be read-only): nothing the plan
+    expects is missing, every table and figure file appears, every inline image exists, quoted numbers are marked."""
+    import re
+    import shutil
+
+    from mdbd.report_md import QUOTED_MARK, write_report
+
+    folder = tmp_path / "results"
+    shutil.copytree(smoke_results, folder, ignore=shutil.ignore_patterns("REPORT.md", "report.html"))
+    result = write_report("smoke", SMOKE.results_label(), folder=folder)
+    markdown = result.markdown.read_text(encoding="utf-8")
+    assert result.missing == [], result.missing
+    files = [f"{sub}/{p.name}" for sub in ("tables", "figures") for p in (folder / sub).iterdir()]
+    assert not [f for f in files if f"({f})" not in markdown]
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert {f"figures/{name}.png" for name in FIGURES} <= set(images)
+    assert all((folder / src).is_file() for src in images)
+    quoted = pd.read_csv(folder / "tables" / "04_table_i.csv")["paper (quoted): cuhk"].dropna()
+    assert len(quoted) and all(f"*{v:g}* {QUOTED_MARK}" in markdown for v in quoted)
