@@ -140,6 +140,28 @@ def predict_arrays_many(models: Sequence[torch.nn.Module], images: Sequence[np.n
     return out  # type: ignore[return-value]
 
 
+@torch.inference_mode()
+def _predict_resized(model: torch.nn.Module, batch: torch.Tensor, shapes: Sequence[tuple[int, int]],
+                     device: str | None, bf16: bool):
+    """Maps of network inputs already resized (B, 3, size, size), each brought back to its original (h, w) and
+    yielded one at a time: the same operations as predict_arrays, one full-size map in memory at once."""
+    dev = torch.device(resolve_device(device))
+    model.eval()
+    if next(model.parameters()).device != dev:
+        model.to(dev)
+    model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and bf16 \
+        else contextlib.nullcontext()
+    with autocast:
+        logits = model(batch.to(dev).contiguous(memory_format=torch.channels_last)).float()
+    probs = torch.sigmoid(logits)
+    for k, (h, w) in enumerate(shapes):
+        p = probs[k:k + 1]
+        if (h, w) != tuple(p.shape[-2:]):
+            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
+        yield p[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32)
+
+
 def expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given; folders replaced by their image files (sorted). Missing paths are a DataError."""
     out: list[Path] = []
@@ -200,11 +222,18 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
     try:
         for start in range(0, len(files), batch_size):
             group = files[start:start + batch_size]
-            arrays = [read_image(f, apply_exif=True) for f in group]
-            maps = predict_arrays(model, arrays, size, device=device, batch_size=batch_size, bf16=bf16)
-            for m, f in zip(maps, group):
+            # each photo is resized to the network's input as soon as it is decoded, so only one full-size photo is
+            # in memory at a time whatever the batch size (a camera photo decodes to ~1 GB of floats)
+            inputs, shapes = [], []
+            for f in group:
+                image = read_image(f, apply_exif=True)
+                _check_image(0, image)
+                shapes.append(image.shape[:2])
+                inputs.append(_resized_batches([image], size, 1)[1])
+                del image
+            for m, f in zip(_predict_resized(model, torch.cat(inputs), shapes, device, bf16), group):
                 save_map_png(m, staging / f"{f.stem}.png")
-            del arrays, maps
+            del inputs
         written = []
         for f in files:  # renames within one folder: no data is written here
             os.replace(staging / f"{f.stem}.png", out_dir / f"{f.stem}.png")

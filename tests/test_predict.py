@@ -15,7 +15,7 @@ from mdbd.config import load_config
 from mdbd.errors import ConfigError
 from mdbd.model import build_model
 from mdbd.predict import predict_arrays, predict_arrays_many, predict_files, shared_trunk_blocks
-from mdbd.checkpoint import load_checkpoint
+from mdbd.checkpoint import inference_size, load_checkpoint
 from mdbd.train import train
 
 
@@ -198,24 +198,42 @@ def test_an_exif_rotated_photo_gets_an_upright_map(checkpoint, tmp_path):
     assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
 
 
-def test_inputs_are_streamed_in_batches(checkpoint, tmp_path, monkeypatch):
-    """No more than batch_size decoded images are handed to the network at once, however many inputs there are."""
+def test_inputs_are_streamed_one_full_size_image_at_a_time_in_batches(checkpoint, tmp_path, monkeypatch):
+    """The network gets batches of at most batch_size resized inputs, and only one decoded full-size photo is held
+    at a time (each is resized as soon as it is read), however many inputs and whatever the batch size; the maps are
+    those predict_arrays gives."""
     import mdbd.predict
 
     paths = []
     for k in range(5):
         paths.append(tmp_path / f"{k}.png")
         Image.fromarray(_rgb(24, 40, k)).save(paths[-1])
-    seen = []
-    real = mdbd.predict.predict_arrays
+    import mdbd.data.readers as readers
 
-    def spy(model, images, *args, **kwargs):
-        seen.append(len(images))
-        return real(model, images, *args, **kwargs)
+    batches, alive, peak = [], [0], [0]
+    real_read, real_predict = readers.read_image, mdbd.predict._predict_resized
 
-    monkeypatch.setattr(mdbd.predict, "predict_arrays", spy)
-    assert len(predict_files(checkpoint, paths, tmp_path / "out", batch_size=2)) == 5
-    assert seen == [2, 2, 1]
+    class Tracked(np.ndarray):
+        def __del__(self):
+            alive[0] -= 1
+
+    def read(path, **kwargs):
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        return real_read(path, **kwargs).view(Tracked)
+
+    def spy(model, batch, shapes, *args):
+        batches.append(len(shapes))
+        return real_predict(model, batch, shapes, *args)
+
+    monkeypatch.setattr(readers, "read_image", read)
+    monkeypatch.setattr(mdbd.predict, "_predict_resized", spy)
+    written = predict_files(checkpoint, paths, tmp_path / "out", batch_size=2)
+    assert len(written) == 5 and batches == [2, 2, 1] and peak[0] == 1
+    model, cfg, _ = load_checkpoint(checkpoint)
+    expected = predict_arrays(model, [_rgb(24, 40, k) for k in range(5)], inference_size(cfg), bf16=False)
+    for path, want in zip(written, expected):
+        assert np.array_equal(np.asarray(Image.open(path)), np.round(want * 255).astype(np.uint8))
 
 
 def test_a_full_disk_leaves_no_partial_set_of_maps(checkpoint, tmp_path, monkeypatch):
