@@ -653,7 +653,12 @@ def _save_epoch(loop: _Loop, cfg: RunConfig, base_meta: dict[str, Any], history:
             # its identity), and Adam's two moments would make its checkpoint 3x the model (182 MB, not 61)
             state.update(optimizer=loop.optimizer.state_dict(), scheduler=loop.scheduler.state_dict(),
                          rng=_rng_state(device))
-        atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
+        try:
+            atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
+        except OSError as exc:  # a full or read-only disk: the previous checkpoint is still whole (atomic_write)
+            raise CheckpointError(f"cannot write checkpoint {ckpt_path} after epoch {epoch}: "
+                                  f"{exc.strerror or exc}; the previous checkpoint is left as it was (resume with "
+                                  "--resume once there is room)") from None
     _write_log(history, ckpt_path.parent / "log.csv")
 
 

@@ -132,3 +132,25 @@ def test_an_unreadable_checkpoint_gets_one_line_without_torchs_weights_only_advi
         read_checkpoint(bad)
     message = str(info.value)
     assert str(bad) in message and "weights_only" not in message and "\n" not in message
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir,
+                                                                                        monkeypatch):
+    import errno
+
+    import torch
+
+    run_dir = tmp_path / "run"
+    real_save, calls = torch.save, []
+
+    def save(obj, fh, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second epoch's checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, fh, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last\.pt after epoch 2: No space left"):
+        train(_cfg(data_dir, run_dir), progress=False)
+    monkeypatch.undo()
+    assert read_checkpoint(run_dir / "last.pt")["epoch"] == 1 and not list(run_dir.glob(".*.tmp"))
