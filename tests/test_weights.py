@@ -188,6 +188,18 @@ def test_corrupt_cache_is_reported(synthetic_cache):
     assert not report.ok and any("cannot read" in p for p in report.problems)
 
 
+def test_a_cache_damaged_in_place_is_refused_on_load_as_verify_refuses_it(synthetic_cache):
+    """4 KiB zeroed inside the cached weights, same size: the 13 reference values may still match, but the file's
+    sha256 does not, so loading refuses it (before the fix it trained on the damaged weights)."""
+    size = synthetic_cache.stat().st_size
+    with open(synthetic_cache, "r+b") as fh:
+        fh.seek(size // 2)
+        fh.write(b"\0" * 4096)
+    assert synthetic_cache.stat().st_size == size and not weights.verify_oxford_cache().ok
+    with pytest.raises(WeightsError, match=r"does not match the sha256 recorded in .*\.json"):
+        build_model("hl", backbone_weights="oxford")
+
+
 def test_cache_that_does_not_fit_vgg16_is_rejected_on_load(synthetic_cache):
     with pytest.raises(WeightsError, match="does not fit VGG-16"):
         build_model("hl", backbone_weights="oxford")
