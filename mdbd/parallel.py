@@ -199,7 +199,7 @@ class _Running:
     started: float
     reader: threading.Thread | None = None
     tail: list[str] = field(default_factory=list)
-    form_note: str = ""  # how this run differs from the call's form (the last run's threads)
+    form_note: str = ""  # how this run differs from the call's form
 
 
 def _child_env(threads: int | None) -> dict[str, str]:
@@ -304,15 +304,6 @@ def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) ->
     return results
 
 
-def _threads_for(threads: int, concurrent: int, n_jobs: int, more_pending: bool) -> int:
-    """CPU threads of the job starting now: `threads`, except for the last of more jobs than run at once, which
-    gets every thread of the call: it soon trains alone (the others finish), and one thread would leave the rest of
-    the CPU idle until it ends (03's fifth Table III run on 2 cores). Until they do, the CPU is oversubscribed."""
-    if more_pending or n_jobs <= concurrent:
-        return threads
-    return threads * concurrent
-
-
 def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = None, progress: bool = True,
              deadline: float | None = None, in_process: bool | None = None, poll_seconds: float = 0.2
              ) -> list[JobResult]:
@@ -360,10 +351,10 @@ def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = Non
                 break
             while pending and len(running) < concurrent:
                 index, job = pending.pop(0)
-                job_threads = _threads_for(threads, concurrent, len(jobs), bool(pending))
-                running[index] = _start(job, job_threads, show if progress else None)
-                if job_threads != threads:
-                    running[index].form_note = f"; this run, started last, {job_threads} threads"
+                # every run keeps the call's thread count, also one left training alone at the end: with more
+                # threads its frozen VGG taps, when it computes them instead of reading another run's cache (which
+                # depends on timing), would differ in the last digits, and so would its numbers (issue 25 item 13)
+                running[index] = _start(job, threads, show if progress else None)
             for index, run in list(running.items()):
                 if run.proc.poll() is not None:
                     results[index] = _finished(run, form)

@@ -67,6 +67,11 @@ class TableComparison:
                 "regenerated_code": self.written_by[1]}
 
 
+#: the default tolerance: float noise (summation order gives ~1e-9 here) passes, a real change of a score (the
+#: smallest measured, another thread count's, was 1.3e-4) does not
+DEFAULT_ATOL = 1e-6
+
+
 def _column_difference(reference: pd.Series, regenerated: pd.Series, atol: float) -> tuple[bool, float | None]:
     """(differ, largest absolute difference or None for text), missing values equal only to missing values."""
     both_numeric = reference.dtype.kind in "fiub" and regenerated.dtype.kind in "fiub"
@@ -81,7 +86,7 @@ def _column_difference(reference: pd.Series, regenerated: pd.Series, atol: float
 
 
 def compare_frames(name: str, reference: pd.DataFrame, regenerated: pd.DataFrame,
-                   atol: float = 0.0) -> TableComparison:
+                   atol: float = DEFAULT_ATOL) -> TableComparison:
     """Compare two versions of one table, row by row in their order (the chain writes its rows deterministically)."""
     if atol < 0:
         raise ConfigError(f"atol must be >= 0, got {atol}")
@@ -141,7 +146,7 @@ def csv_tables(folder: Path, role: str) -> dict[str, Path]:
     return tables
 
 
-def compare_folders(reference: Path, regenerated: Path, atol: float = 0.0) -> pd.DataFrame:
+def compare_folders(reference: Path, regenerated: Path, atol: float = DEFAULT_ATOL) -> pd.DataFrame:
     """One row per table of either folder: table, status (STATUSES), the differing value columns and timing
     columns, each with its largest absolute difference, and the code versions that wrote each side."""
     ref_tables = csv_tables(Path(reference), "reference")

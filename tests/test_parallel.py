@@ -122,18 +122,15 @@ def test_a_failing_background_run_is_raised_by_wait(tmp_path, data_dir, monkeypa
         Background([job], threads=1).wait()
 
 
-def test_the_last_of_more_runs_than_run_at_once_gets_every_thread(tmp_path, data_dir, capfd):
-    from mdbd.parallel import _threads_for
-
-    assert [_threads_for(1, 2, 5, more) for more in (True, True, True, True, False)] == [1, 1, 1, 1, 2]
-    assert _threads_for(1, 2, 2, False) == 1  # as many runs as run at once: nobody trains alone
+def test_every_run_keeps_the_thread_count_it_started_with(tmp_path, data_dir, capfd):
+    """Also the last of more runs than run at once, which trains alone at the end: its numbers must not depend on
+    when the others finish (issue 25 item 13; it used to get every thread)."""
     results = run_jobs(_jobs(tmp_path, data_dir, "three", presets=("hl", "hl_ll", "hl_ll_hca"), val_every=0),
                        concurrent=2, threads=1, progress=True)
     shown = capfd.readouterr().out
     assert [r.status for r in results] == ["done"] * 3
-    assert "[hl_ll_hca seed 0] start: hl_ll_hca seed 0" in shown and "(2 threads," in shown
-    assert results[2].form.endswith("this run, started last, 2 threads")
-    assert not any("started last" in r.form for r in results[:2])
+    assert "[hl_ll_hca seed 0] start: hl_ll_hca seed 0" in shown and "(1 threads," in shown
+    assert "(2 threads," not in shown and not any("started last" in r.form for r in results)
 
 
 def test_ablation_starts_finished_runs_then_the_longer_presets(tmp_path, data_dir):

@@ -39,6 +39,10 @@ def test_a_changed_value_fails_with_its_largest_difference_and_atol_admits_it():
     result = compare_frames("t", _metrics(), _metrics(value=0.8177 + 3e-4))
     assert result.status == "values differ" and result.values["value"] == pytest.approx(3e-4)
     assert compare_frames("t", _metrics(), _metrics(value=0.8177 + 3e-4), atol=1e-3).status == "identical"
+    # the default tolerance: summation-order noise passes, the smallest real change measured (1.3e-4) does not
+    assert compare_frames("t", _metrics(), _metrics(value=0.8177 + 1e-9)).status == "identical"
+    assert compare_frames("t", _metrics(), _metrics(value=0.8177 + 1.3e-4)).status == "values differ"
+    assert compare_frames("t", _metrics(), _metrics(value=0.8177 + 1e-9), atol=0).status == "values differ"
     # a deterministic benchmark row (FLOPs) is a value, not a timing
     flops = compare_frames("06_bench", _bench(), _bench(flops=13.0))
     assert flops.status == "values differ" and flops.values == {"value": pytest.approx(0.5)}

@@ -19,9 +19,9 @@ def register(sub) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--rev", default="HEAD", help="git revision holding the reference set (default HEAD)")
     source.add_argument("--reference", default=None, metavar="DIR", help="a folder of reference tables instead")
-    p.add_argument("--atol", type=float, default=0.0,
-                   help="largest absolute difference still counted as equal (default 0: to the last digit; "
-                        "another CPU's kernels can differ in the last digits)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="largest absolute difference still counted as equal (default 1e-6: float noise such as "
+                        "summation order passes, a changed score does not; 0: to the last digit)")
     p.set_defaults(func=_run)
 
 
@@ -31,7 +31,7 @@ def _run(args) -> int:
 
     from mdbd.paths import REPO_ROOT, resolve
     from mdbd.report import results_dir
-    from mdbd.verify import compare_folders, csv_tables, reproduces, tracked_tables
+    from mdbd.verify import DEFAULT_ATOL, compare_folders, csv_tables, reproduces, tracked_tables
 
     regenerated = resolve(args.regenerated) if args.regenerated else results_dir(args.profile, args.dataset) / "tables"
     csv_tables(regenerated, "regenerated")  # before reading git: the likelier mistake is a run not made yet
@@ -43,7 +43,7 @@ def _run(args) -> int:
             folder = regenerated.resolve().relative_to(REPO_ROOT) if inside else \
                 Path("results") / args.profile / args.dataset / "tables"
             reference, label = tracked_tables(args.rev, folder, Path(tmp)), f"{folder} at {args.rev}"
-        comparison = compare_folders(reference, regenerated, atol=args.atol)
+        comparison = compare_folders(reference, regenerated, atol=DEFAULT_ATOL if args.atol is None else args.atol)
     print(f"reference: {label}\nregenerated: {regenerated}\n")
     print(comparison.to_markdown(index=False))
     counts = comparison["status"].value_counts()

@@ -88,7 +88,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
 def launch_order(configs: Sequence[RunConfig]) -> list[int]:
     """Indices of `configs` in the order to start them: runs already finished first (they are only found), then
     the runs with more modules (longer steps) before those with fewer, so that the run left training alone at the end
-    of a batch of concurrent runs is a short one (run_jobs gives it every thread)."""
+    of a batch of concurrent runs is a short one."""
     from mdbd.model import PRESETS
 
     def key(index: int) -> tuple[bool, int]:
