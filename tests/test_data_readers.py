@@ -286,3 +286,27 @@ def test_image_modes_converted(tmp_path):
     m16 = tmp_path / "m16.png"
     Image.fromarray(np.array([[0, 65535]], np.uint16)).save(m16)
     assert read_mask(m16).tolist() == [[0, 1]]
+
+
+def test_verify_reports_every_kind_of_problem_at_once(tmp_path):
+    """A missing image, an unreadable mask and a pair of other sizes: one error naming all three kinds."""
+    from PIL import Image as PILImage
+
+    from mdbd.data.readers import open_folder
+
+    root = tmp_path / "ds"
+    for split in ("test",):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+    for name, image_size, mask_size in (("a", (8, 8), (8, 8)), ("b", (8, 8), (6, 8)), ("c", (8, 8), (8, 8)),
+                                        ("d", None, (8, 8))):
+        if image_size:
+            PILImage.new("RGB", image_size).save(root / "test" / "images" / f"{name}.png")
+        PILImage.new("L", mask_size, 255 if name != "d" else 0).save(root / "test" / "masks" / f"{name}.png")
+    (root / "test" / "masks" / "c.png").write_bytes(b"not a png")
+    pairs = open_folder(root, "test", polarity="infocus_white")
+    with pytest.raises(DataError) as info:
+        pairs.verify()
+    message = str(info.value)
+    assert "1 of 4 images missing" in message and "cannot be read" in message and "differ in size" in message
+    assert "\n" not in message

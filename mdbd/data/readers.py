@@ -217,30 +217,50 @@ class PairDataset(Sequence):
 
     def require_images(self) -> None:
         """Raise a DataError naming the first missing image (and how many are missing)."""
+        problem = self._missing_images_problem()
+        if problem:
+            raise DataError(problem)
+
+    def _missing_images_problem(self) -> str:
         missing = [k for k, p in enumerate(self.image_paths) if p is None]
-        if missing:
-            try:
-                self.load_image(missing[0])
-            except DataError as exc:
-                raise DataError(f"{len(missing)} of {len(self)} images missing; first: {exc}") from None
+        if not missing:
+            return ""
+        try:
+            self.load_image(missing[0])
+        except DataError as exc:
+            return f"{len(missing)} of {len(self)} images missing; first: {exc}"
+        return f"{len(missing)} of {len(self)} images missing"
 
     def verify(self) -> None:
-        """Every image present and of its mask's size, read from the file headers only (fast: no decoding), so that
-        a broken dataset is reported before any training or scoring starts. DataError naming the first bad file and
-        how many are bad."""
-        self.require_images()
-        bad = []
+        """Every image present, readable and of its mask's size, read from the file headers only (fast: no
+        decoding), so that a broken dataset is reported before any training or scoring starts. One DataError that
+        names every kind of problem found at once (missing, unreadable, other size), each with its count and first
+        file."""
+        problems = [self._missing_images_problem()]
+        unreadable, mismatched = [], []
         for image_path, mask_path in zip(self.image_paths, self.mask_paths):
-            image_size, mask_size = _header_size(image_path), _header_size(mask_path)
+            if image_path is None:
+                continue
+            try:
+                image_size, mask_size = _header_size(image_path), _header_size(mask_path)
+            except DataError as exc:
+                unreadable.append(str(exc))
+                continue
             # a carry's images are reduced copies: no side larger than the mask's
             fits = (all(i <= m for i, m in zip(image_size, mask_size)) if self.resize_images_to_masks
                     else image_size == mask_size)
             if not fits:
-                bad.append((image_path, image_size, mask_path, mask_size))
-        if bad:
-            image_path, (iw, ih), mask_path, (mw, mh) = bad[0]
-            raise DataError(f"{len(bad)} of {len(self)} images differ in size from their masks in {self.name} "
+                mismatched.append((image_path, image_size, mask_path, mask_size))
+        if unreadable:
+            problems.append(f"{len(unreadable)} of {len(self)} pairs have a file that cannot be read; first: "
+                            f"{unreadable[0]}")
+        if mismatched:
+            image_path, (iw, ih), mask_path, (mw, mh) = mismatched[0]
+            problems.append(f"{len(mismatched)} of {len(self)} images differ in size from their masks in {self.name} "
                             f"({self.split}); first: {image_path} is {iw}x{ih}, {mask_path} is {mw}x{mh}")
+        problems = [p for p in problems if p]
+        if problems:
+            raise DataError("; ".join(problems))
 
     def subset(self, indices: Sequence[int], split: str | None = None) -> "PairDataset":
         return PairDataset(self.name, split or self.split, self.root, [self.ids[k] for k in indices],
