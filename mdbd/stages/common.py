@@ -26,6 +26,11 @@ HEADLINE = {"fbeta": ("sod-blur", "max_f"), "mae": ("sod-blur", "mae")}
 # mdbd.metrics.protocols: "sod", in focus positive) is what `mdbd evaluate` scores any folder of maps with when no
 # protocol is asked for, a general tool's default that scripts rely on; HEADLINE is this study's claim of what the
 # paper's Table I used, chosen by the protocol audit. The long score CSVs carry both (and every other protocol).
+#: every scored method's long tables also carry the field's structure metrics (S-measure, E-measure max / mean /
+#: adaptive, weighted F: mdbd.metrics.structure) under the protocols where they apply (sod, sod-blur)
+EXTENDED_METRICS = True
+#: the columns of the wide "all metrics" table (04_all_metrics), per protocol
+ALL_METRICS = ("max_f", "mae", "sm", "max_em", "mean_em", "adaptive_em", "wfm")
 #: the protocols HEADLINE reads, for stages that score only what they show
 HEADLINE_PROTOCOLS = tuple(dict.fromkeys(protocol for protocol, _ in HEADLINE.values()))
 BASELINE_LABELS = {"hifst": "HiFST", "lbp": "LBP", "laplacian": "Laplacian energy"}
@@ -141,7 +146,8 @@ def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", b
         first = runs[idx[0]][1]
         scored = evaluate_checkpoints([runs[i][0] for i in idx], first.dataset, first.resolved_data_root(), split,
                                       polarity=first.mask_polarity(), device=first.device, profile=first.profile,
-                                      seeds=[runs[i][1].seed for i in idx], bootstrap=bootstrap)
+                                      seeds=[runs[i][1].seed for i in idx], bootstrap=bootstrap,
+                                      extended=EXTENDED_METRICS)
         for i, result in zip(idx, scored):
             results[i] = result
             if files[i] is not None:
@@ -186,7 +192,7 @@ def score_baselines(cfg: RunConfig, names: Sequence[str], split: str, *, protoco
     pairs = open_split(cfg, split, split_file)
     gts = [pairs.load_mask_levels(i) for i in range(len(pairs))]
     return [evaluate_maps([quantize_map(m) for m in maps], gts, ids=list(pairs.ids), protocols=protocols,
-                          bootstrap=bootstrap, seed=cfg.seed, strict_gt=False,
+                          bootstrap=bootstrap, seed=cfg.seed, strict_gt=False, extended=EXTENDED_METRICS,
                           model=BASELINE_LABELS.get(name, name), dataset=cfg.dataset, split=pairs.split,
                           weights="none (classical)", profile=cfg.profile, device="cpu (numpy)",
                           source=SOURCES.get(name, "implemented here"))

@@ -16,8 +16,8 @@ import pandas as pd
 
 from mdbd.config import RunConfig
 from mdbd.report import REAL_DATASETS
-from mdbd.stages.common import (BASELINE_LABELS, HEADLINE, display_path, evaluate_run, headline, open_split,
-                                score_baselines)
+from mdbd.stages.common import (ALL_METRICS, BASELINE_LABELS, EXTENDED_METRICS, HEADLINE, display_path, evaluate_run,
+                                headline, open_split, score_baselines)
 
 if TYPE_CHECKING:
     from mdbd.audit import AuditResult, Candidate
@@ -68,7 +68,8 @@ def published_results(cfg: RunConfig, split: str = "test", *, keys: Sequence[str
             continue
         out.results.append(evaluate_published(
             maps, (pairs.load_mask(i) for i in range(len(pairs))), pred_dir=display_path(maps.folder),
-            protocols=protocols or PROTOCOLS, bootstrap=bootstrap, seed=cfg.seed, model=method.label,
+            protocols=protocols or PROTOCOLS, bootstrap=bootstrap, seed=cfg.seed, extended=EXTENDED_METRICS,
+            model=method.label,
             dataset=cfg.dataset, split=pairs.split, weights=f"none (the authors' maps: {method.citation})",
             profile=cfg.profile, device="n/a (published maps)"))
     return out
@@ -130,6 +131,33 @@ def table_one(comparison_table: pd.DataFrame, cfg: RunConfig, unavailable: dict[
             "positive", "profile", "device", "seed", "weights", "n_images"]
     table = table.sort_values(["metric", "measured_here", "method"], ascending=[True, False, True])
     return table[[c for c in cols if c in table]].reset_index(drop=True)
+
+
+def all_metrics_table(comparison_table: pd.DataFrame) -> pd.DataFrame:
+    """One row per method (ours, the re-run baselines, published maps), one column per protocol x metric of the field's
+    full set (ALL_METRICS under the headline protocol `sod-blur` and the study's default `sod`), each with its 95%
+    interval; the foreground of the structure metrics is the protocol's positive class (blur for sod-blur, in focus
+    for sod: docs/metrics.md)."""
+    protocols = ("sod-blur", "sod")
+    sub = comparison_table[comparison_table["protocol"].isin(protocols) & comparison_table["metric"].isin(ALL_METRICS)]
+    rows = []
+    for method, group in sub.groupby("model", sort=False):
+        row = {"method": method, "source": group["source"].iloc[0] if "source" in group else None}
+        for protocol in protocols:
+            for metric in ALL_METRICS:
+                hit = group[(group["protocol"] == protocol) & (group["metric"] == metric)]
+                if len(hit):
+                    r = hit.iloc[0]
+                    row[f"{protocol}:{metric}"] = r["value"]
+                    row[f"{protocol}:{metric} ci"] = f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    first = sub.drop_duplicates("model").set_index("model")
+    for col in ("dataset", "split", "profile", "device", "seed", "weights", "n_images"):
+        if col in first:
+            table[col] = table["method"].map(first[col])
+    table["foreground"] = "sod-blur: blurred; sod: in focus"
+    return table
 
 
 # -- the protocol audit ------------------------------------------------------------------------------------
