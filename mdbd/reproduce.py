@@ -185,22 +185,29 @@ def declared_parameters(name: str) -> set[str]:
     return names
 
 
-#: output types dropped from the executed copies: every figure is saved on its own under results/<profile>/<dataset>/
-#: figures (PNG + PDF + provenance), and without them the tracked executed notebooks stay small (the whole working
-#: tree must travel to a GPU machine within 64 MiB, the real-data carry included)
+#: image outputs of the executed copies: every figure is also saved on its own under results/<profile>/<dataset>/
+#: figures (PNG + provenance), so a copy keeps only the small ones (curves, bar charts: a reader on a Git host sees
+#: them inline) and drops the large ones (image grids), PDFs and JPEGs: the tracked tree must stay within the budget
+#: of results/ (docs/results.md: it travels to a GPU machine within 64 MiB, the real-data carry included)
 EMBEDDED_IMAGES = ("image/png", "image/jpeg", "application/pdf")
+#: the largest embedded PNG kept (base64 characters, ~110 KB of PNG): the study's curves and bar charts are below it at
+#: the notebooks' inline resolution, its image grids above
+SMALL_FIGURE_CHARS = 150_000
 
 
-def drop_embedded_images(path: Path) -> None:
-    """Remove embedded images from an executed notebook, in place; the text outputs (a figure's repr included)
-    stay as they were, so that nbval still compares them with a live run."""
+def drop_embedded_images(path: Path, keep_below: int = SMALL_FIGURE_CHARS) -> None:
+    """Remove the large embedded images (and every PDF and JPEG) from an executed notebook, in place; PNGs smaller
+    than `keep_below` base64 characters stay, and so do the text outputs (a figure's repr included), so that nbval
+    still compares them with a live run."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
+            data = output.get("data", {})
             for key in EMBEDDED_IMAGES:
-                output.get("data", {}).pop(key, None)
+                if key in data and not (key == "image/png" and len(data[key]) < keep_below):
+                    data.pop(key)
     nbformat.write(nb, path)
 
 

@@ -108,15 +108,18 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "01_data.ipynb").is_file()  # the executed copy with the traceback is kept
 
 
-def test_executed_copies_keep_text_outputs_and_drop_embedded_images(tmp_path):
+def test_executed_copies_keep_text_outputs_and_small_figures_and_drop_large_images(tmp_path):
     import nbformat
 
-    from mdbd.reproduce import drop_embedded_images
+    from mdbd.reproduce import SMALL_FIGURE_CHARS, drop_embedded_images
 
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("fig")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
-                    nbformat.v4.new_output("stream", name="stdout", text="max F 0.916\n")]
+    large = "iVBORw0KGgo" + "A" * SMALL_FIGURE_CHARS
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": large, "text/plain": "<Figure>"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="max F 0.916\n"),
+                    nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Small>",
+                                                                 "application/pdf": "JVBERi0="})]
     nb.cells.append(cell)
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
@@ -124,6 +127,7 @@ def test_executed_copies_keep_text_outputs_and_drop_embedded_images(tmp_path):
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert "image/png" not in outputs[0]["data"] and outputs[0]["data"]["text/plain"] == "<Figure>"
     assert outputs[1]["text"] == "max F 0.916\n"
+    assert outputs[2]["data"]["image/png"] == "iVBORw0KGgo=" and "application/pdf" not in outputs[2]["data"]
 
 
 def test_cli_extras_flag_adds_the_extra_notebooks(tmp_path, capsys):
