@@ -18,8 +18,9 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="ablation seeds (default: the profile's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the profile's ablation epochs)")
-    p.add_argument("--concurrent", type=int, default=1,
-                   help="runs at once, each in its own process (default 1: one after another, in this process)")
+    p.add_argument("--concurrent", type=int, default=None,
+                   help="runs at once, each in its own process (default: the profile's concurrent_runs, as notebook "
+                        "03; 1: one after another, in this process)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: the cores shared out)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -32,8 +33,9 @@ def _run(args) -> int:
     from mdbd.config import cli_overrides, load_config
     from mdbd.provenance import device_name, resolve_device
     from mdbd.report import REAL_DATASETS, save_table, table_title
-    from mdbd.stages.ablation import ablation_table, ordering_verdict, run_ablation, verdict_text
-    from mdbd.stages.common import display_path
+    from mdbd.stages.ablation import (ablation_table, ordering_verdict, paired_ablation_table, run_ablation,
+                                      table_iii_title, variant_suffix, verdict_text)
+    from mdbd.stages.common import HEADLINE, display_path
 
     named = {"dataset": args.dataset, "data_root": args.data_root, "device": args.device,
              "ablation.seeds": args.seeds, "ablation.epochs": args.epochs}
@@ -46,13 +48,18 @@ def _run(args) -> int:
                   "weights": cfg.backbone_weights, "data_root": display_path(cfg.resolved_data_root()),
                   "dataset": cfg.dataset, "split": "test", "made_by": "mdbd ablation",
                   "concurrency": runs["concurrency"].iloc[0]}
-    label = cfg.results_label()
-    written = save_table(runs, "03_ablation_runs", profile=cfg.profile, dataset=label,
+    label, suffix = cfg.results_label(), variant_suffix(cfg)  # the names and titles notebook 03 writes
+    quoted = {**provenance, "quoted_from": "Jiang et al. MMSP 2020, Table III (DUT)"}
+    written = save_table(runs, f"03_ablation_runs{suffix}", profile=cfg.profile, dataset=label,
                          title=table_title("Table III, every run", cfg.dataset, "test"), provenance=provenance)
-    save_table(table, "03_table_iii", profile=cfg.profile, dataset=label,
-               title=table_title("Table III (ablation): F_beta = protocol 1 max F, MAE", cfg.dataset, "test", "sod"),
-               provenance={**provenance, "quoted_from": "Jiang et al. MMSP 2020, Table III (DUT)"})
+    save_table(table, f"03_table_iii{suffix}", profile=cfg.profile, dataset=label, title=table_iii_title(cfg),
+               provenance=quoted)
+    paired = paired_ablation_table(cfg, bootstrap=args.bootstrap)
+    save_table(paired, f"03_table_iii_paired{suffix}", profile=cfg.profile, dataset=label,
+               title=table_title("Table III, paired differences to the reference row (F_beta, MAE)", cfg.dataset,
+                                 "test", HEADLINE["fbeta"][0]), provenance=quoted)
     print(table[["table_iii_row", "metric", "value", "ci_low", "ci_high", "seeds"]].to_string(index=False))
     print(verdict_text(ordering_verdict(table), synthetic=cfg.dataset not in REAL_DATASETS))
+    print(paired[["contrast", "metric", "paired", "paper_gain_in_interval"]].to_string(index=False))
     print(f"tables: {written['csv'].parent}")
     return 0

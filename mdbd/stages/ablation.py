@@ -25,6 +25,27 @@ def model_variant(attention_scale: str | None = None, spatial_gate: str | None =
     return overrides, suffix
 
 
+def variant_suffix(cfg: RunConfig) -> str:
+    """The table-name suffix of `cfg`'s attention forms (model_variant's, "" for the defaults): notebook 03 and
+    `mdbd ablation` name their tables alike, so a non-default form never overwrites the default's tables."""
+    from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE
+
+    scale = cfg.attention_scale if cfg.attention_scale != DEFAULT_ATTENTION_SCALE else None
+    gate = cfg.spatial_gate if cfg.spatial_gate != DEFAULT_SPATIAL_GATE else None
+    return model_variant(scale, gate)[1]
+
+
+def table_iii_title(cfg: RunConfig) -> str:
+    """Table III's title, the same from notebook 03 and `mdbd ablation`: the headline protocol its values are under
+    and the attention forms."""
+    from mdbd.report import table_title
+    from mdbd.stages.common import HEADLINE
+
+    return table_title(f"Table III (ablation): F_beta = {HEADLINE['fbeta'][0]} {HEADLINE['fbeta'][1]}, MAE; "
+                       f"attention_scale {cfg.attention_scale}, spatial_gate {cfg.spatial_gate}", cfg.dataset, "test",
+                       HEADLINE["fbeta"][0])
+
+
 def ablation_presets(cfg: RunConfig) -> list[str]:
     """The presets of the profile's ablation (`ablation.presets`, None: all seven, in Table III's order)."""
     from mdbd.errors import ConfigError
