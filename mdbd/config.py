@@ -145,12 +145,21 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        """ConfigError for the first setting out of range, checked by kind in this order."""
+        self._validate_names()
+        self._validate_sizes()
+        self._validate_training()
+        self._validate_runtime()
+
+    def _validate_names(self) -> None:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose {', '.join(DATASETS[:-1])} or {DATASETS[-1]}")
         if self.polarity not in POLARITIES:
             raise ConfigError(f"polarity must be {' or '.join(POLARITIES)}, got {self.polarity!r}")
+
+    def _validate_sizes(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -162,6 +171,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (value < 16 or value % 2):
                 raise ConfigError(f"{name} must be an even number >= 16 (or null), got {value!r}")
+
+    def _validate_training(self) -> None:
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in ("poly", "constant"):
@@ -174,6 +185,8 @@ class RunConfig:
                               f"got {self.spatial_gate!r}")
         if not 0 <= self.freeze_backbone_blocks <= 5:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
+
+    def _validate_runtime(self) -> None:
         if not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1:
             raise ConfigError(f"concurrent_runs must be an integer >= 1, got {self.concurrent_runs!r}")
         for name in ("cpu_bf16", "bf16", "channels_last", "augment"):
