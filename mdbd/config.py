@@ -88,7 +88,8 @@ class RunConfig:
     # model
     preset: str = "multianet"
     backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
-    attention_scale: str = DEFAULT_ATTENTION_SCALE  # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
+    # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
+    attention_scale: str = DEFAULT_ATTENTION_SCALE
     spatial_gate: str = DEFAULT_SPATIAL_GATE  # SA's gate: sigmoid (eq. 3 literally) | centred
     # optimisation (the paper: cross-entropy, Adam, lr 4e-4, batch 6)
     epochs: int = 2
@@ -178,8 +179,8 @@ class RunConfig:
         if self.lr_schedule not in ("poly", "constant"):
             raise ConfigError(f"lr_schedule must be poly or constant, got {self.lr_schedule!r}")
         if self.attention_scale not in ATTENTION_SCALES:
-            raise ConfigError(f"attention_scale must be one of {', '.join(ATTENTION_SCALES)} (none = the paper's eq. 1), "
-                              f"got {self.attention_scale!r}")
+            raise ConfigError(f"attention_scale must be one of {', '.join(ATTENTION_SCALES)} "
+                              f"(none = the paper's eq. 1), got {self.attention_scale!r}")
         if self.spatial_gate not in SPATIAL_GATES:
             raise ConfigError(f"spatial_gate must be one of {', '.join(SPATIAL_GATES)} (sigmoid = the paper's eq. 3), "
                               f"got {self.spatial_gate!r}")
