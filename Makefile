@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (Python 3.11 and make):
 #   make reproduce   the whole notebook chain on the embedded synthetic benchmark (laptop profile, CPU)
-#   make test        the test suite (pytest + nbval on the smoke profile)
+#   make test        the test suite (ruff, then pytest + nbval on the smoke profile)
 # Each creates or updates the local virtual environment .venv first.
 
 PYTHON ?= python3.11
@@ -63,7 +63,9 @@ NBVAL_ENV := MDBD_SHARED_DATA= MDBD_DATA_DIR=$(abspath $(NBVAL_STATE))/data \
 	MDBD_RESULTS_DIR=$(abspath $(NBVAL_STATE))/results OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 NBVAL_FRESH_STATE := rm -rf $(NBVAL_STATE) && mkdir -p $(NBVAL_STATE)/data \
 	&& ln -s $(abspath data/weights) $(NBVAL_STATE)/data/weights
+# ruff first (pyproject.toml's [tool.ruff]; the test extra installs it): a lint error fails before the long tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check mdbd scripts tests
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(NBVAL_FRESH_STATE)
 	$(NBVAL_ENV) $(PY) -m pytest tests/nbval --nbval --nbval-current-env \

@@ -88,7 +88,8 @@ class RunConfig:
     # model
     preset: str = "multianet"
     backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
-    attention_scale: str = DEFAULT_ATTENTION_SCALE  # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
+    # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
+    attention_scale: str = DEFAULT_ATTENTION_SCALE
     spatial_gate: str = DEFAULT_SPATIAL_GATE  # SA's gate: sigmoid (eq. 3 literally) | centred
     # optimisation (the paper: cross-entropy, Adam, lr 4e-4, batch 6)
     epochs: int = 2
@@ -145,12 +146,21 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        """ConfigError for the first setting out of range, checked by kind in this order."""
+        self._validate_names()
+        self._validate_sizes()
+        self._validate_training()
+        self._validate_runtime()
+
+    def _validate_names(self) -> None:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose {', '.join(DATASETS[:-1])} or {DATASETS[-1]}")
         if self.polarity not in POLARITIES:
             raise ConfigError(f"polarity must be {' or '.join(POLARITIES)}, got {self.polarity!r}")
+
+    def _validate_sizes(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -162,18 +172,22 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (value < 16 or value % 2):
                 raise ConfigError(f"{name} must be an even number >= 16 (or null), got {value!r}")
+
+    def _validate_training(self) -> None:
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in ("poly", "constant"):
             raise ConfigError(f"lr_schedule must be poly or constant, got {self.lr_schedule!r}")
         if self.attention_scale not in ATTENTION_SCALES:
-            raise ConfigError(f"attention_scale must be one of {', '.join(ATTENTION_SCALES)} (none = the paper's eq. 1), "
-                              f"got {self.attention_scale!r}")
+            raise ConfigError(f"attention_scale must be one of {', '.join(ATTENTION_SCALES)} "
+                              f"(none = the paper's eq. 1), got {self.attention_scale!r}")
         if self.spatial_gate not in SPATIAL_GATES:
             raise ConfigError(f"spatial_gate must be one of {', '.join(SPATIAL_GATES)} (sigmoid = the paper's eq. 3), "
                               f"got {self.spatial_gate!r}")
         if not 0 <= self.freeze_backbone_blocks <= 5:
             raise ConfigError(f"freeze_backbone_blocks must be within 0..5, got {self.freeze_backbone_blocks}")
+
+    def _validate_runtime(self) -> None:
         if not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1:
             raise ConfigError(f"concurrent_runs must be an integer >= 1, got {self.concurrent_runs!r}")
         for name in ("cpu_bf16", "bf16", "channels_last", "augment"):

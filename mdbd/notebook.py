@@ -139,7 +139,9 @@ def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, 
     seed_everything(seed)
     _quiet_and_rounded_display()
     needs, minutes = NOTEBOOK_INFO[name].needs, NOTEBOOK_INFO[name].typical
-    ctx = NotebookContext(name=name, profile=profile, cfg=cfg, device=resolved, device_name=device_name(resolved), seed=seed)
+    ctx = NotebookContext(name=name, profile=profile, cfg=cfg, device=resolved, device_name=device_name(resolved),
+                          seed=seed)
+    results = ctx.results.relative_to(REPO_ROOT) if ctx.results.is_relative_to(REPO_ROOT) else ctx.results
     print(f"{name} | profile {profile} | device {ctx.device_name} | seed {seed}")
-    print(f"needs: {needs}\ntypical time: {minutes}\nresults: {ctx.results.relative_to(REPO_ROOT) if ctx.results.is_relative_to(REPO_ROOT) else ctx.results}")
+    print(f"needs: {needs}\ntypical time: {minutes}\nresults: {results}")
     return ctx

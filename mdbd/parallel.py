@@ -326,6 +326,12 @@ def run_jobs(jobs: Sequence[Job], concurrent: int = 1, threads: int | None = Non
                           + ", ".join(sorted({str(f) for f in folders if folders.count(f) > 1})))
     if in_process:
         return _run_in_process(jobs, threads, progress)
+    return _run_in_workers(jobs, concurrent, threads, progress, deadline, poll_seconds)
+
+
+def _run_in_workers(jobs: Sequence[Job], concurrent: int, threads: int | None, progress: bool,
+                    deadline: float | None, poll_seconds: float) -> list[JobResult]:
+    """run_jobs with worker processes: start them up to `concurrent` at once, poll them, stop them at `deadline`."""
     threads = threads or max(1, (os.cpu_count() or 1) // min(concurrent, len(jobs) or 1))
     form = describe_form(concurrent, threads, in_process=False)
     prepare_shared_inputs([job.config for job in jobs])

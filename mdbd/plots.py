@@ -93,7 +93,8 @@ def metric_bars(table: pd.DataFrame, *, x: str, metrics: Sequence[str] = ("fbeta
         pos = np.arange(len(sub))
         err = None
         if {"ci_low", "ci_high"} <= set(sub.columns):
-            err = np.vstack([(sub["value"] - sub["ci_low"]).clip(lower=0), (sub["ci_high"] - sub["value"]).clip(lower=0)])
+            err = np.vstack([(sub["value"] - sub["ci_low"]).clip(lower=0),
+                             (sub["ci_high"] - sub["value"]).clip(lower=0)])
         ax.bar(pos, sub["value"], yerr=err, capsize=3, color=sns.color_palette()[0], label="ours (95% CI)")
         if quoted_col and quoted_col in sub:
             ax.scatter(pos, sub[quoted_col], color="crimson", marker="D", zorder=3, label=quoted_label)

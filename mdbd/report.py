@@ -68,16 +68,18 @@ def table_title(base: str, dataset: str, split: str, protocol: str | None = None
     kind = benchmark_kind(dataset)
     where = f"{dataset} / {split}" + (f", protocol {protocol}" if protocol else "")
     if kind == "synthetic":
-        return f"{base} — OURS ON THE SYNTHETIC BENCHMARK ({where}); paper numbers are on real data and quoted for reference only"
+        return (f"{base} — OURS ON THE SYNTHETIC BENCHMARK ({where}); paper numbers are on real data and quoted for "
+                "reference only")
     return f"{base} — ours on {where}, beside the paper's quoted numbers"
 
 
 def beside_paper(ours: pd.DataFrame, table: str, *, paper_dataset: str) -> pd.DataFrame:
-    """Join our rows (columns: method, metric, value, ...) with the paper's quoted values for the same method and metric.
+    """Join our rows (columns: method, metric, value, ...) with the paper's quoted values for the same method and
+    metric.
 
-    `paper_dataset` names which of the paper's datasets to quote (cuhk or dut). The `difference` column (ours - quoted) is
-    only filled when our dataset is that same real dataset; on the synthetic benchmark it stays empty, since the two
-    numbers do not measure the same thing.
+    `paper_dataset` names which of the paper's datasets to quote (cuhk or dut). The `difference` column (ours -
+    quoted) is only filled when our dataset is that same real dataset; on the synthetic benchmark it stays empty,
+    since the two numbers do not measure the same thing.
     """
     paper = load_paper_tables(table)
     paper = paper[(paper["dataset"] == paper_dataset) & paper["metric"].isin(["fbeta", "mae"])]

@@ -419,17 +419,7 @@ def build_report(folder: Path, profile: str, dataset: str) -> tuple[list[Block],
     folder = Path(folder)
     tables, figures = _stems(folder, "tables", ".csv"), _stems(folder, "figures", ".png")
     result = ReportResult(folder=folder, markdown=folder / REPORT_MD, html=folder / REPORT_HTML)
-    planned = {(i.kind, i.stem) for s in REPORT_PLAN for i in s.items}
-    # a file named after a planned one plus "_<suffix>" (another run's variant: 03_table_iii_attention-none_...)
-    # follows it; the longest planned name wins, and a planned name is never another's variant
-    variants: dict[tuple[str, str], list[str]] = {}
-    for kind, stems in (("table", tables), ("figure", figures)):
-        for stem in sorted(stems):
-            if (kind, stem) in planned:
-                continue
-            parents = [p for k, p in planned if k == kind and stem.startswith(p + "_")]
-            if parents:
-                variants.setdefault((kind, max(parents, key=len)), []).append(stem)
+    variants = _variants(tables, figures)
     placed: set[tuple[str, str]] = set()
     body: list[Block] = []
     missing_blocks: list[str] = []
@@ -461,23 +451,9 @@ def build_report(folder: Path, profile: str, dataset: str) -> tuple[list[Block],
                 placed.add((item.kind, stem))
                 if item.kind == "table" and item.stem == "03_table_iii":
                     body.append(table_iii_verdict(folder, stem))
-    others = sorted({s for s in tables if ("table", s) not in placed} | {s for s in figures
-                                                                         if ("figure", s) not in placed})
     toc.append((OTHER_TITLE, slug(OTHER_TITLE)))
-    body += [Block("heading", OTHER_TITLE, level=2, anchor=slug(OTHER_TITLE)), Block("para", OTHER_INTRO)]
-    if not others:
-        body.append(Block("para", "None."))
-    for stem in others:
-        if stem in tables:
-            body += _item_blocks(folder, "table", stem, "Table")
-            placed.add(("table", stem))
-        if stem in figures:
-            body += _item_blocks(folder, "figure", stem, "Figure")
-            placed.add(("figure", stem))
-    # any file under tables/ or figures/ not linked above (a CSV without its .md is linked with it; a stray file is not)
-    linked = {src for b in body if b.kind == "links" for _, src in b.items} | {b.src for b in body if b.src}
-    stray = sorted(f"{p.parent.name}/{p.name}" for sub in ("tables", "figures") if (folder / sub).is_dir()
-                   for p in (folder / sub).iterdir() if p.is_file() and f"{sub}/{p.name}" not in linked)
+    body += _other_blocks(folder, tables, figures, placed)
+    stray = _stray_files(folder, body)
     toc.append(("Other files", slug("Other files")))
     body += [Block("heading", "Other files", level=2, anchor=slug("Other files")),
              Block("para", "Files of tables/ and figures/ that no section above shows (a figure without its PNG, "
@@ -509,6 +485,47 @@ def build_report(folder: Path, profile: str, dataset: str) -> tuple[list[Block],
         toc.insert(0, ("At a glance", slug("At a glance")))
     head.append(Block("toc", items=toc))
     return head + glance + body, result
+
+
+def _variants(tables: set[str], figures: set[str]) -> dict[tuple[str, str], list[str]]:
+    """(kind, planned stem) -> the stems on disk that are its variants. A file named after a planned one plus
+    "_<suffix>" (another run's variant: 03_table_iii_attention-none_...) follows it; the longest planned name wins,
+    and a planned name is never another's variant."""
+    planned = {(i.kind, i.stem) for s in REPORT_PLAN for i in s.items}
+    variants: dict[tuple[str, str], list[str]] = {}
+    for kind, stems in (("table", tables), ("figure", figures)):
+        for stem in sorted(stems):
+            if (kind, stem) in planned:
+                continue
+            parents = [p for k, p in planned if k == kind and stem.startswith(p + "_")]
+            if parents:
+                variants.setdefault((kind, max(parents, key=len)), []).append(stem)
+    return variants
+
+
+def _other_blocks(folder: Path, tables: set[str], figures: set[str], placed: set[tuple[str, str]]) -> list[Block]:
+    """The section of the tables and figures on disk that no planned section placed; adds them to `placed`."""
+    others = sorted({s for s in tables if ("table", s) not in placed} | {s for s in figures
+                                                                         if ("figure", s) not in placed})
+    body = [Block("heading", OTHER_TITLE, level=2, anchor=slug(OTHER_TITLE)), Block("para", OTHER_INTRO)]
+    if not others:
+        body.append(Block("para", "None."))
+    for stem in others:
+        if stem in tables:
+            body += _item_blocks(folder, "table", stem, "Table")
+            placed.add(("table", stem))
+        if stem in figures:
+            body += _item_blocks(folder, "figure", stem, "Figure")
+            placed.add(("figure", stem))
+    return body
+
+
+def _stray_files(folder: Path, body: list[Block]) -> list[str]:
+    """Any file under tables/ or figures/ that no block of `body` links (a CSV without its .md is linked with it; a
+    stray file is not), as "tables/NAME", sorted."""
+    linked = {src for b in body if b.kind == "links" for _, src in b.items} | {b.src for b in body if b.src}
+    return sorted(f"{p.parent.name}/{p.name}" for sub in ("tables", "figures") if (folder / sub).is_dir()
+                  for p in (folder / sub).iterdir() if p.is_file() and f"{sub}/{p.name}" not in linked)
 
 
 def _item_blocks(folder: Path, kind: str, stem: str, caption: str) -> list[Block]:

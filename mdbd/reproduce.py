@@ -3,9 +3,9 @@
 
 The dataset and its folder are passed to every notebook. Executed copies go to results/executed/<profile>/<dataset>/,
 tables and figures to results/<profile>/<dataset>/ (one folder per dataset: no dataset overwrites another's). The
-dataset is checked (layout, every image present and of its mask's size) before the first notebook starts; the runner stops at the first failing notebook, naming it and the cell,
-and ends by writing the folder's report (REPORT.md and report.html, mdbd.report_md) and listing every table and figure
-the chain wrote.
+dataset is checked (layout, every image present and of its mask's size) before the first notebook starts; the runner
+stops at the first failing notebook, naming it and the cell, and ends by writing the folder's report (REPORT.md and
+report.html, mdbd.report_md) and listing every table and figure the chain wrote.
 
 While it runs it shows (on stderr; `--quiet`: not at all) each notebook with its expected time per profile
 (mdbd.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time beside
@@ -80,10 +80,12 @@ class ChainProgress:
                 heading = titles[-1] if titles else heading
             elif cell.cell_type == "code" and cell.source.strip():
                 first = next((line.strip() for line in cell.source.splitlines()
-                              if line.strip() and not line.lstrip().startswith("#")), cell.source.strip().splitlines()[0])
+                              if line.strip() and not line.lstrip().startswith("#")),
+                             cell.source.strip().splitlines()[0])
                 tags = cell.metadata.get("tags", [])
                 if "injected-parameters" in tags or "parameters" in tags:  # papermill's, then the notebook's defaults
-                    first = ("injected parameters: " if "injected-parameters" in tags else "default parameters: ") + first
+                    kind = "injected" if "injected-parameters" in tags else "default"
+                    first = f"{kind} parameters: {first}"
                 cells[index] = (len(cells) + 1, heading, first)
         self._cells = cells
         if self.bar:

@@ -22,7 +22,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
                         profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
     """Predict every image of `dataset`/`split` at its original size and score the maps with
     mdbd.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
-    device and seed as provenance. `size`: the network input side (default: the checkpoint's eval_size, else image_size).
+    device and seed as provenance. `size`: the network input side (default: the checkpoint's eval_size, else
+    image_size).
 
     The one scoring path (docs/metrics.md): the network runs in fp32 (no bf16 autocast, also on CUDA), the maps are
     scored as the 8-bit levels `mdbd predict` writes (mdbd.io.quantize_map), and the ground truth keeps its grey

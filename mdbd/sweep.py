@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mdbd.checkpoint import CHECKPOINT_NAME, read_checkpoint, recorded_training_precision
+from mdbd.checkpoint import read_checkpoint, recorded_training_precision
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.data.subset import make_cuhk_subset
 from mdbd.errors import ConfigError

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,7 +134,7 @@ def test_literal_attention_saturates_on_real_features_and_cosine_does_not(shared
         assert stats["n", module, "row_entropy_mean"] > 0.95 * stats["n", module, "uniform_entropy"]
 
 
-# -- the command line on a tiny checkpoint (conftest's tiny_multianet) ---------------------------------------------------------------------------
+# -- the command line on a tiny checkpoint (conftest's tiny_multianet) -------------------------------------------------
 def _stats_cli(argv, capsys):
     status = main(["model", "--attention-stats", *argv])
     captured = capsys.readouterr()

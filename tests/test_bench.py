@@ -79,3 +79,25 @@ def test_training_profile_on_cpu(tmp_path, capsys):
     assert table["ms_per_step"].is_monotonic_decreasing and 0 < table["share"].sum() <= 1 + 1e-9
     assert any("convolution" in op for op in table["operator"])  # a conv net spends its time in convolutions
     assert table["device"].str.startswith("cpu").all() and "ms of cpu time" in capsys.readouterr().out
+
+
+def test_compile_candidates_run_in_each_runner(monkeypatch):
+    """The torch.compile candidates (on a GPU by default, skipped by --quick) go through the runners' own code: with
+    torch.compile stood in by the identity they run on CPU in seconds, are listed beside eager, and the compiled
+    module is used for the output check."""
+    from mdbd import bench
+
+    monkeypatch.setattr(bench.torch, "compile", lambda model, **kwargs: model)
+    settings = bench.BenchSettings(size=32, preset="hl", latency_iters=1, throughput_images=2, throughput_batch=2,
+                                   repeats=1, train_batch=2, train_steps=1, warmup=0, compile=True)
+    ctx = bench.BenchContext.build(bench.torch.device("cpu"), settings, progress=False)
+    assert ctx.compiled is ctx.fast
+    latency = bench.bench_latency(ctx)
+    throughput = bench.bench_throughput(ctx)
+    training = bench.bench_training(ctx)
+    for rows in (latency, throughput, training):
+        assert "; torch.compile " in rows[1]["note"], rows[1]["note"]
+    assert "torch.compile" in latency[2]["note"]  # the output check compared the compiled model too
+    assert set(ctx.measured) == {"inference images/s", "training s/image", "training candidates"}
+    assert set(ctx.measured["training candidates"]) == {bench.TRAIN_EAGER, "torch.compile"}
+    assert bench.bench_projected_training(ctx)[0]["unit"] == "minutes"

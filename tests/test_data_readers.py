@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdbd.data.readers import available_splits, open_dataset, read_image, read_mask, summarize
+from mdbd.data.readers import available_splits, open_dataset, read_image, read_mask
 from mdbd.errors import DataError
 
 
@@ -100,7 +100,8 @@ def test_cuhk_rgba_mask_converted(tmp_path):
 
 def test_real_cuhk_full_opens_in_official_order_with_either_extension_case(cuhk_full, shared_data):
     ds = open_dataset("cuhk", cuhk_full, split="all")
-    assert len(ds) == 704 and ds.ids[:2] == ["out_of_focus0001", "out_of_focus0002"] and ds.ids[-1] == "out_of_focus0704"
+    assert len(ds) == 704 and ds.ids[:2] == ["out_of_focus0001", "out_of_focus0002"]
+    assert ds.ids[-1] == "out_of_focus0704"
     assert ds.has_images  # every one of the 704 images is matched, whatever the case of its extension
     assert ds.image_paths[ds.ids.index("out_of_focus0016")].suffix == ".JPG"
     assert ds.image_paths[ds.ids.index("out_of_focus0015")].suffix == ".jpg"

@@ -71,6 +71,7 @@ def test_save_figure_writes_png_pdf_and_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    paths = report.save_figure(fig, "f", profile="smoke", dataset="synthetic", provenance={"dataset": "synthetic", "seed": 1})
+    paths = report.save_figure(fig, "f", profile="smoke", dataset="synthetic",
+                               provenance={"dataset": "synthetic", "seed": 1})
     assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["pdf"].read_bytes()[:4] == b"%PDF"
     assert json.loads(paths["json"].read_text())["seed"] == 1

@@ -17,7 +17,8 @@ def test_every_notebook_of_the_chain_exists_with_a_tagged_parameters_cell_of_lit
         tree = ast.parse(tagged[0].source)
         names = set()
         for stmt in tree.body:
-            assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, (ast.Constant, ast.List)), (name, ast.dump(stmt))
+            assert isinstance(stmt, ast.Assign), (name, ast.dump(stmt))
+            assert isinstance(stmt.value, (ast.Constant, ast.List)), (name, ast.dump(stmt))
             names.add(stmt.targets[0].id)
         assert {"profile", "seed", "device"} <= names, name
         # thin notebooks: no function or class definitions, and no relative paths
@@ -96,7 +97,8 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "laptop"')
     params.metadata["tags"] = ["parameters"]
-    book.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom ' + profile)")]
+    book.cells = [params, nbformat.v4.new_code_cell("x = 1"),
+                  nbformat.v4.new_code_cell("raise ValueError('boom ' + profile)")]
     folder = tmp_path / "notebooks"
     folder.mkdir()
     nbformat.write(book, folder / "01_data.ipynb")

@@ -88,7 +88,8 @@ def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a
     alone = common.evaluate_run(copies[0], cfg, bootstrap=20)  # scored alone, and kept
     calls = []
     real = mdbd.scoring.evaluate_checkpoints
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda c, *a, **k: calls.append(list(c)) or real(c, *a, **k))
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints",
+                        lambda c, *a, **k: calls.append(list(c)) or real(c, *a, **k))
     both = common.evaluate_runs([(copies[0], cfg), (copies[1], cfg.replace(seed=3))], bootstrap=20)
     assert calls == [[copies[1]]]  # the first was kept; only the second is predicted
     assert both[0].table.equals(alone.table)

@@ -57,8 +57,9 @@ def _profile(args, settings) -> int:
 
     table = profile_training_step(args.preset, settings.size, settings.train_batch, args.device)
     out = _write(table, args, "profile-training")
-    print(f"\none optimised training step, {args.preset}, batch {settings.train_batch} at {settings.size}x{settings.size} "
-          f"on {table['device'].iloc[0]}: {table.attrs['total_ms_per_step']:.2f} ms of {table['clock'].iloc[0]} time")
+    print(f"\none optimised training step, {args.preset}, batch {settings.train_batch} at "
+          f"{settings.size}x{settings.size} on {table['device'].iloc[0]}: "
+          f"{table.attrs['total_ms_per_step']:.2f} ms of {table['clock'].iloc[0]} time")
     shown = table.assign(operator=table["operator"].str.slice(0, 90))
     print(shown[["operator", "ms_per_step", "share", "calls_per_step"]].to_markdown(index=False, floatfmt=".3g"))
     print(f"\nwritten: {out}")

@@ -20,7 +20,8 @@ def register(sub) -> None:
     s.add_argument("--out", default=None, help="output folder (default data/synthetic/<profile>-seed<N>)")
     s.add_argument("--masks", default="auto", choices=("auto", "cuhk", "procedural"),
                    help="mask shapes: CUHK ground truth when found (auto), or procedural")
-    s.add_argument("--cuhk-gt", default=None, help="CUHK gt/ folder (default $MDBD_SHARED_DATA/cuhk/gt or data/cuhk/gt)")
+    s.add_argument("--cuhk-gt", default=None,
+                   help="CUHK gt/ folder (default $MDBD_SHARED_DATA/cuhk/gt or data/cuhk/gt)")
     s.set_defaults(func=_synth)
 
     m = cmds.add_parser("summary", help="pairs, mean in-focus fraction and size range per split")

@@ -12,7 +12,8 @@ from mdbd.names import POLARITIES
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "model", help="list the model presets (Table III rows); --attention-stats: attention statistics of a checkpoint",
+        "model",
+        help="list the model presets (Table III rows); --attention-stats: attention statistics of a checkpoint",
         description="One row per preset: name, Table III label, modules, parameters. With --attention-stats: the "
                     "statistics of a checkpoint's attention modules (HCA, LCA: row max, entropy, one-hot rows, "
                     "gradient reaching A; SA: the distribution of Z) on IMAGES or on a dataset's images.")
@@ -153,7 +154,8 @@ def attention_inputs(args: argparse.Namespace) -> tuple[list, list | None, list[
         for f in files:
             found = [folder / f"{f.stem}{ext}" for ext in MASK_EXTS if (folder / f"{f.stem}{ext}").is_file()]
             if not found:
-                raise DataError(f"no mask for {f} in {folder} (expected {f.stem}.png or another of {', '.join(MASK_EXTS)})")
+                raise DataError(f"no mask for {f} in {folder} "
+                                f"(expected {f.stem}.png or another of {', '.join(MASK_EXTS)})")
             masks.append(read_mask(found[0], white_is_infocus=args.polarity == "infocus_white"))
     provenance = {"dataset": "files", "split": "", "data_root": display_path(files[0].parent)}
     if masks is not None:

@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--extras", action="store_true",
                    help="after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1, D-DFFNet's protocol; "
                         "~10 min more on Shi's data on 2 CPU cores)")
-    p.add_argument("--out", default=None, help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
+    p.add_argument("--out", default=None,
+                   help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress while the chain runs (for batch logs): only the summary at the end")
     p.add_argument("--prepare-only", action="store_true", help="write parameterised copies without executing them")

@@ -1,4 +1,5 @@
-"""`mdbd sweep`: a held-out sweep (mdbd.sweep) from the command line: train and score its candidates, write its table."""
+"""`mdbd sweep`: a held-out sweep (mdbd.sweep) from the command line: train and score its candidates, write its
+table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def register(sub) -> None:
                    help="Shi's dataset in the official layout (default: $MDBD_SHARED_DATA/cuhk-full, else data/cuhk)")
     p.add_argument("--candidates", nargs="+", default=None, help="only these candidates (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the sweep's)")
-    p.add_argument("--check", action="store_true", help="check every candidate and print its configuration; train nothing")
+    p.add_argument("--check", action="store_true",
+                   help="check every candidate and print its configuration; train nothing")
     p.add_argument("--quiet", action="store_true", help="no per-run output")
     p.set_defaults(func=_run)
 

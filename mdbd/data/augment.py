@@ -27,7 +27,8 @@ class AugmentParams:
 
 def augment_params(seed: int, epoch: int, index: int, max_rotation_deg: float = 10.0,
                    crop_scale: tuple[float, float] = (0.6, 1.0)) -> AugmentParams:
-    """Draws for one sample. `crop_scale` is the crop AREA fraction (as torchvision's RandomResizedCrop), square crops."""
+    """Draws for one sample. `crop_scale` is the crop AREA fraction (as torchvision's RandomResizedCrop), square
+    crops."""
     rng = np.random.default_rng([seed, epoch, index])
     flip = bool(rng.random() < 0.5)
     angle = float(rng.uniform(-max_rotation_deg, max_rotation_deg)) if max_rotation_deg > 0 else 0.0

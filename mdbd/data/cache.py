@@ -49,7 +49,8 @@ def cache_key(pairs: PairDataset, side: int) -> str:
     for image, mask in zip(pairs.image_paths, pairs.mask_paths):
         for path in (image, mask):
             if path is None:
-                raise DataError(f"cannot cache {pairs!r}: an image is missing (first: {pairs.ids[pairs.image_paths.index(None)]})")
+                first = pairs.ids[pairs.image_paths.index(None)]
+                raise DataError(f"cannot cache {pairs!r}: an image is missing (first: {first})")
             st = path.stat()
             files.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     payload = {"version": CACHE_VERSION, "name": pairs.name, "split": pairs.split, "side": side,

@@ -123,7 +123,8 @@ def _tqdm_progress(desc: str):
 
 def obtain_archive(source: str, raw_dir: Path, name: str | None = None, manual_hint: str = "",
                    progress: bool = True) -> Path:
-    """A local archive path is used in place; a URL is downloaded to raw_dir (unless already there). Checksum verified."""
+    """A local archive path is used in place; a URL is downloaded to raw_dir (unless already there). Checksum
+    verified."""
     if "://" in source:
         dest = raw_dir / (name or Path(urllib.request.url2pathname(source.split("?")[0])).name)
         if not dest.is_file():
@@ -164,7 +165,8 @@ def _find_dir(tree: Path, name: str) -> Path | None:
 
 
 def _count(folder: Path, prefix: str = "") -> int:
-    return sum(1 for p in folder.iterdir() if p.is_file() and p.name.lower().startswith(prefix) and not p.name.startswith("."))
+    return sum(1 for p in folder.iterdir()
+               if p.is_file() and p.name.lower().startswith(prefix) and not p.name.startswith("."))
 
 
 def _install(staged: dict[str, Path], out_dir: Path) -> None:

@@ -188,7 +188,8 @@ class PairDataset(Sequence):
         mask = self.load_mask(i)
         if image.shape[:2] != mask.shape:
             raise DataError(f"image and mask sizes differ for {self.ids[i]}: {self.image_paths[i]} is "
-                            f"{image.shape[1]}x{image.shape[0]}, {self.mask_paths[i]} is {mask.shape[1]}x{mask.shape[0]}")
+                            f"{image.shape[1]}x{image.shape[0]}, {self.mask_paths[i]} is "
+                            f"{mask.shape[1]}x{mask.shape[0]}")
         return Sample(image, mask, self.ids[i])
 
     @property
@@ -426,7 +427,8 @@ def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | No
                         f"({len(missing)} of {len(numbers)} masks of split {split!r} missing)")
     orphans = sorted(set(images) - set(masks))
     if orphans:
-        raise DataError(f"missing mask for {images[orphans[0]]}: expected {gt_dir / f'out_of_focus{orphans[0]:04d}.png'}")
+        expected = gt_dir / f"out_of_focus{orphans[0]:04d}.png"
+        raise DataError(f"missing mask for {images[orphans[0]]}: expected {expected}")
     check_cuhk_polarity(gt_dir, masks)
     ids = [f"out_of_focus{n:04d}" for n in numbers]
     hint = (f" Only {len(images)} of the {len(masks)} defocus images are present: put the full image/ folder "
@@ -511,7 +513,8 @@ def folder_splits(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "masks").is_dir() or (p / "images").is_dir())
 
 
-def open_folder(root: str | Path, split: str = "test", polarity: str | None = None, name: str = "folder") -> PairDataset:
+def open_folder(root: str | Path, split: str = "test", polarity: str | None = None,
+                name: str = "folder") -> PairDataset:
     """`images/` + `masks/` with matching stems, under `<root>/<split>/` when split subfolders exist."""
     root = Path(root)
     if not root.is_dir():
@@ -587,7 +590,8 @@ def open_dataset(name: str, root: str | Path | None = None, split: str = "test",
 # -- statistics ------------------------------------------------------------------------------------------
 
 def summarize(ds: PairDataset) -> dict:
-    """Pairs, images present, mean in-focus fraction and size range; sizes come from the masks (images may be absent)."""
+    """Pairs, images present, mean in-focus fraction and size range; sizes come from the masks (images may be
+    absent)."""
     fractions, heights, widths = [], [], []
     for i in range(len(ds)):
         mask = ds.load_mask(i)

@@ -5,7 +5,8 @@
 
 Design (docs/data.md, "Synthetic benchmark"):
 - sources: the bundled scikit-image photographs and scikit-learn's sample images, each checked to be sharp throughout
-  (`sharpness_report`); the others are left out and logged. Train and test use DISJOINT source photographs (`TEST_SOURCES`).
+  (`sharpness_report`); the others are left out and logged. Train and test use DISJOINT source photographs
+  (`TEST_SOURCES`).
 - masks (1 = in focus): real CUHK mask shapes when CUHK ground truth is found (train masks 0001..0604 for the train
   split, 0605..0704 for test), procedural blobs/ellipses/polygons otherwise.
 - blur: a disc (pillbox) PSF of radius drawn per image, applied in linear light with normalised masked convolution so
@@ -92,7 +93,8 @@ def sharpness_report(image: np.ndarray) -> dict:
             if tile.std() >= SHARP_MIN_STD:
                 scores.append(blur_effect(tile))
     soft = float(np.mean(np.array(scores) > SHARP_TILE_MAX_BLUR)) if scores else 1.0
-    return {"textured_tiles": len(scores), "soft_fraction": round(soft, 4), "sharp": bool(scores) and soft <= SHARP_MAX_SOFT_FRACTION}
+    return {"textured_tiles": len(scores), "soft_fraction": round(soft, 4),
+            "sharp": bool(scores) and soft <= SHARP_MAX_SOFT_FRACTION}
 
 
 @lru_cache(maxsize=1)
@@ -310,7 +312,8 @@ def generate_synthetic(out_dir: str | Path, profile: str = "smoke", seed: int = 
                     "noise": {"read_sigma": list(NOISE_READ_SIGMA), "shot_gain": list(NOISE_SHOT_GAIN)},
                     "jpeg_quality": list(JPEG_QUALITY), "samples": samples}
         (tmp / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    log.info("synthetic benchmark %s: %d images in %.1f s", out_dir, sum(counts.values()), time.perf_counter() - started)
+    log.info("synthetic benchmark %s: %d images in %.1f s", out_dir, sum(counts.values()),
+             time.perf_counter() - started)
     return out_dir
 
 

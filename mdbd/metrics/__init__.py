@@ -1,4 +1,5 @@
-"""F-measure, MAE and IoU (and, on request, S-measure, E-measure and weighted F) for defocus blur detection under the protocols of the literature (docs/metrics.md).
+"""F-measure, MAE and IoU (and, on request, S-measure, E-measure and weighted F) for defocus blur detection under the
+protocols of the literature (docs/metrics.md).
 
     from mdbd.metrics import protocol_metrics, bootstrap_ci
     metrics = protocol_metrics("sod")            # SODFmeasure + MAE, PySODMetrics-equal
@@ -21,9 +22,10 @@ from mdbd.metrics.protocols import (DEFAULT_PROTOCOL, EXTENDED_PROTOCOLS, FIXED_
 from mdbd.metrics.structure import Emeasure, Smeasure, WeightedFmeasure
 
 __all__ = [
-    "BETA2", "DEFAULT_PROTOCOL", "EXTENDED_PROTOCOLS", "Emeasure", "FIXED_POSITIVE", "Smeasure", "WeightedFmeasure", "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS",
-    "RULES",
+    "BETA2", "DEFAULT_PROTOCOL", "EXTENDED_PROTOCOLS", "Emeasure", "FIXED_POSITIVE", "Smeasure", "WeightedFmeasure",
+    "MAE", "POSITIVE_CLASSES", "PROTOCOLS", "RESIZING_PROTOCOLS", "RULES",
     "AdaptiveFmeasure", "DDFFNetFmeasure", "FixedFmeasure", "Metric", "MetricInputError", "PooledIoU", "SODFmeasure",
     "ZhaoFmeasure", "benchmark_against_pysodmetrics", "bootstrap_ci", "bootstrap_distribution", "fmeasure",
-    "paired_difference",    "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of", "validate_pair",
+    "paired_difference", "protocol_metrics", "protocol_positive", "resample_weights", "rule_metrics", "rule_of",
+    "validate_pair",
 ]

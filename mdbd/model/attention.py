@@ -82,7 +82,8 @@ class ChannelAttention(nn.Module):
             # cosine of channel vectors from the Gram matrix itself (|x_j| = sqrt(G_jj)): no second pass over the
             # N positions, which at 448 px made normalising cost as much as the product; an all-zero channel
             # (norm clamped as F.normalize does) has cosine 0 with every channel
-            norms = torch.diagonal(energy, dim1=1, dim2=2).clamp_min(NORM_EPS ** 2).sqrt()  # clamped first: finite grads
+            # clamped first: finite grads
+            norms = torch.diagonal(energy, dim1=1, dim2=2).clamp_min(NORM_EPS ** 2).sqrt()
             energy = energy / (norms.unsqueeze(2) * norms.unsqueeze(1)) * self.temperature()
         return energy
 

@@ -39,6 +39,7 @@ ONE_HOT_THRESHOLD = 0.99  # a row of A whose maximum exceeds this counts as one-
 SATURATION_LOW, SATURATION_HIGH = 0.05, 0.95  # Z below / above: the spatial map is saturated there
 Z_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 MODULE_LABELS = {"hca": "HCA", "lca": "LCA", "sa": "SA"}  # MultiANet attribute -> the paper's name
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, target) -> loss
 
 
 def channel_attention_stats(attention: torch.Tensor, one_hot_threshold: float = ONE_HOT_THRESHOLD) -> dict[str, float]:
@@ -55,7 +56,8 @@ def channel_attention_stats(attention: torch.Tensor, one_hot_threshold: float = 
 
 
 def spatial_attention_stats(z: torch.Tensor, infocus: torch.Tensor | None = None, low: float = SATURATION_LOW,
-                            high: float = SATURATION_HIGH, quantiles: Sequence[float] = Z_QUANTILES) -> dict[str, float]:
+                            high: float = SATURATION_HIGH, quantiles: Sequence[float] = Z_QUANTILES
+                            ) -> dict[str, float]:
     """Distribution of one spatial attention map Z (any shape, values in [0, 1]); with `infocus` (a mask of Z's
     shape, 1 = in focus) also the mean of Z over the in-focus and over the blurred pixels (NaN where there are none)."""
     flat = z.detach().double().flatten()
@@ -112,7 +114,7 @@ def _capture_hooks(modules: list[tuple[str, nn.Module]], captured: dict[str, dic
 
 
 def _gradient_norms(logits: torch.Tensor, target: torch.Tensor,
-                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    loss_fn: LossFn,
                     captured: dict[str, dict[str, Any]]) -> dict[tuple[str, str], float]:
     """{(label, "attention" | "energy"): Frobenius norm of dL/d that tensor} for the loss of one training step."""
     wanted = [(label, key) for label, c in captured.items() for key in ("attention", "energy")
@@ -126,7 +128,7 @@ def _gradient_norms(logits: torch.Tensor, target: torch.Tensor,
 
 
 def module_statistics(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None,
-                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.binary_cross_entropy_with_logits,
+                      loss_fn: LossFn = F.binary_cross_entropy_with_logits,
                       one_hot_threshold: float = ONE_HOT_THRESHOLD) -> dict[str, dict[str, float]]:
     """{module label: {statistic: value}} for one input `x` (batch 1) as the model takes it. `target`: the training
     target of the model's output, for the gradient statistics (None: NaN). Parameters' .grad are not touched."""

@@ -108,4 +108,5 @@ def augmented_batch_figure(cfg: RunConfig, n: int = 6, epoch: int = 0):
     images = [x.permute(1, 2, 0).numpy() for x, _ in items]
     masks = [y[0].numpy() for _, y in items]
     return image_mask_grid(images, masks, [f"#{i}" for i in range(len(items))],
-                           title=f"one augmented batch at {cfg.image_size}x{cfg.image_size} (epoch {epoch}, seed {cfg.seed})")
+                           title=f"one augmented batch at {cfg.image_size}x{cfg.image_size} "
+                                 f"(epoch {epoch}, seed {cfg.seed})")
