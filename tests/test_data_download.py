@@ -110,7 +110,10 @@ def _png_bytes(array: np.ndarray, fmt="PNG") -> bytes:
 
 
 def _cuhk_zips(folder: Path, n_defocus=704) -> None:
-    img, mask = _png_bytes(np.zeros((4, 6, 3), np.uint8), "JPEG"), _png_bytes(np.zeros((4, 6), np.uint8))
+    # Shi-like masks (white = blurred, a third in focus): an all-black mask reads as a copy with inverted masks
+    shi_mask = np.full((4, 6), 255, np.uint8)
+    shi_mask[:, :2] = 0
+    img, mask = _png_bytes(np.zeros((4, 6, 3), np.uint8), "JPEG"), _png_bytes(shi_mask)
     with zipfile.ZipFile(folder / "BlurDatasetImage.zip", "w") as zf:
         for n in range(1, n_defocus + 1):
             zf.writestr(f"image/out_of_focus{n:04d}{'.JPG' if n == 26 else '.jpg'}", img)
