@@ -33,8 +33,9 @@ def carry(tmp_path_factory) -> Path:
     for number in SPLITS["train"] + SPLITS["test"]:
         image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
         mask = np.zeros((60, 80), np.uint8)
-        mask[:, : 20 + number % 40] = 255
-        image[:, : 20 + number % 40] = image[:, : 20 + number % 40] // 4 + 96  # "blurred": less contrast
+        blurred = 40 + number % 30  # more than half blurred, as Shi's masks are (else the copy reads as inverted)
+        mask[:, :blurred] = 255
+        image[:, :blurred] = image[:, :blurred] // 4 + 96  # "blurred": less contrast
         Image.fromarray(image).save(root / "image" / f"out_of_focus{number:04d}.jpg", quality=95)
         Image.fromarray(mask).save(root / "gt" / f"out_of_focus{number:04d}.png")
     out = tmp_path_factory.mktemp("gpu") / "cuhk-carry"
