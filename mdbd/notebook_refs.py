@@ -92,14 +92,16 @@ def reference_mismatches(reference_dir: Path = REFERENCE_DIR, notebooks_dir: Pat
     return problems
 
 
-def write_references(reference_dir: Path = REFERENCE_DIR) -> list[Path]:
-    """Execute the chain (smoke profile) into `reference_dir` and strip what nbval does not compare. Run it through
-    `make nbval-refs`, which sets the private state the comparison in `make test` uses."""
+def write_references(reference_dir: Path = REFERENCE_DIR, names: list[str] | None = None) -> list[Path]:
+    """Execute every notebook (smoke profile; `names`: only those, e.g. a notebook just added) into `reference_dir`
+    and strip what nbval does not compare. Run it through `make nbval-refs`, which sets the private state the
+    comparison in `make test` uses."""
     import nbformat
 
-    from mdbd.reproduce import run_chain
+    from mdbd.reproduce import ALL_NOTEBOOKS, run_chain
 
-    result = run_chain(**REFERENCE_PARAMETERS, out_dir=reference_dir, extras=True)
+    # every notebook, those run by name only (09) included: nbval checks each one's reference
+    result = run_chain(**REFERENCE_PARAMETERS, notebooks=list(names or ALL_NOTEBOOKS), out_dir=reference_dir)
     for path in result.executed:
         nbformat.write(strip_uncompared(nbformat.read(path, as_version=4)), path)
     return result.executed
@@ -107,14 +109,14 @@ def write_references(reference_dir: Path = REFERENCE_DIR) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["write"]:
-        for path in write_references():
+        for path in write_references(names=argv[1:] or None):
             print(f"wrote {path.relative_to(REPO_ROOT)}")
         return 0
     if argv[:1] == ["check"]:
         problems = reference_mismatches()
         print("\n".join(problems) if problems else "the nbval references match notebooks/")
         return 1 if problems else 0
-    print("usage: python -m mdbd.notebook_refs write|check", file=sys.stderr)
+    print("usage: python -m mdbd.notebook_refs write [NOTEBOOK ...] | check", file=sys.stderr)
     return 2
 
 
