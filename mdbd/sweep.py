@@ -233,8 +233,10 @@ def frontier(table: pd.DataFrame, protocol: str, metric: str, x: str = "cpu_minu
     """The runs no other run beats at a lower or equal budget `x` (max F: higher is better, MAE: lower), averaged over
     seeds per candidate first; sorted by `x`."""
     sub = table[(table["protocol"] == protocol) & (table["metric"] == metric)]
-    per_candidate = sub.groupby("candidate", as_index=False).agg(value=("value", "mean"), budget=(x, "mean"),
-                                                                 train_flops=("train_flops", "mean"))
+    columns = {"value": ("value", "mean"), "budget": (x, "mean")}
+    if x != "train_flops":
+        columns["train_flops"] = ("train_flops", "mean")
+    per_candidate = sub.groupby("candidate", as_index=False).agg(**columns)
     per_candidate = per_candidate.sort_values(["budget", "value"], ascending=[True, metric == "mae"])
     better = (lambda a, b: a > b) if metric != "mae" else (lambda a, b: a < b)
     best, keep = None, []

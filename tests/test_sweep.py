@@ -86,3 +86,6 @@ def test_frontier_keeps_only_runs_that_improve_with_budget_and_extrapolates_a_li
     line = extrapolate(front, 0.92)
     assert line["slope_per_decade"] > 0 and line["needed"] > 1e14
     assert math.isnan(extrapolate(front, 0.5)["needed"])  # behind the line: nothing to extrapolate
+    by_flops = frontier(table, "sod-blur", "max_f", x="train_flops")  # the budget axis notebook 09 uses
+    assert by_flops["candidate"].tolist() == ["a", "c", "d"] and list(by_flops.columns).count("train_flops") == 1
+    assert extrapolate(by_flops, 0.92)["needed"] == pytest.approx(line["needed"])
