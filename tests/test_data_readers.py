@@ -122,7 +122,7 @@ def test_real_cuhk_masks_are_inverted_on_load(cuhk_full):
 
 
 def test_cuhk_subset_declares_its_splits(cuhk_subset):
-    from conftest import CUHK_TEST_IDS, CUHK_TRAIN_IDS
+    from cuhk_ids import CUHK_TEST_IDS, CUHK_TRAIN_IDS  # not `from conftest`: tests/nbval has a conftest too
 
     train, test = open_dataset("cuhk", cuhk_subset, split="train"), open_dataset("cuhk", cuhk_subset, split="test")
     assert tuple(train.ids) == CUHK_TRAIN_IDS and tuple(test.ids) == CUHK_TEST_IDS

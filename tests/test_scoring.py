@@ -129,9 +129,13 @@ def test_scoring_predicts_in_fp32(checkpoint, tmp_path, monkeypatch):
     import mdbd.predict
 
     seen = []
-    real = mdbd.predict.predict_arrays_many  # what every prediction goes through, one model or several
+    real = mdbd.predict.predict_arrays_many  # what scoring's predictions go through, one model or several
     monkeypatch.setattr(mdbd.predict, "predict_arrays_many",
                         lambda *a, **k: seen.append(k.get("bf16")) or real(*a, **k))
+    streamed = mdbd.predict._predict_resized  # what `mdbd predict` goes through (one photo decoded at a time)
+    monkeypatch.setattr(mdbd.predict, "_predict_resized",
+                        lambda model, batch, shapes, device, bf16: seen.append(bf16) or streamed(model, batch, shapes,
+                                                                                                 device, bf16))
     _write_dataset(tmp_path / "data", "dut")
     evaluate_checkpoint(checkpoint, "dut", tmp_path / "data", "test", bootstrap=0, device="cpu", protocols=["sod"])
     cli(["predict", str(tmp_path / "data" / "DUT500S-Testing"), "--checkpoint", str(checkpoint), "--out",
