@@ -65,7 +65,7 @@ NBVAL_FRESH_STATE := rm -rf $(NBVAL_STATE) && mkdir -p $(NBVAL_STATE)/data \
 	&& ln -s $(abspath data/weights) $(NBVAL_STATE)/data/weights
 # ruff first (pyproject.toml's [tool.ruff]; the test extra installs it): a lint error fails before the long tests.
 test: $(STAMP)
-	$(VENV)/bin/ruff check mdbd scripts tests
+	$(VENV)/bin/ruff check mdbd scripts tests notebooks
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(NBVAL_FRESH_STATE)
 	$(NBVAL_ENV) $(PY) -m pytest tests/nbval --nbval --nbval-current-env \
