@@ -57,10 +57,30 @@ def shared_data_root() -> Path | None:
     return path if path.is_dir() else None
 
 
+# Relative paths, one rule (docs/faults.md): a path typed on the command line is relative to the working folder, as
+# for any command-line tool, and is made absolute where the command reads it (`command_line_path`); a path inside a
+# configuration or a notebook's parameters (`data_root`, `run_dir`), which are read from wherever the kernel or the
+# library happens to run, is relative to the repository root (`resolve`).
+
+
 def resolve(path: str | os.PathLike) -> Path:
-    """A user-given path: absolute stays absolute, relative is taken from the repository root."""
+    """A path from a configuration or a notebook parameter: absolute stays absolute, relative is taken from the
+    repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def command_line_path(text: str) -> Path:
+    """A path typed on the command line (an argparse `type`): relative to the working folder, returned absolute."""
+    return Path(os.path.abspath(Path(text).expanduser()))
+
+
+def as_parameter(path: str | os.PathLike) -> str:
+    """A folder as a configuration or notebook parameter (which `resolve` reads from the repository root): relative
+    to the repository when it lies beside or inside it (so an executed notebook shows `../shared/data/...`, not this
+    machine's absolute path), absolute otherwise."""
+    path = Path(path).resolve()
+    return os.path.relpath(path, REPO_ROOT) if path.is_relative_to(REPO_ROOT.parent) else str(path)
 
 
 def display_path(path: str | os.PathLike) -> str:

@@ -263,7 +263,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = ChainResult(profile=profile, dataset=label)
-    # data_root as the user gave it (absolute or relative to the repository root): notebooks resolve it the same way
+    # data_root as a parameter (absolute, or relative to the repository root: mdbd.paths); notebooks resolve it so
     parameters = {"profile": profile, "dataset": dataset, "data_root": data_root}
     if progress is True:
         progress = ChainProgress(profile, dataset, stream=progress_stream)

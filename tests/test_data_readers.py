@@ -89,6 +89,17 @@ def test_cuhk_missing_mask_and_empty(fake_cuhk, tmp_path):
         open_dataset("cuhk", tmp_path / "empty")
 
 
+def test_cuhk_layout_problems_are_reported_together(fake_cuhk):
+    """Issue 25 item 11: a missing test mask and a training image without its mask, in one error."""
+    (fake_cuhk / "gt" / "out_of_focus0650.png").unlink()
+    (fake_cuhk / "gt" / "out_of_focus0003.png").unlink()  # its image is present (fixture)
+    with pytest.raises(DataError) as error:
+        open_dataset("cuhk", fake_cuhk, split="test")
+    message = str(error.value)
+    assert "out_of_focus0650.png" in message and "1 of 100 masks of split 'test' missing" in message
+    assert "missing mask for" in message and "out_of_focus0003.jpg" in message and "\n" not in message
+
+
 def test_cuhk_rgba_mask_converted(tmp_path):
     m = np.zeros((8, 8, 4), np.uint8)
     m[..., 3] = 255

@@ -51,3 +51,54 @@ def test_importing_mdbd_does_not_freeze_the_folders(tmp_path):
                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": ""}).stdout.strip()
     assert out == str(tmp_path / "dut")
     assert importlib.import_module("mdbd.paths") is paths
+
+
+def test_command_line_paths_are_relative_to_the_working_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert paths.command_line_path("maps") == tmp_path / "maps"
+    assert paths.command_line_path(str(REPO_ROOT / "x")) == REPO_ROOT / "x"
+    # configuration values keep the repository as their anchor
+    assert paths.resolve("maps") == REPO_ROOT / "maps"
+
+
+def test_a_parameter_is_relative_to_the_repository_where_it_lies_beside_it(tmp_path):
+    beside = REPO_ROOT.parent / "shared" / "data" / "cuhk-full"
+    assert paths.as_parameter(beside) == "../shared/data/cuhk-full"
+    assert paths.resolve(paths.as_parameter(beside)).resolve() == beside.resolve()
+    assert paths.as_parameter(REPO_ROOT / "data" / "dut") == "data/dut"
+    elsewhere = paths.as_parameter(tmp_path)
+    assert paths.resolve(elsewhere).resolve() == tmp_path.resolve()
+
+
+def test_every_command_takes_relative_paths_from_the_working_folder(monkeypatch, tmp_path):
+    """One rule (issue 25 item 11): `data summary` and `train` used to disagree about the same relative --data-root."""
+    from mdbd.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    summary = parser.parse_args(["data", "summary", "--dataset", "cuhk", "--root", "rel"])
+    train = parser.parse_args(["train", "--data-root", "rel", "--run-dir", "run"])
+    evaluate = parser.parse_args(["evaluate", "--pred", "p", "--gt", "g", "--out", "o.csv"])
+    assert summary.root == train.data_root == tmp_path / "rel" and train.run_dir == tmp_path / "run"
+    assert (evaluate.pred, evaluate.gt, evaluate.out) == (tmp_path / "p", tmp_path / "g", tmp_path / "o.csv")
+
+
+def test_train_reads_a_relative_data_root_from_the_working_folder(monkeypatch, tmp_path):
+    import pytest
+
+    import mdbd.train
+    from mdbd.cli import main
+
+    seen = {}
+
+    def fake_train(cfg, **kwargs):
+        seen["root"] = cfg.resolved_data_root()
+        raise SystemExit(0)
+
+    monkeypatch.setattr(mdbd.train, "train", fake_train)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "folder", "--data-root", "mine", "--run-dir", "run",
+              "--set", "polarity=infocus_white"])
+    assert seen["root"].resolve() == (tmp_path / "elsewhere" / "mine").resolve()

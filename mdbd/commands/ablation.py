@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mdbd.config import PROFILES
+from mdbd.paths import as_parameter, command_line_path
 
 
 def register(sub) -> None:
@@ -14,7 +15,7 @@ def register(sub) -> None:
                                    "results/<profile>/<dataset>/tables/03_*.")
     p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES), help="run profile; default smoke")
     p.add_argument("--dataset", default=None, help="synthetic | cuhk | dut | folder (default: the profile's)")
-    p.add_argument("--data-root", default=None, help="dataset folder (a carry works too)")
+    p.add_argument("--data-root", type=command_line_path, default=None, help="dataset folder (a carry works too)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="ablation seeds (default: the profile's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the profile's ablation epochs)")
@@ -37,7 +38,8 @@ def _run(args) -> int:
                                       table_iii_title, variant_suffix, verdict_text)
     from mdbd.stages.common import HEADLINE, display_path
 
-    named = {"dataset": args.dataset, "data_root": args.data_root, "device": args.device,
+    data_root = as_parameter(args.data_root) if args.data_root else None  # as a configuration holds it (mdbd.paths)
+    named = {"dataset": args.dataset, "data_root": data_root, "device": args.device,
              "ablation.seeds": args.seeds, "ablation.epochs": args.epochs}
     cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
     runs = run_ablation(cfg, progress=not args.quiet, bootstrap=args.bootstrap, concurrent=args.concurrent,

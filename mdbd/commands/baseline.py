@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mdbd.paths import command_line_path
+
 #: The keys of mdbd.baselines.BASELINES, spelled out so that `mdbd --help` does not import numpy and scipy.
 METHODS = ("hifst", "laplacian", "lbp")
 
@@ -15,12 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write one <stem>.png sharpness map per image (255 = in focus) at the image's size. "
                     "Maps are cached under results/cache/baselines.")
     parser.add_argument("method", choices=METHODS, help="which baseline")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of images")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG maps (created if absent)")
+    parser.add_argument("images", type=command_line_path, nargs="+", metavar="IMAGE",
+                        help="image files, or folders of images")
+    parser.add_argument("--out", type=command_line_path, required=True, metavar="DIR",
+                        help="folder for the PNG maps (created if absent)")
     parser.add_argument("--max-side", type=int, default=None, metavar="PX",
                         help="hifst/lbp: compute on a copy whose longer side is at most PX, then upsample the "
                              "map (default: native resolution)")
-    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+    parser.add_argument("--cache-dir", type=command_line_path, default=None, metavar="DIR",
                         help="cache folder (default: results/cache/baselines)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="inference/training/metrics speed, baseline vs optimised, on this device")
     p.add_argument("--quick", action="store_true", help="small sizes on CPU, under two minutes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--preset", default="multianet")
-    p.add_argument("--out", default=None, help="CSV path (default results/bench/bench-<device>[-quick].csv)")
+    p.add_argument("--out", type=command_line_path, default=None,
+                   help="CSV path (default results/bench/bench-<device>[-quick].csv)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidates")
     p.add_argument("--profile-training", action="store_true",
                    help="instead: where one optimised training step spends its time (top operators)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     from mdbd.config import PROFILES
@@ -17,7 +19,8 @@ def register(sub) -> None:
     s = cmds.add_parser("synth", help="generate the synthetic defocus benchmark (no download)")
     s.add_argument("--profile", default="smoke", choices=PROFILES)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="output folder (default data/synthetic/<profile>-seed<N>)")
+    s.add_argument("--out", type=command_line_path, default=None,
+                   help="output folder (default data/synthetic/<profile>-seed<N>)")
     s.add_argument("--masks", default="auto", choices=("auto", "cuhk", "procedural"),
                    help="mask shapes: CUHK ground truth when found (auto), or procedural")
     s.add_argument("--cuhk-gt", default=None,
@@ -26,15 +29,17 @@ def register(sub) -> None:
 
     m = cmds.add_parser("summary", help="pairs, mean in-focus fraction and size range per split")
     m.add_argument("--dataset", required=True, choices=DATASETS)
-    m.add_argument("--root", default=None, help="dataset folder (default data/<dataset>)")
+    m.add_argument("--root", type=command_line_path, default=None, help="dataset folder (default data/<dataset>)")
     m.add_argument("--split", default=None, help="one split (default: every split found)")
-    m.add_argument("--split-file", default=None, help="a list of sample ids (e.g. Zhao's 100 CUHK test images)")
+    m.add_argument("--split-file", type=command_line_path, default=None,
+                   help="a list of sample ids (e.g. Zhao's 100 CUHK test images)")
     m.add_argument("--polarity", default=None, choices=POLARITIES, help="folder datasets")
     m.set_defaults(func=_summary)
 
     b = cmds.add_parser("subset", help="copy a few named (or evenly spaced) CUHK pairs into a declared subset folder")
-    b.add_argument("--root", required=True, help="a CUHK folder in the official layout (image/ + gt/)")
-    b.add_argument("--out", required=True, help="the subset folder to write")
+    b.add_argument("--root", type=command_line_path, required=True,
+                   help="a CUHK folder in the official layout (image/ + gt/)")
+    b.add_argument("--out", type=command_line_path, required=True, help="the subset folder to write")
     b.add_argument("--train", type=int, default=None, help="this many training pairs, evenly spaced over 0001..0604")
     b.add_argument("--test", type=int, default=None, help="this many test pairs, evenly spaced over 0605..0704")
     b.add_argument("--train-ids", nargs="+", default=None, metavar="ID", help="or name them (out_of_focusNNNN)")
@@ -45,8 +50,9 @@ def register(sub) -> None:
     f = cmds.add_parser("fetch", help="download/unpack CUHK (official address) or DUT (an archive you give)")
     f.add_argument("--dataset", required=True, choices=("cuhk", "dut"))
     f.add_argument("--archive", default=None, help="DUT archive: a path or URL (required for dut)")
-    f.add_argument("--raw-dir", default=None, help="where archives are kept (default data/raw)")
-    f.add_argument("--out", default=None, help="extracted dataset folder (default data/<dataset>)")
+    f.add_argument("--raw-dir", type=command_line_path, default=None, help="where archives are kept (default data/raw)")
+    f.add_argument("--out", type=command_line_path, default=None,
+                   help="extracted dataset folder (default data/<dataset>)")
     f.set_defaults(func=_fetch)
 
     from mdbd.data.carry import CARRY_DATASETS, DEFAULT_MAX_SIDE, DEFAULT_QUALITY
@@ -54,8 +60,10 @@ def register(sub) -> None:
     c = cmds.add_parser("carry", help="a compact, checksummed copy of a CUHK folder for a machine without it "
                                       "(images reduced to what training reads, masks as they are)")
     c.add_argument("--dataset", default="cuhk", choices=CARRY_DATASETS)
-    c.add_argument("--root", required=True, help="the dataset folder in the official layout (image/ + gt/)")
-    c.add_argument("--out", required=True, help="the carry folder to write (atomically; must not exist)")
+    c.add_argument("--root", type=command_line_path, required=True,
+                   help="the dataset folder in the official layout (image/ + gt/)")
+    c.add_argument("--out", type=command_line_path, required=True,
+                   help="the carry folder to write (atomically; must not exist)")
     c.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                    help=f"no side of a carried image longer than this (default {DEFAULT_MAX_SIDE}; each axis capped "
                         f"on its own unless --keep-aspect)")
@@ -65,7 +73,7 @@ def register(sub) -> None:
     c.set_defaults(func=_carry)
 
     v = cmds.add_parser("verify-carry", help="check every file of a carry against its manifest's sha256")
-    v.add_argument("carry", help="the carry folder")
+    v.add_argument("carry", type=command_line_path, help="the carry folder")
     v.set_defaults(func=_verify_carry)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     from mdbd.evaluate import GT_POLARITIES
@@ -12,9 +14,11 @@ def register(sub) -> None:
                        description="Pairs <stem>.png predictions (white = in focus) with <stem>.png/.bmp/.jpg "
                                    "ground truths, scores them and writes a tidy CSV with 95%% bootstrap intervals "
                                    "and a <stem>_curves.csv beside it.")
-    p.add_argument("--pred", required=True, metavar="DIR", help="folder of prediction maps (<stem>.png)")
-    p.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth masks")
-    p.add_argument("--out", required=True, metavar="CSV", help="output table (curves go to <stem>_curves.csv)")
+    p.add_argument("--pred", type=command_line_path, required=True, metavar="DIR",
+                   help="folder of prediction maps (<stem>.png)")
+    p.add_argument("--gt", type=command_line_path, required=True, metavar="DIR", help="folder of ground-truth masks")
+    p.add_argument("--out", type=command_line_path, required=True, metavar="CSV",
+                   help="output table (curves go to <stem>_curves.csv)")
     p.add_argument("--protocol", nargs="+", choices=PROTOCOLS, default=[DEFAULT_PROTOCOL],
                    help=f"scoring protocol(s) (default {DEFAULT_PROTOCOL})")
     p.add_argument("--positive", choices=POSITIVE_CLASSES, default="infocus",
@@ -32,7 +36,7 @@ def register(sub) -> None:
                         "maps of another size are resized to the GT and recorded; missing maps are an error")
     p.add_argument("--pred-polarity", choices=MAP_POLARITIES, default=None,
                    help="what white means in the maps (required with --pred-pattern; DBDF: blur_white)")
-    p.add_argument("--split-file", default=None, metavar="FILE",
+    p.add_argument("--split-file", type=command_line_path, default=None, metavar="FILE",
                    help="score only the GT stems listed in FILE (one per line), e.g. a test split")
     p.add_argument("--binarize-gt", action="store_true",
                    help="accept graded GT masks (e.g. resized DUT) and binarise them with each protocol's rule")

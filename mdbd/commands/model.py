@@ -8,6 +8,7 @@ import argparse
 from mdbd.config import ATTENTION_SCALES
 from mdbd.errors import ConfigError
 from mdbd.names import POLARITIES
+from mdbd.paths import command_line_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = parser.add_argument_group("attention statistics")
     stats.add_argument("--attention-stats", action="store_true",
                        help="print the attention statistics of --checkpoint on IMAGES (or --dataset's images)")
-    stats.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders (with --attention-stats)")
-    stats.add_argument("--checkpoint", help="a run's last.pt")
+    stats.add_argument("images", type=command_line_path, nargs="*", metavar="IMAGE",
+                       help="image files or folders (with --attention-stats)")
+    stats.add_argument("--checkpoint", type=command_line_path, help="a run's last.pt")
     stats.add_argument("--attention-scale", default=None, choices=ATTENTION_SCALES,
                        help="measure A with these energies on the checkpoint's weights "
                             "instead of the scale it was trained with (what A is at that scale's initialisation)")
@@ -38,11 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--polarity", default="infocus_white", choices=POLARITIES,
                        help="polarity of the --masks files (default infocus_white; CUHK's own files: blur_white)")
     stats.add_argument("--dataset", help="read images and masks from a dataset instead (cuhk, dut, folder, synthetic)")
-    stats.add_argument("--data-root", help="the dataset's folder (default: its folder under data/)")
+    stats.add_argument("--data-root", type=command_line_path,
+                       help="the dataset's folder (default: its folder under data/)")
     stats.add_argument("--split", default="test", help="the dataset's split (default test)")
     stats.add_argument("--ids", nargs="+", help="the dataset's images to use (default: all of the split)")
     stats.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    stats.add_argument("--out", help="also write the tidy table (one row per image x module x statistic) as CSV")
+    stats.add_argument("--out", type=command_line_path,
+                       help="also write the tidy table (one row per image x module x statistic) as CSV")
     parser.set_defaults(func=run)
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="in-focus probability maps for images with a trained checkpoint")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images (any sizes)")
-    p.add_argument("--checkpoint", default=None, help="a run's last.pt (train one: mdbd train --profile smoke, which "
+    p.add_argument("images", type=command_line_path, nargs="+", metavar="IMAGE",
+                   help="image files or folders of images (any sizes)")
+    p.add_argument("--checkpoint", type=command_line_path, default=None,
+                   help="a run's last.pt (train one: mdbd train --profile smoke, which "
                                                       "prints its checkpoint's path)")
-    p.add_argument("--out", required=True, help="folder for the maps (<image stem>.png)")
+    p.add_argument("--out", type=command_line_path, required=True, help="folder for the maps (<image stem>.png)")
     p.add_argument("--preset", default=None, help="refuse a checkpoint of another preset")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     from mdbd.published import PUBLISHED_METHODS
@@ -19,8 +21,10 @@ def register(sub) -> None:
     f.add_argument("method", choices=sorted(PUBLISHED_METHODS))
     f.add_argument("--source", default=None, metavar="URL_OR_PATH",
                    help="the release: a URL (from the authors' page), a local .zip/.tar archive, or an unpacked folder")
-    f.add_argument("--out", default=None, help="target folder (default data/published-maps/<dataset>/<method>)")
-    f.add_argument("--raw-dir", default=None, help="where downloaded archives are kept (default data/raw)")
+    f.add_argument("--out", type=command_line_path, default=None,
+                   help="target folder (default data/published-maps/<dataset>/<method>)")
+    f.add_argument("--raw-dir", type=command_line_path, default=None,
+                   help="where downloaded archives are kept (default data/raw)")
     f.set_defaults(func=_fetch)
 
 

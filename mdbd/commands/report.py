@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mdbd.config import PROFILES
+from mdbd.paths import command_line_path
 
 
 def register(sub) -> None:
@@ -16,12 +17,12 @@ def register(sub) -> None:
                                    "unless every figure loads and the page renders (`make report-check`).")
     p.add_argument("--profile", default="laptop", choices=PROFILES)
     p.add_argument("--dataset", default="cuhk", help="the results folder's dataset label (default cuhk)")
-    p.add_argument("--folder", default=None, metavar="DIR",
+    p.add_argument("--folder", type=command_line_path, default=None, metavar="DIR",
                    help="another results folder (laid out like results/<profile>/<dataset>) instead")
     p.add_argument("--strict", action="store_true", help="exit status 1 when a planned table or figure is missing")
     p.add_argument("--check-browser", action="store_true",
                    help="then open report.html in headless Chromium: every figure must load and the page render")
-    p.add_argument("--screenshot", default=None, metavar="PNG",
+    p.add_argument("--screenshot", type=command_line_path, default=None, metavar="PNG",
                    help="with --check-browser: where to save the screenshot (default build/report-check/"
                         "<profile>-<dataset>.png)")
     p.add_argument("--window", default="1280x2400", metavar="WxH", help="the screenshot's size (default 1280x2400)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mdbd.config import PROFILES
 from mdbd.names import DATASETS
+from mdbd.paths import as_parameter, command_line_path
 
 
 def register(sub) -> None:
@@ -11,8 +12,8 @@ def register(sub) -> None:
     p.add_argument("--profile", default="laptop", choices=PROFILES)
     p.add_argument("--dataset", default="synthetic", choices=DATASETS,
                    help="the dataset every notebook runs on (default: the embedded synthetic benchmark)")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="the dataset's folder (default: data/<dataset>); relative paths are taken from the repository")
+    p.add_argument("--data-root", type=command_line_path, default=None, metavar="DIR",
+                   help="the dataset's folder (default: data/<dataset>)")
     p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
                    help="further notebook parameters (YAML values), given to the notebooks that declare them, "
                         "e.g. --param attention_scale=none spatial_gate=sigmoid (eq. 1 and eq. 3 literally)")
@@ -21,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--extras", action="store_true",
                    help="after the chain, also the notebooks outside it (08_cuhk_te1: CUHK-TE-1, D-DFFNet's protocol; "
                         "~10 min more on Shi's data on 2 CPU cores)")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", type=command_line_path, default=None,
                    help="folder for the executed copies (default results/executed/<profile>/<dataset>)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress while the chain runs (for batch logs): only the summary at the end")
@@ -30,11 +31,11 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from mdbd.config import parse_overrides
     from mdbd.reproduce import print_summary, run_chain
 
-    from mdbd.config import parse_overrides
-
-    result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
+    data_root = as_parameter(args.data_root) if args.data_root else None  # the notebooks' parameter (mdbd.paths)
+    result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=data_root, out_dir=args.out,
                        params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras,
                        progress=not args.quiet)
     print_summary(result)

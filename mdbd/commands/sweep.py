@@ -3,6 +3,8 @@ table."""
 
 from __future__ import annotations
 
+from mdbd.paths import command_line_path
+
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="train and score a sweep's candidates on held-out CUHK training images",
@@ -11,7 +13,7 @@ def register(sub) -> None:
                                    "images, scored on the held-out validation images, one table under "
                                    "results/<profile>/cuhk/tables/<sweep name>.csv with budget and FLOPs columns.")
     p.add_argument("sweep", help="a sweep name (e.g. fidelity) or the path of a sweep file")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--data-root", type=command_line_path, default=None,
                    help="Shi's dataset in the official layout (default: $MDBD_SHARED_DATA/cuhk-full, else data/cuhk)")
     p.add_argument("--candidates", nargs="+", default=None, help="only these candidates (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the sweep's)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mdbd.config import PROFILES
+from mdbd.paths import as_parameter, command_line_path
 
 
 def register(sub) -> None:
@@ -13,11 +14,13 @@ def register(sub) -> None:
                    help="run profile (mdbd/profiles/<name>.yaml); default smoke")
     p.add_argument("--preset", default=None, help="model preset (Table III row), default multianet")
     p.add_argument("--dataset", default=None, help="synthetic | cuhk | dut | folder (default: the profile's)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: the dataset's folder under data/)")
+    p.add_argument("--data-root", type=command_line_path, default=None,
+                   help="dataset folder (default: the dataset's folder under data/)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--run-dir", default=None, help="where last.pt, log.csv and config.yaml go (default "
+    p.add_argument("--run-dir", type=command_line_path, default=None,
+                   help="where last.pt, log.csv and config.yaml go (default "
                                                   "results/runs/<profile>/<preset>-<dataset>-seed<N>-<identity hash>)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished run in run_dir, or continue an interrupted one; refused, naming the "
@@ -35,8 +38,8 @@ def _run(args) -> int:
     from mdbd.provenance import usable_device
     from mdbd.train import DistInfo, train
 
-    named = {"preset": args.preset, "dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
-             "seed": args.seed, "device": args.device, "run_dir": args.run_dir}
+    named = {"preset": args.preset, "dataset": args.dataset, "data_root": _parameter(args.data_root),
+             "epochs": args.epochs, "seed": args.seed, "device": args.device, "run_dir": _parameter(args.run_dir)}
     cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
     usable_device(cfg.device)
     check_output_folder(cfg.resolved_run_dir(), "run folder", create=False)
@@ -50,3 +53,8 @@ def _run(args) -> int:
                   f"max F {m['val_fmax']:.4f}, MAE {m['val_mae']:.4f}")
         print(f"time: {result.seconds:.1f} s")
     return 0
+
+
+def _parameter(path):
+    """A command-line folder as the configuration holds it (mdbd.paths: one rule for relative paths)."""
+    return as_parameter(path) if path else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mdbd.config import PROFILES
+from mdbd.paths import command_line_path
 
 
 def register(sub) -> None:
@@ -14,11 +15,12 @@ def register(sub) -> None:
                                    "every table reproduces, 1 when any value, row or table differs.")
     p.add_argument("--profile", default="laptop", choices=PROFILES)
     p.add_argument("--dataset", default="cuhk", help="the results folder's dataset label (default cuhk)")
-    p.add_argument("--regenerated", default=None, metavar="DIR",
+    p.add_argument("--regenerated", type=command_line_path, default=None, metavar="DIR",
                    help="the regenerated tables (default results/<profile>/<dataset>/tables)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--rev", default="HEAD", help="git revision holding the reference set (default HEAD)")
-    source.add_argument("--reference", default=None, metavar="DIR", help="a folder of reference tables instead")
+    source.add_argument("--reference", type=command_line_path, default=None, metavar="DIR",
+                        help="a folder of reference tables instead")
     p.add_argument("--atol", type=float, default=None,
                    help="largest absolute difference still counted as equal (default 1e-6: float noise such as "
                         "summation order passes, a changed score does not; 0: to the last digit)")

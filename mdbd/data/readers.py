@@ -421,20 +421,32 @@ def open_cuhk(root: str | Path, split: str = "test", split_file: str | Path | No
     if not masks:
         raise DataError(f"empty CUHK ground-truth folder: no out_of_focusNNNN.png in {gt_dir}")
     numbers, split = _cuhk_split_numbers(root, split, split_file)
-    missing = [n for n in numbers if n not in masks]
-    if missing:
-        raise DataError(f"missing mask {gt_dir / f'out_of_focus{missing[0]:04d}.png'} "
-                        f"({len(missing)} of {len(numbers)} masks of split {split!r} missing)")
-    orphans = sorted(set(images) - set(masks))
-    if orphans:
-        expected = gt_dir / f"out_of_focus{orphans[0]:04d}.png"
-        raise DataError(f"missing mask for {images[orphans[0]]}: expected {expected}")
+    problems = _cuhk_layout_problems(gt_dir, masks, images, numbers, split)
+    if problems:
+        raise DataError("; ".join(problems))
     check_cuhk_polarity(gt_dir, masks)
     ids = [f"out_of_focus{n:04d}" for n in numbers]
     hint = (f" Only {len(images)} of the {len(masks)} defocus images are present: put the full image/ folder "
             f"from BlurDatasetImage.zip there (`mdbd data fetch --dataset cuhk`).")
     return PairDataset("cuhk", split, root, ids, [images.get(n) for n in numbers], [masks[n] for n in numbers],
                        white_is_infocus=False, missing_image_hint=hint, resize_images_to_masks=carry is not None)
+
+
+def _cuhk_layout_problems(gt_dir: Path, masks: dict[int, Path], images: dict[int, Path], numbers: list[int],
+                          split: str) -> list[str]:
+    """Every kind of layout problem of a CUHK folder at once (each with its count and first file), so that one
+    attempt shows all that must be fixed."""
+    problems = []
+    missing = [n for n in numbers if n not in masks]
+    if missing:
+        problems.append(f"missing mask {gt_dir / f'out_of_focus{missing[0]:04d}.png'} "
+                        f"({len(missing)} of {len(numbers)} masks of split {split!r} missing)")
+    orphans = sorted(set(images) - set(masks) - set(missing))  # images of other splits without their mask
+    if orphans:
+        expected = gt_dir / f"out_of_focus{orphans[0]:04d}.png"
+        problems.append(f"missing mask for {images[orphans[0]]}: expected {expected}"
+                        + (f" ({len(orphans)} images without a mask)" if len(orphans) > 1 else ""))
+    return problems
 
 
 def _infocus_fraction(path: Path) -> float:
