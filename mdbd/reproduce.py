@@ -9,13 +9,18 @@ report.html, mdbd.report_md) and listing every table and figure the chain wrote.
 
 While it runs it shows (on stderr; `--quiet`: not at all) each notebook with its expected time per profile
 (mdbd.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time beside
-the expected one (ChainProgress). The kernels talk to the runner over IPC, not TCP (kernel_transport_config), so
+the expected one, and the steps of every training with an estimate of the time left (ChainProgress, fed by the
+trainings through mdbd.progress_feed). The kernels talk to the runner over IPC, not TCP (kernel_transport_config), so
 ipykernel's "Kernel is running over TCP without encryption" warning has no cause to be printed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,7 @@ from pathlib import Path
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
 from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
+from mdbd.progress_feed import PROGRESS_FILE_ENV, FeedReader, describe_event
 from mdbd.report import results_dir
 
 #: the chain `mdbd reproduce` runs by default, in order
@@ -41,15 +47,24 @@ class ChainProgress:
     heading above it) and its first line; each notebook's measured time beside the expected one as it ends.
 
     On a terminal the cells are one tqdm bar per notebook (elapsed time and cell rate); elsewhere (a batch log, a
-    pipe) one line per cell, so that a log shows where a run was when it stopped."""
+    pipe) one line per cell, so that a log shows where a run was when it stopped. Trainings (`watch_training`): a
+    line per run when it starts, at each epoch's end and every TRAINING_LINE_S seconds between, with the step and the
+    time left; on a terminal the bar also shows the latest."""
 
     PREFIX = "[mdbd reproduce]"
+    #: seconds between two looks at the trainings' feed, and between two lines of one training within an epoch
+    TRAINING_POLL_S = 2.0
+    TRAINING_LINE_S = 60.0
 
     def __init__(self, profile: str, dataset: str = "synthetic", stream=None, bar: bool | None = None):
         self.profile, self.dataset = profile, dataset
         self.stream = stream if stream is not None else sys.stderr
         self.bar = bool(getattr(self.stream, "isatty", lambda: False)()) if bar is None else bar
         self._name, self._cells, self._pbar = "", {}, None
+        self._reader: FeedReader | None = None
+        self._shown: dict[str, tuple[tuple, float]] = {}  # run -> ((epoch, finished) last shown, when)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _print(self, text: str) -> None:
         if self._pbar is not None:
@@ -121,7 +136,43 @@ class ChainProgress:
         """The nbclient hooks to give papermill's engine."""
         return {"on_notebook_start": self.on_notebook_start, "on_cell_start": self.on_cell_start}
 
+    def watch_training(self, feed: Path) -> None:
+        """Follow the trainings' feed file (mdbd.progress_feed) in a background thread until `close()`."""
+        self._reader = FeedReader(Path(feed))
+        self._thread = threading.Thread(target=self._follow, name="mdbd-training-progress", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.TRAINING_POLL_S):
+            self.show_training()
+
+    def show_training(self, now: float | None = None) -> list[str]:
+        """One look at the feed: the lines due now (printed, and returned for tests)."""
+        if self._reader is None:
+            return []
+        now = time.monotonic() if now is None else now
+        lines, latest = [], None
+        for run, event in self._reader.poll().items():
+            state = (event["epoch"], bool(event.get("finished")))
+            shown = self._shown.get(run)
+            if shown is None or shown[0] != state or (not state[1] and now - shown[1] >= self.TRAINING_LINE_S):
+                self._shown[run] = (state, now)
+                done = " (trained)" if state[1] else ""
+                lines.append(f"{self.PREFIX}   training {describe_event(event)}{done}")
+            if not state[1]:
+                latest = event
+        for line in lines:
+            self._print(line)
+        if self._pbar is not None and latest is not None:
+            self._pbar.set_postfix_str(describe_event(latest)[-60:], refresh=True)
+        return lines
+
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+            self.show_training()  # the last epochs' lines
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
@@ -133,7 +184,6 @@ def kernel_transport_config():
     TCP without encryption ..." (ipykernel/kernelapp.py, init_sockets) to the kernel's stderr, which is the user's
     terminal: with IPC the warning's condition is false and nothing listens on a port. Returns (config, folder to
     remove afterwards); on Windows (no IPC in ZeroMQ there) (None, None): TCP, and its warning, as before."""
-    import os
     import tempfile
 
     if os.name == "nt":
@@ -241,21 +291,12 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     selected notebook declares is a ConfigError). Bad data is reported before the first notebook runs.
     `progress`: True shows ChainProgress on `progress_stream` (default stderr), False nothing (`--quiet`), or a
     ChainProgress of the caller's."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     from mdbd.stages.data import check_dataset
 
     cfg = chain_config(profile, dataset, data_root)
     names = list(notebooks or (NOTEBOOKS + EXTRA_NOTEBOOKS if extras else NOTEBOOKS))
-    unknown = [n for n in names if n not in ALL_NOTEBOOKS]
-    if unknown:
-        raise ConfigError(f"unknown notebook(s) {unknown}; the notebooks are {', '.join(ALL_NOTEBOOKS)}")
     params = dict(params or {})
-    declared = {name: declared_parameters(name) for name in names}
-    undeclared = sorted(k for k in params if not any(k in d for d in declared.values()))
-    if undeclared:
-        raise ConfigError(f"notebook parameter(s) {undeclared} are declared by none of {', '.join(names)}")
+    declared = _declared_parameters(names, params)
     if not prepare_only:
         check_dataset(cfg)
     label = cfg.results_label()
@@ -267,39 +308,19 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     parameters = {"profile": profile, "dataset": dataset, "data_root": data_root}
     if progress is True:
         progress = ChainProgress(profile, dataset, stream=progress_stream)
-    engine = {}
-    config, kernel_folder = (None, None) if prepare_only else kernel_transport_config()
-    if config is not None:
-        engine["config"] = config
-    try:
+    with _kernel_session(progress, prepare_only) as engine:
         for position, name in enumerate(names, 1):
-            source, target = notebook_path(name), out_dir / f"{name}.ipynb"
+            target = out_dir / f"{name}.ipynb"
             if progress:
                 progress.notebook_start(name, position, len(names))
             t0 = time.time()
             own = {**parameters, **{k: v for k, v in params.items() if k in declared[name]}}
             hooks = progress.hooks() if progress and not prepare_only else {}
-            try:
-                pm.execute_notebook(str(source), str(target), parameters=own, prepare_only=prepare_only,
-                                    cwd=str(NOTEBOOKS_DIR), progress_bar=False,
-                                    log_output=False, stdout_file=None, stderr_file=None, **engine, **hooks)
-            except PapermillExecutionError as exc:
-                raise NotebookFailed(
-                    f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                    f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
-            if not prepare_only:
-                drop_embedded_images(target)
+            _execute_notebook(name, target, own, prepare_only, {**engine, **hooks})
             result.executed.append(target)
             result.seconds[name] = time.time() - t0
             if progress:
                 progress.notebook_end(name, result.seconds[name])
-    finally:
-        if progress:
-            progress.close()
-        if kernel_folder is not None:
-            import shutil
-
-            shutil.rmtree(kernel_folder, ignore_errors=True)
     if not prepare_only:
         result.outputs = sorted(p for p in results_dir(profile, label).rglob("*")
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
@@ -309,6 +330,58 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
 
             result.report = write_report(profile, label)
     return result
+
+
+def _declared_parameters(names: list[str], params: dict) -> dict[str, set]:
+    """The parameters each of `names` declares; a ConfigError for an unknown notebook or a parameter none declares."""
+    unknown = [n for n in names if n not in ALL_NOTEBOOKS]
+    if unknown:
+        raise ConfigError(f"unknown notebook(s) {unknown}; the notebooks are {', '.join(ALL_NOTEBOOKS)}")
+    declared = {name: declared_parameters(name) for name in names}
+    undeclared = sorted(k for k in params if not any(k in d for d in declared.values()))
+    if undeclared:
+        raise ConfigError(f"notebook parameter(s) {undeclared} are declared by none of {', '.join(names)}")
+    return declared
+
+
+@contextlib.contextmanager
+def _kernel_session(progress, prepare_only: bool):
+    """The papermill engine options the chain's kernels run with (IPC transport, kernel_transport_config), and,
+    while they run, the trainings' progress feed: $MDBD_PROGRESS_FILE in the kernels' private folder, which the
+    kernels and their training workers inherit, followed by `progress` (mdbd.progress_feed)."""
+    config, folder = (None, None) if prepare_only else kernel_transport_config()
+    before = os.environ.get(PROGRESS_FILE_ENV)
+    try:
+        if folder is not None and progress:
+            os.environ[PROGRESS_FILE_ENV] = str(folder / "training-progress.jsonl")
+            progress.watch_training(folder / "training-progress.jsonl")
+        yield {} if config is None else {"config": config}
+    finally:
+        if progress:
+            progress.close()
+        if before is None:
+            os.environ.pop(PROGRESS_FILE_ENV, None)
+        else:
+            os.environ[PROGRESS_FILE_ENV] = before
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _execute_notebook(name: str, target: Path, parameters: dict, prepare_only: bool, engine: dict) -> None:
+    """Run (or parameterise) notebook `name` into `target`; NotebookFailed names the cell when it raises."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(str(notebook_path(name)), str(target), parameters=parameters, prepare_only=prepare_only,
+                            cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                            log_output=False, stdout_file=None, stderr_file=None, **engine)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"notebook {name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {target}") from None
+    if not prepare_only:
+        drop_embedded_images(target)
 
 
 def print_summary(result: ChainResult, stream=None) -> None:

@@ -43,6 +43,7 @@ from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, checkpoint_finis
 from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
 from mdbd.io import atomic_write, atomic_write_text
 from mdbd.paths import display_path
+from mdbd.progress_feed import ProgressFeed
 from mdbd.provenance import code_version, device_name, resolve_device
 from mdbd.writer_lock import writer_lock
 
@@ -457,6 +458,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     backbone_source = str(getattr(loop.model, "backbone_source", cfg.backbone_weights))
     _wrap_for_training(loop, cfg, info, device, train_pairs, backbone_source, progress)
     if info.is_main:
+        loop.feed = ProgressFeed(run_dir.name, cfg.epochs, loop.steps_per_epoch, start_epoch)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml",
                      lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
@@ -541,6 +543,7 @@ class _Loop:
     net: torch.nn.Module | None = None
     compiled: bool = False
     frozen: FrozenFeatureCache | None = None
+    feed: ProgressFeed | None = None  # steps for a watcher in another process (mdbd.progress_feed)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -625,6 +628,8 @@ def _train_epoch(loop: _Loop, epoch: int, cfg: RunConfig, info: DistInfo, device
         loss_sum += loss.detach().double() * y.shape[0]
         seen += y.shape[0]
         _maybe_kill(epoch + 1, step)
+        if loop.feed is not None:
+            loop.feed.step(epoch, step)
         if bar.disable is False and (step % 5 == 0 or step == loop.steps_per_epoch):
             rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.1f}")

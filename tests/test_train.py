@@ -4,6 +4,7 @@ minutes."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -58,9 +59,22 @@ def _tiny_cfg(data_dir: Path, run_dir: Path, **kw):
 def reference_run(tmp_path_factory, data_dir) -> Path:
     """An uninterrupted 2-epoch run through the command line, the yardstick of the resume and DDP tests."""
     run_dir = tmp_path_factory.mktemp("reference")
-    proc = _train_cli(run_dir, data_dir)
+    # with a progress feed, as under `mdbd reproduce` (test_a_training_feeds_its_steps)
+    proc = _train_cli(run_dir, data_dir, env=_env(data_dir, MDBD_PROGRESS_FILE=str(_feed_file(run_dir))))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+def _feed_file(run_dir: Path) -> Path:
+    return run_dir.parent / f"{run_dir.name}-feed.jsonl"
+
+
+def test_a_training_feeds_its_steps_to_a_watcher(reference_run):
+    """Issue 26 item 3: the steps and the time left, for `mdbd reproduce` to show (mdbd.progress_feed)."""
+    events = [json.loads(line) for line in _feed_file(reference_run).read_text().splitlines()]
+    assert {e["run"] for e in events} == {reference_run.name}
+    ends = [e for e in events if e["step"] == e["steps"]]
+    assert [e["epoch"] for e in ends] == [1, 2] and ends[-1]["finished"] and ends[-1]["done"] == ends[-1]["total"]
 
 
 # -- resuming -------------------------------------------------------------------------------------------
