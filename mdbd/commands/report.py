@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.commands import add_results_folder_options
 from mdbd.paths import command_line_path
 
 
@@ -15,8 +15,7 @@ def register(sub) -> None:
                                    "lacks is listed (exit status 1 with --strict). --check-browser then opens "
                                    "report.html in a headless Chromium (Debian: apt-get install chromium) and fails "
                                    "unless every figure loads and the page renders (`make report-check`).")
-    p.add_argument("--profile", default="laptop", choices=PROFILES)
-    p.add_argument("--dataset", default="cuhk", help="the results folder's dataset label (default cuhk)")
+    add_results_folder_options(p)
     p.add_argument("--folder", type=command_line_path, default=None, metavar="DIR",
                    help="another results folder (laid out like results/<profile>/<dataset>) instead")
     p.add_argument("--strict", action="store_true", help="exit status 1 when a planned table or figure is missing")

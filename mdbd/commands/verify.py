@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.commands import add_results_folder_options
 from mdbd.paths import command_line_path
 
 
@@ -13,8 +13,7 @@ def register(sub) -> None:
                                    "committed at --rev (or with the tables in --reference). Timings are reported "
                                    "apart and never fail the check; code_version is ignored. Exit status 0 when "
                                    "every table reproduces, 1 when any value, row or table differs.")
-    p.add_argument("--profile", default="laptop", choices=PROFILES)
-    p.add_argument("--dataset", default="cuhk", help="the results folder's dataset label (default cuhk)")
+    add_results_folder_options(p)
     p.add_argument("--regenerated", type=command_line_path, default=None, metavar="DIR",
                    help="the regenerated tables (default results/<profile>/<dataset>/tables)")
     source = p.add_mutually_exclusive_group()
