@@ -14,9 +14,10 @@ No registry, papermill or PySODMetrics is needed there: only PyTorch and what th
 
 PREPARE (here, on the CPU machine; commit first, so that the code version recorded is a commit):
     .venv/bin/python scripts/gpu_paper_cuhk.py prepare --cuhk-root $MDBD_SHARED_DATA/cuhk-full
-  writes data/gpu/ (git-ignored): cuhk-carry/ (the carry, ~26 MiB: mdbd data carry), vgg16_oxford_fp16.pth
+  writes data/gpu/ (git-ignored): cuhk-carry/ (the carry, ~20 MiB at JPEG q85: mdbd data carry), vgg16_oxford_fp16.pth
   (28.1 MiB: mdbd weights export --dtype float16) and code_stamp.json (the commit and a digest of the source), and
-  checks that the working tree plus data/gpu stay under the 64 MiB that travel (measured: 6.5 + 54.2 MiB).
+  checks that the working tree plus data/gpu stay under the 64 MiB that travel (it prints the total; docs/data.md,
+  "Carry").
 
 RUN (the device tool, one call):
     run(command="bash scripts/gpu_paper_cuhk.sh", carry=["data/gpu"], timeout_s=600)
@@ -34,7 +35,7 @@ beyond the machine's packages are 30 wheels, 4.3 MiB (14.3 MiB with the optional
 scripts/papermill_wheels.txt lists them, `bash scripts/fetch_papermill_wheels.sh` downloads them into .whl/, and
 there `python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
 .whl/*.whl && export PYTHONPATH=/tmp/site` installs them. They fit beside the carry and the weights only without
-the optional two (6.5 + 54.2 + 4.3 = 65.0 MiB with this carry: 1 MiB over; a carry at --max-side 320 fits).
+the optional two (with the q92 carry of 2026-12-05 they did not: 6.5 + 54.2 + 4.3 = 65.0 MiB; the q85 carry saves 6.5).
 What stops it is time, not size: the chain's paper profile is 01 (~1.5 min) + 02 (~5 min: two trainings) + 03
 (21 runs) + 04 (HiFST on 100 full-size images, ~30 min) + 06; in one 10-minute call at most 01 and 02 fit, and a
 session has 15 minutes of device time in all. So this script runs the notebooks' library calls (mdbd.stages)
@@ -152,7 +153,8 @@ def prepare(args) -> int:
     print(f"travels: working tree {tree / 2**20:.1f} MiB + {GPU_DIR} {carried / 2**20:.1f} MiB = "
           f"{total / 2**20:.1f} MiB of {TRAVEL_LIMIT / 2**20:.0f} MiB")
     if total > TRAVEL_LIMIT:
-        print("TOO LARGE: make a smaller carry (--max-side 320) or clean the working tree", file=sys.stderr)
+        print("TOO LARGE: make a smaller carry (--quality 80, or --max-side 320) or clean the working tree",
+              file=sys.stderr)
         return 1
     print(f'device call: run(command="bash scripts/gpu_paper_cuhk.sh", carry=["{GPU_DIR}"], timeout_s=600)')
     return 0

@@ -231,7 +231,7 @@ def test_real_cuhk_images_carry_close_to_what_the_network_sees(shared_data, tmp_
     if not (root / "image").is_dir():
         pytest.skip(f"{root} has no image/ folder")
     out = tmp_path / "carry"
-    make_carry(root, out, splits=REAL, progress=False)  # the defaults: 352 px, quality 92
+    make_carry(root, out, splits=REAL, progress=False)  # the defaults: 352 px, quality 85
     verify_carry(out)
     for split, numbers in REAL.items():
         listing = tmp_path / f"real-{split}.txt"

@@ -43,7 +43,9 @@ from mdbd.errors import ConfigError, DataError
 from mdbd.io import atomic_write_text, sha256_file
 
 DEFAULT_MAX_SIDE = 352
-DEFAULT_QUALITY = 92
+#: JPEG quality 85, not 92: the working tree, the fp16 backbone and the carry must travel together within the GPU
+#: machine's 64 MiB, with room (docs/data.md, "Carry": sizes and what the network sees at each quality)
+DEFAULT_QUALITY = 85
 CARRY_DATASETS = ("cuhk",)
 
 
