@@ -18,9 +18,14 @@ from mdbd.paths import REPO_ROOT
 from mdbd.provenance import device_name, resolve_device
 from mdbd.report import results_dir
 
+#: where a notebook runs: in the default chain (in the registry's order), after it with `--extras`, or by name only
+ROLES = ("chain", "extra", "by_name")
+
+
 @dataclass(frozen=True)
 class NotebookInfo:
-    """What a numbered notebook needs and how long it takes.
+    """One numbered notebook in the registry (NOTEBOOK_INFO, in chain order): where it runs (`role`, ROLES), the
+    library module whose stage it runs (`stage`), what it needs and how long it takes.
 
     ``minutes``: the expected minutes per profile on the synthetic benchmark (smoke and laptop on a 2-core CPU, paper
     on one GPU), the numbers `mdbd reproduce` sets beside each notebook's measured time; ``cuhk_minutes``: the
@@ -32,6 +37,8 @@ class NotebookInfo:
     typical: str
     minutes: dict[str, float]
     cuhk_minutes: float | None = None
+    role: str = "chain"
+    stage: str = ""
 
 
 def _every(value: float) -> dict[str, float]:
@@ -41,34 +48,45 @@ def _every(value: float) -> dict[str, float]:
 NOTEBOOK_INFO: dict[str, NotebookInfo] = {
     "01_data": NotebookInfo(
         "nothing (generates the synthetic benchmark; real data only if you point `data_root` at it)",
-        "smoke < 0.5 min, laptop ~ 0.5 min, paper ~ 1.5 min", {"smoke": 0.5, "laptop": 0.5, "paper": 1.5}),
+        "smoke < 0.5 min, laptop ~ 0.5 min, paper ~ 1.5 min", {"smoke": 0.5, "laptop": 0.5, "paper": 1.5},
+        stage="mdbd.stages.data"),
     "02_train": NotebookInfo(
         "01_data (the dataset folder)",
         "smoke < 0.5 min, laptop <= 5 min, paper ~ 6 min on an H200 (two trainings; one measured 2.5 min)",
-        {"smoke": 0.5, "laptop": 5, "paper": 6}),
+        {"smoke": 0.5, "laptop": 5, "paper": 6}, stage="mdbd.stages.training"),
     "03_ablation": NotebookInfo(
         "01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 21 runs x ~2.5 min ~ 1 h on an H200",
-        {"smoke": 1, "laptop": 8, "paper": 60}),
+        {"smoke": 1, "laptop": 8, "paper": 60}, stage="mdbd.stages.ablation"),
     "04_comparison": NotebookInfo(
         "02_train (the full model's checkpoint); on CUHK also DBDF's published maps (optional)",
         "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST); on CUHK the first run computes HiFST "
         "and LBP on the 100 test images (~15 min on 2 cores), seconds once cached",
-        {"smoke": 0.5, "laptop": 3, "paper": 30}, cuhk_minutes=15),
-    "05_curves": NotebookInfo("04_comparison (its curves CSV)", "under a minute for every profile", _every(1)),
+        {"smoke": 0.5, "laptop": 3, "paper": 30}, cuhk_minutes=15, stage="mdbd.stages.comparison"),
+    "05_curves": NotebookInfo("04_comparison (its curves CSV)", "under a minute for every profile", _every(1),
+                              stage="mdbd.stages.common"),
     "06_runtime": NotebookInfo(
         "nothing (times the model on random input; baselines on the test images)",
-        "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min", {"smoke": 0.5, "laptop": 2, "paper": 5}),
+        "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min", {"smoke": 0.5, "laptop": 2, "paper": 5},
+        stage="mdbd.stages.runtime"),
     "07_visual": NotebookInfo("03_ablation and 04_comparison (checkpoints and baseline maps)",
-                              "under a minute for every profile", _every(1)),
+                              "under a minute for every profile", _every(1), stage="mdbd.stages.visual"),
     "08_cuhk_te1": NotebookInfo(
         "nothing but Zhao's 100 CUHK images (outside the default chain; DBDF's published maps optional)",
         "seconds off CUHK (not available); on CUHK ~ 10 min on 2 cores for the HiFST/LBP maps of the 80 "
-        "images outside the test split, seconds once cached", _every(0.5), cuhk_minutes=10),
+        "images outside the test split, seconds once cached", _every(0.5), cuhk_minutes=10, role="extra",
+        stage="mdbd.stages.cuhk_te1"),
     "09_fidelity": NotebookInfo(
         "nothing but Shi's training images (outside the default chain)",
         "seconds off CUHK (not available); on CUHK ~ 45 min on 2 cores for the fidelity sweep's default "
-        "candidates, seconds once trained", _every(0.5), cuhk_minutes=45),
+        "candidates, seconds once trained", _every(0.5), cuhk_minutes=45, role="by_name", stage="mdbd.sweep"),
 }
+
+
+def notebooks_in_role(role: str) -> tuple[str, ...]:
+    """The notebooks of `role` (ROLES), in the registry's order."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown notebook role {role!r}; roles: {', '.join(ROLES)}")
+    return tuple(name for name, info in NOTEBOOK_INFO.items() if info.role == role)
 
 
 def expected_minutes(name: str, profile: str, dataset: str = "synthetic") -> float | None:

@@ -27,17 +27,17 @@ from pathlib import Path
 
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
+from mdbd.notebook import NOTEBOOK_INFO, expected_minutes, notebooks_in_role
 from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
 from mdbd.progress_feed import PROGRESS_FILE_ENV, FeedReader, describe_event
 from mdbd.report import results_dir
 
-#: the chain `mdbd reproduce` runs by default, in order
-NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves", "06_runtime", "07_visual")
-#: notebooks outside the default chain, run by name (`--only`) or after it (`--extras`): 08 needs 160 HiFST/LBP maps
-#: on images outside the test split (~10 min on 2 CPU cores on Shi's data) for a table that does not involve our model
-EXTRA_NOTEBOOKS = ("08_cuhk_te1",)
-#: notebooks run by name only (`--only`), never by --extras: 09 trains a sweep of held-out runs (~45 min on 2 cores)
-BY_NAME_NOTEBOOKS = ("09_fidelity",)
+#: the chain `mdbd reproduce` runs by default, in order; the notebooks run after it with `--extras` (08: its HiFST/LBP
+#: maps of images outside the test split cost minutes for a table that does not involve our model); those run by
+#: name only (`--only`; 09 trains a sweep of held-out runs). One registry: mdbd.notebook.NOTEBOOK_INFO.
+NOTEBOOKS = notebooks_in_role("chain")
+EXTRA_NOTEBOOKS = notebooks_in_role("extra")
+BY_NAME_NOTEBOOKS = notebooks_in_role("by_name")
 ALL_NOTEBOOKS = NOTEBOOKS + EXTRA_NOTEBOOKS + BY_NAME_NOTEBOOKS
 
 
@@ -73,8 +73,6 @@ class ChainProgress:
             print(text, file=self.stream, flush=True)
 
     def expected(self, name: str) -> str:
-        from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
-
         minutes = expected_minutes(name, self.profile, self.dataset)
         if minutes is None:
             return f"no expected time for profile {self.profile}"
@@ -125,8 +123,6 @@ class ChainProgress:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-        from mdbd.notebook import expected_minutes
-
         minutes = expected_minutes(name, self.profile, self.dataset)
         ratio = f", {seconds / 60 / minutes:.1f}x the expected" if minutes and seconds > 120 * minutes else ""
         self._print(f"{self.PREFIX} {name} done in {seconds:.0f} s ({seconds / 60:.1f} min; "

@@ -258,3 +258,21 @@ def test_the_typical_time_line_the_notebooks_print_is_unchanged_in_their_nbval_r
             assert f"typical time: {info.typical}" in reference.read_text(), name
             checked += 1
     assert checked >= 7
+
+
+def test_one_registry_names_every_notebook_its_role_and_its_stage():
+    """Issue 24 item 4: the chain, the extras and the by-name notebooks come from mdbd.notebook.NOTEBOOK_INFO, which
+    lists every notebook of notebooks/ with the library module it runs."""
+    import importlib
+
+    from mdbd.notebook import NOTEBOOK_INFO, ROLES, notebooks_in_role
+    from mdbd.paths import NOTEBOOKS_DIR
+
+    assert sorted(NOTEBOOK_INFO) == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    assert reproduce.ALL_NOTEBOOKS == sum((notebooks_in_role(role) for role in ROLES), ())
+    assert list(reproduce.NOTEBOOKS) == sorted(reproduce.NOTEBOOKS)  # the chain runs in its numbers' order
+    for name, info in NOTEBOOK_INFO.items():
+        importlib.import_module(info.stage)
+        assert info.stage in (NOTEBOOKS_DIR / f"{name}.ipynb").read_text(), (name, info.stage)
+    with pytest.raises(ConfigError, match="unknown notebook role"):
+        notebooks_in_role("nightly")
