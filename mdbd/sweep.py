@@ -266,8 +266,9 @@ def extrapolate(points: pd.DataFrame, target: float, x: str = "train_flops") -> 
 #: the paper profile's epochs and Shi's training images: the assumption behind paper_training_flops (the paper gives
 #: no epoch count, only about 3 hours on a Titan Xp; mdbd/profiles/paper.yaml explains the 60)
 PAPER_EPOCHS, PAPER_TRAIN_IMAGES, PAPER_SIZE = 60, 604, 320
-#: the sweep's candidate that is the real chain's recipe (laptop profile, cuhk section, as it is)
-CHAIN_CANDIDATE = "chain-e3"
+#: the fidelity sweep's candidate that is the real chain's recipe: "chain-e<N>" (mdbd/sweeps/fidelity.yaml) at the
+#: epochs of the laptop profile's cuhk section, read from the profile (its one home)
+CHAIN_CANDIDATE = f"chain-e{load_config('laptop', dataset='cuhk').epochs}"
 
 
 def paper_training_flops() -> float:
