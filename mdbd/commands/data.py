@@ -78,9 +78,11 @@ def _synth(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # default: the folder the profile's runs read (it names the mask origin, see RunConfig.resolved_data_root)
-    out = resolve(args.out) if args.out else load_config(args.profile, seed=args.seed).resolved_data_root()
+    cfg = load_config(args.profile, seed=args.seed)
+    out = resolve(args.out) if args.out else cfg.resolved_data_root()
     started = time.perf_counter()
-    root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks)
+    root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks,
+                              synth=cfg.synth)
     print(f"synthetic benchmark ({args.profile}, seed {args.seed}) written to {root} in "
           f"{time.perf_counter() - started:.1f} s")
     return 0
