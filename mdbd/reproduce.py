@@ -20,10 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mdbd.stages.data
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
+from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
 from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
 from mdbd.report import results_dir
+from mdbd.report_md import write_report
+from mdbd.stages.ablation import model_variant
 
 #: the chain `mdbd reproduce` runs by default, in order
 NOTEBOOKS = ("01_data", "02_train", "03_ablation", "04_comparison", "05_curves", "06_runtime", "07_visual")
@@ -58,8 +62,6 @@ class ChainProgress:
             print(text, file=self.stream, flush=True)
 
     def expected(self, name: str) -> str:
-        from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
-
         minutes = expected_minutes(name, self.profile, self.dataset)
         if minutes is None:
             return f"no expected time for profile {self.profile}"
@@ -110,8 +112,6 @@ class ChainProgress:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-        from mdbd.notebook import expected_minutes
-
         minutes = expected_minutes(name, self.profile, self.dataset)
         ratio = f", {seconds / 60 / minutes:.1f}x the expected" if minutes and seconds > 120 * minutes else ""
         self._print(f"{self.PREFIX} {name} done in {seconds:.0f} s ({seconds / 60:.1f} min; "
@@ -217,8 +217,6 @@ def params_folder(params: dict) -> str:
     """The subfolder of a run's executed copies for further notebook parameters ("" for none), as the tables name
     the variant: {"attention_scale": "none", "spatial_gate": "sigmoid"} gives "attention-none_gate-sigmoid" (03's
     suffix, mdbd.stages.ablation.model_variant); any other parameter adds "_<name>-<value>"."""
-    from mdbd.stages.ablation import model_variant
-
     _, suffix = model_variant(params.get("attention_scale"), params.get("spatial_gate"))
     others = "".join(f"_{k}-{params[k]}" for k in sorted(params) if k not in ("attention_scale", "spatial_gate"))
     return (suffix + others).lstrip("_")
@@ -244,8 +242,6 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from mdbd.stages.data import check_dataset
-
     cfg = chain_config(profile, dataset, data_root)
     names = list(notebooks or (NOTEBOOKS + EXTRA_NOTEBOOKS if extras else NOTEBOOKS))
     unknown = [n for n in names if n not in ALL_NOTEBOOKS]
@@ -257,7 +253,7 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     if undeclared:
         raise ConfigError(f"notebook parameter(s) {undeclared} are declared by none of {', '.join(names)}")
     if not prepare_only:
-        check_dataset(cfg)
+        mdbd.stages.data.check_dataset(cfg)  # read when called: a test stubs the check
     label = cfg.results_label()
     out_dir = Path(out_dir) if out_dir else executed_dir(profile, label, params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -305,8 +301,6 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
                                 and p.stat().st_mtime >= started - 1 and "executed" not in p.parts)
         if results_dir(profile, label).is_dir():  # a notebook run by name may write no table
-            from mdbd.report_md import write_report
-
             result.report = write_report(profile, label)
     return result
 

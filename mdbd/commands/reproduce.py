@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, parse_overrides
 from mdbd.names import DATASETS
 
 
@@ -30,9 +30,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.reproduce import print_summary, run_chain
-
-    from mdbd.config import parse_overrides
+    from mdbd.reproduce import print_summary, run_chain  # lazy: keeps torch out of mdbd --help
 
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=args.data_root, out_dir=args.out,
                        params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, cli_overrides, load_config
+from mdbd.io import check_output_folder
+from mdbd.provenance import usable_device
 
 
 def register(sub) -> None:
@@ -30,10 +32,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import cli_overrides, load_config
-    from mdbd.io import check_output_folder
-    from mdbd.provenance import usable_device
-    from mdbd.train import DistInfo, train
+    from mdbd.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
 
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
              "seed": args.seed, "device": args.device, "run_dir": args.run_dir}

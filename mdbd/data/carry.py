@@ -41,6 +41,8 @@ from mdbd.data.readers import (CARRY_FORMAT, CARRY_MANIFEST, CUHK_SPLITS, PairDa
                                read_carry_manifest)
 from mdbd.errors import ConfigError, DataError
 from mdbd.io import atomic_write_text, sha256_file
+from mdbd.paths import SHARED_DATA_ENV, shared_data_root
+from mdbd.provenance import code_version
 
 DEFAULT_MAX_SIDE = 352
 DEFAULT_QUALITY = 92
@@ -80,8 +82,6 @@ def _check_settings(dataset: str, max_side: int, quality: int) -> None:
 
 def _source_label(root: Path) -> str:
     """The source folder as the manifest records it: relative to $MDBD_SHARED_DATA when inside it."""
-    from mdbd.paths import SHARED_DATA_ENV, shared_data_root
-
     root = root.resolve()
     shared = shared_data_root()
     return f"${SHARED_DATA_ENV}/{root.relative_to(shared)}" if shared and root.is_relative_to(shared) else str(root)
@@ -159,8 +159,6 @@ def make_carry(root: str | os.PathLike, out: str | os.PathLike, *, dataset: str 
     `splits`: split name -> CUHK numbers (default: the study's train 0001..0604 and test 0605..0704). `force`:
     replace an existing carry at `out` (anything else there is never replaced)."""
     import time
-
-    from mdbd.provenance import code_version
 
     started = time.perf_counter()
     _check_settings(dataset, max_side, quality)
