@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mdbd.checkpoint import inference_size, load_checkpoint
+from mdbd.checkpoint import CHECKPOINT_NAME, inference_size, load_checkpoint
 from mdbd.data import readers
 from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
@@ -205,9 +205,9 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
     if Path(checkpoint).is_dir():
-        inside = Path(checkpoint) / "last.pt"
-        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file"
-                        f"{f' ({inside})' if inside.is_file() else ', e.g. a run folder' + chr(39) + 's last.pt'}")
+        inside = Path(checkpoint) / CHECKPOINT_NAME
+        example = f" ({inside})" if inside.is_file() else f", e.g. a run folder's {CHECKPOINT_NAME}"
+        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file{example}")
     created = not Path(out_dir).exists()
     out_dir = check_output_folder(out_dir)
     usable_device(device)

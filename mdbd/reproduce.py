@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mdbd.paths
 import mdbd.stages.data
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
 from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
-from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
+from mdbd.paths import NOTEBOOKS_DIR
 from mdbd.report import results_dir
 from mdbd.report_md import write_report
 from mdbd.stages.ablation import model_variant
@@ -225,7 +226,7 @@ def params_folder(params: dict) -> str:
 def executed_dir(profile: str, label: str, params: dict | None = None) -> Path:
     """results/executed/<profile>/<dataset label>/, plus params_folder(params) when notebook parameters are given:
     a run with other parameters (03 with eq. 1 and eq. 3 literally) never overwrites the default run's copies."""
-    base = RESULTS_DIR / "executed" / profile / label
+    base = mdbd.paths.results_dir() / "executed" / profile / label  # $MDBD_RESULTS_DIR as it is now
     return base / params_folder(params) if params else base
 
 

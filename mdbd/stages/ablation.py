@@ -120,7 +120,7 @@ def _looks_finished(cfg: RunConfig) -> bool:
     checks the identity)."""
     run_dir = cfg.resolved_run_dir()
     try:
-        return (run_dir / "last.pt").is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
+        return (run_dir / CHECKPOINT_NAME).is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
     except (OSError, ValueError, pd.errors.EmptyDataError):
         return False
 
