@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from mdbd.config import load_config
 from mdbd.io import atomic_write_text
+from mdbd.metrics import benchmark_against_pysodmetrics
+from mdbd.model import build_model
 from mdbd.model.multianet import count_flops
 from mdbd.provenance import device_name, provenance, resolve_device
 
@@ -138,8 +141,6 @@ def training_step(model: torch.nn.Module, *, amp: bool, fused: bool, capturable:
 
 
 def _model(preset: str, device: torch.device, channels_last: bool):
-    from mdbd.model import build_model
-
     model = build_model(preset, backbone_weights="none").to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -376,8 +377,6 @@ def bench_training(ctx: BenchContext) -> list[dict]:
 def bench_projected_training(ctx: BenchContext) -> list[dict]:
     """The paper profile's training time (optimiser steps only) at the eager rate `bench_training` measured; no row
     when that candidate failed."""
-    from mdbd.config import load_config
-
     paper = load_config("paper")
     eager = ctx.measured["training candidates"].get(TRAIN_EAGER)
     if eager is None:
@@ -412,8 +411,6 @@ def bench_metrics(ctx: BenchContext) -> list[dict]:
     compute the same numbers."""
     ctx.log("metrics against PySODMetrics ...")
     try:
-        from mdbd.metrics import benchmark_against_pysodmetrics
-
         m = benchmark_against_pysodmetrics(n_maps=ctx.settings.metrics_maps, size=320)
     except ImportError as exc:  # the metrics module is missing entirely
         return [_row("metrics", "mdbd", float("nan"), "maps/s", note=f"not measured: {exc}")]

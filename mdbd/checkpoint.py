@@ -18,6 +18,7 @@ import torch
 
 from mdbd.config import LEGACY_CONFIG_DEFAULTS
 from mdbd.errors import CheckpointError, ConfigError
+from mdbd.model import PRESETS, build_model
 from mdbd.provenance import resolve_device
 
 CHECKPOINT_NAME = "last.pt"
@@ -82,8 +83,6 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
                     ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """(model in eval mode, the run's config dict, meta: epoch, preset, backbone_source, code_version, device,
     schedule, history...). CheckpointError for a missing or corrupt file or a preset other than `expected_preset`."""
-    from mdbd.model import PRESETS, build_model
-
     state = read_checkpoint(path)
     preset = state.get("preset")
     if expected_preset is not None and preset != expected_preset:

@@ -34,7 +34,9 @@ import pandas as pd
 import torch
 
 from mdbd.bench import cuda_graph, training_step
+from mdbd.errors import ConfigError
 from mdbd.io import atomic_write_text
+from mdbd.model import PRESETS, build_model
 from mdbd.paths import REPO_ROOT
 from mdbd.provenance import device_name, provenance, resolve_device
 
@@ -47,8 +49,6 @@ def _sync(device: torch.device) -> None:
 
 
 def _model(preset: str, device: torch.device) -> torch.nn.Module:
-    from mdbd.model import build_model
-
     model = build_model(preset, backbone_weights="none").to(device)  # speed does not depend on the weights
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
@@ -209,8 +209,6 @@ def measure_forms(presets: Sequence[str], device: str | None = None, *, forms: S
     `sequential` (measured first when asked for). `label` is added to each form's name (e.g. "MPS")."""
     unknown = [f for f in forms if f not in MEASURES]
     if unknown:
-        from mdbd.errors import ConfigError
-
         raise ConfigError(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
     dev = torch.device(resolve_device(device))
     if dev.type == "cuda":
@@ -251,8 +249,6 @@ def measure_forms(presets: Sequence[str], device: str | None = None, *, forms: S
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mdbd.model import PRESETS
-
     p = argparse.ArgumentParser(prog="python -m mdbd.concurrency_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)

@@ -22,42 +22,22 @@ from typing import Any
 
 import yaml
 
+from mdbd.data.cache import cache_side
+from mdbd.data.locate import synthetic_mask_origin
+from mdbd.data.spec import SynthConfig
 from mdbd.errors import ConfigError
+from mdbd.identity import default_run_dir
+from mdbd.model.spec import (ATTENTION_SCALES, DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE,  # noqa: F401
+                             LEGACY_CONFIG_DEFAULTS, SPATIAL_GATES)
 from mdbd.names import DATASETS, POLARITIES
+from mdbd.paths import data_dir, resolve
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper", "long")
-# Scales of the channel-attention energies (their forms: mdbd.model.attention); defined here, without torch, so that
-# a configuration is checked without importing the model
-ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
-# The default, chosen from evidence (the measured numbers: docs/model.md, row "attention_scale", and the tables it
-# names): cosine is the only form whose attention rows are neither one-hot nor uniform on real CUHK features, it
-# passes more gradient through the softmax than the literal eq. 1, and it scores as well as every other form on
-# held-out real images. "none" stays available as the paper's eq. 1.
-DEFAULT_ATTENTION_SCALE = "cosine"
-# How spatial attention (eq. 3) turns its logits into the gate Z (the forms: mdbd.model.attention.SpatialAttention).
-# "sigmoid" is eq. 3 literally; "centred" subtracts each image's spatial mean from the logits first.
-SPATIAL_GATES = ("sigmoid", "centred")
-# The default, chosen from evidence (the measured numbers: docs/model.md, row "spatial_gate", and the tables it
-# names): with "sigmoid" the chain's trained models saturate the gate open (Z near 1 on nearly every pixel: the
-# logits' uniform part comes from conv2's weights on post-ReLU inputs), so SA passes the low-level features through;
-# "centred" cannot move its uniform level, can separate in-focus from blurred regions on held-out CUHK, and scores as
-# well on held-out real images.
-DEFAULT_SPATIAL_GATE = "centred"
-# Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
-# older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).
-LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
-                          "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
+# The model's option names, defaults and legacy defaults, and the synthetic benchmark's sizes, live below this module
+# (mdbd.model.spec, mdbd.data.spec: torch-free) so that the model and the data layer never import the configuration;
+# re-exported here, where they were first defined.
 COMPILE_CHOICES = ("off", "on", "auto")
-
-
-@dataclass
-class SynthConfig:
-    """Size of the synthetic defocus benchmark generated for a profile."""
-
-    train_images: int = 24
-    test_images: int = 8
-    image_size: int = 96  # side of the square crops written to disk
 
 
 @dataclass
@@ -206,8 +186,6 @@ class RunConfig:
 
     # -- derived values -------------------------------------------------------------------------
     def resolved_data_root(self) -> Path:
-        from mdbd.paths import data_dir, resolve
-
         if self.data_root:
             return resolve(self.data_root)
         if self.dataset == "synthetic":
@@ -215,8 +193,6 @@ class RunConfig:
         return data_dir() / self.dataset
 
     def resolved_source_size(self) -> int:
-        from mdbd.data.cache import cache_side
-
         return self.source_size or cache_side(self.image_size)
 
     def resolved_eval_size(self) -> int:
@@ -225,9 +201,6 @@ class RunConfig:
     def resolved_run_dir(self) -> Path:
         """`run_dir`, or the default folder named after the run's identity (mdbd.identity): a configuration that
         trains another model never finds this one's checkpoint there."""
-        from mdbd.identity import default_run_dir
-        from mdbd.paths import resolve
-
         if self.run_dir:
             return resolve(self.run_dir)
         return default_run_dir(self)
@@ -265,13 +238,6 @@ class RunConfig:
 
     def replace(self, **overrides: Any) -> "RunConfig":
         return _apply(self.to_dict(), overrides)
-
-
-def synthetic_mask_origin() -> str:
-    """`cuhk` when real CUHK ground truth is available (its mask shapes are used), else `procedural`."""
-    from mdbd.data.locate import find_cuhk_gt
-
-    return "cuhk" if find_cuhk_gt() is not None else "procedural"
 
 
 def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from mdbd.data.readers import check_cuhk_polarity
+from mdbd.data.readers import check_cuhk_polarity, read_mask_levels
 from mdbd.errors import ConfigError, DataError
 from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, paired_difference, protocol_metrics
 from mdbd.metrics.inputs import check_positive, resize_to
@@ -322,8 +322,6 @@ def load_ground_truth(path: str | os.PathLike, polarity: str = "infocus_white") 
 
     Read by mdbd.data.readers.read_mask_levels, as the dataset readers' scoring path reads masks: graded levels are
     kept (the protocols binarise), so folders and datasets give the same numbers."""
-    from mdbd.data.readers import read_mask_levels
-
     if polarity not in GT_POLARITIES:
         raise ConfigError(f"gt_polarity={polarity!r}: expected one of {GT_POLARITIES}")
     try:

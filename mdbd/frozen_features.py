@@ -35,8 +35,11 @@ import numpy as np
 import torch
 
 from mdbd.config import RunConfig
+from mdbd.data.cache import default_cache_dir
 from mdbd.errors import ConfigError
 from mdbd.hashing import stable_key
+from mdbd.identity import TRAINING_VERSION, split_fingerprint
+from mdbd.paths import display_path
 from mdbd.writer_lock import claim, process_running
 
 #: bump when what is stored changes meaning (a key of another version is never read)
@@ -47,16 +50,12 @@ DISK_MARGIN = 1.1
 
 
 def frozen_cache_dir() -> Path:
-    from mdbd.data.cache import default_cache_dir
-
     return default_cache_dir() / "frozen"
 
 
 def cache_payload(cfg: RunConfig, train_pairs, backbone_source: str) -> dict[str, Any]:
     """Everything the cached tensors depend on: the training data (its fingerprint), the augmentation and batching
     settings, the frozen blocks and their weights, and the code that draws the samples (training_version)."""
-    from mdbd.identity import TRAINING_VERSION, split_fingerprint
-
     return {"version": FROZEN_CACHE_VERSION, "training_version": TRAINING_VERSION, "dataset": cfg.dataset,
             "train": split_fingerprint(train_pairs), "seed": cfg.seed, "image_size": cfg.image_size,
             "source_size": cfg.resolved_source_size() if cfg.augment else None, "augment": cfg.augment,
@@ -118,8 +117,6 @@ class FrozenFeatureCache:
         return meta.get("payload") == self.payload and meta.get("steps") == self.steps
 
     def describe(self, epochs: int) -> str:
-        from mdbd.paths import display_path
-
         present = [e + 1 for e in range(epochs) if self.has_epoch(e)]
         have = f"epochs {', '.join(map(str, present))} cached" if present else "nothing cached yet"
         return f"frozen VGG blocks 1-{self.blocks}: {have} in {display_path(self.root)}"

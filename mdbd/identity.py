@@ -30,7 +30,12 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mdbd.data import spec as data_spec
+from mdbd.data.locate import synthetic_mask_origin
 from mdbd.hashing import stable_key
+from mdbd.model.spec import LEGACY_CONFIG_DEFAULTS, has_module
+from mdbd.paths import display_path, results_dir
+from mdbd.provenance import resolve_device
 
 if TYPE_CHECKING:
     from mdbd.config import RunConfig
@@ -49,24 +54,18 @@ HASH_LENGTH = 8
 
 def run_identity(cfg: RunConfig) -> dict[str, Any]:
     """The identity of `cfg`'s run without the data fingerprint (which needs the files: `with_fingerprint`)."""
-    from mdbd import config as _config
-    from mdbd.paths import display_path
-    from mdbd.provenance import resolve_device
-
     identity: dict[str, Any] = {"training_version": TRAINING_VERSION}
     identity.update({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING})
-    if not _has_module(cfg.preset, {"HCA", "LCA"}):
+    if not has_module(cfg.preset, {"HCA", "LCA"}):
         identity.pop("attention_scale", None)  # no HCA or LCA: the energies' scale changes nothing in this model
-    eq3_gate = _config.LEGACY_CONFIG_DEFAULTS["spatial_gate"][0]
-    if not _has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == eq3_gate:
+    eq3_gate = LEGACY_CONFIG_DEFAULTS["spatial_gate"][0]
+    if not has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == eq3_gate:
         identity.pop("spatial_gate", None)  # no SA, or eq. 3's gate, which every run had before the field existed
     identity["polarity"] = cfg.mask_polarity()  # the field is read for folder datasets only
     identity["data"] = display_path(cfg.resolved_data_root())
     if cfg.dataset == "synthetic":
-        from mdbd.data.synth import GENERATOR_VERSION
-
-        identity["generator_version"] = GENERATOR_VERSION
-        identity["mask_origin"] = _config.synthetic_mask_origin()
+        identity["generator_version"] = data_spec.GENERATOR_VERSION  # read when called: a test bumps it
+        identity["mask_origin"] = synthetic_mask_origin()
     else:
         identity.pop("synth")  # the generator's sizes mean nothing for real data
     device_type = resolve_device(cfg.device).split(":")[0]
@@ -78,14 +77,6 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
     return identity
 
 
-def _has_module(preset: str, tags: set[str]) -> bool:
-    """Whether the preset holds any of the Table III modules `tags` (an unknown preset: assume it does)."""
-    from mdbd.model import PRESETS
-
-    spec = PRESETS.get(preset)
-    return spec is None or bool(tags & set(spec.modules))
-
-
 def identity_hash(identity: dict[str, Any]) -> str:
     """A short, stable hash of an identity (key order does not matter)."""
     return stable_key(identity, HASH_LENGTH)
@@ -93,8 +84,6 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 def default_run_dir(cfg: RunConfig) -> Path:
     """results/runs/<profile>/<preset>-<dataset>-seed<seed>-<hash>: readable, and one folder per identity."""
-    from mdbd.paths import results_dir
-
     name = f"{cfg.preset}-{cfg.results_label()}-seed{cfg.seed}-{identity_hash(run_identity(cfg))}"
     return results_dir() / "runs" / cfg.profile / name
 

@@ -16,7 +16,9 @@ from mdbd.config import RunConfig, load_config
 from mdbd.errors import ConfigError
 from mdbd.paths import REPO_ROOT
 from mdbd.provenance import device_name, resolve_device
-from mdbd.report import results_dir
+from mdbd.report import results_dir, save_figure, save_table
+from mdbd.stages.common import display_path
+from mdbd.train import seed_everything
 
 #: where a notebook runs: in the default chain (in the registry's order), after it with `--extras`, or by name only
 ROLES = ("chain", "extra", "by_name")
@@ -116,21 +118,15 @@ class NotebookContext:
 
     def save_table(self, df, name: str, *, title: str, provenance: dict, **kwargs) -> dict[str, Path]:
         """mdbd.report.save_table into this notebook's results folder."""
-        from mdbd.report import save_table
-
         return save_table(df, name, profile=self.profile, dataset=self.cfg.results_label(), title=title,
                           provenance=provenance, **kwargs)
 
     def save_figure(self, fig, name: str, *, provenance: dict) -> dict[str, Path]:
         """mdbd.report.save_figure into this notebook's results folder."""
-        from mdbd.report import save_figure
-
         return save_figure(fig, name, profile=self.profile, dataset=self.cfg.results_label(), provenance=provenance)
 
     def provenance(self, **extra) -> dict:
         """The provenance fields every table and figure of this notebook carries."""
-        from mdbd.stages.common import display_path
-
         return {"profile": self.profile, "device": self.device_name, "seed": self.seed,
                 "weights": self.cfg.backbone_weights, "data_root": display_path(self.cfg.resolved_data_root()),
                 "notebook": self.name, **extra}
@@ -151,7 +147,6 @@ def start(name: str, *, profile: str, seed: int = 0, device: str | None = None, 
     if name not in NOTEBOOK_INFO:
         raise ConfigError(f"unknown notebook {name!r}")
     resolved = resolve_device(device)
-    from mdbd.train import seed_everything  # imports torch: only once a notebook starts
 
     cfg = load_config(profile, seed=seed, device=resolved, **overrides)
     seed_everything(seed)

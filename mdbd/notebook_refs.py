@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from mdbd.paths import NOTEBOOKS_DIR, REPO_ROOT
+from mdbd.reproduce import ALL_NOTEBOOKS, run_chain
 
 REFERENCE_DIR = REPO_ROOT / "tests" / "nbval"
 SANITIZE_FILE = REFERENCE_DIR / "sanitize.cfg"
@@ -65,8 +66,6 @@ def reference_mismatches(reference_dir: Path = REFERENCE_DIR, notebooks_dir: Pat
     parameters than REFERENCE_PARAMETERS."""
     import nbformat
 
-    from mdbd.reproduce import ALL_NOTEBOOKS
-
     problems = []
     for name in ALL_NOTEBOOKS:
         ref_path = reference_dir / f"{name}.ipynb"
@@ -97,8 +96,6 @@ def write_references(reference_dir: Path = REFERENCE_DIR, names: list[str] | Non
     and strip what nbval does not compare. Run it through `make nbval-refs`, which sets the private state the
     comparison in `make test` uses."""
     import nbformat
-
-    from mdbd.reproduce import ALL_NOTEBOOKS, run_chain
 
     # every notebook, those run by name only (09) included: nbval checks each one's reference
     result = run_chain(**REFERENCE_PARAMETERS, notebooks=list(names or ALL_NOTEBOOKS), out_dir=reference_dir)

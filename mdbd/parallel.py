@@ -37,10 +37,16 @@ from typing import IO, Any
 
 import pandas as pd
 
+from mdbd.checkpoint import CHECKPOINT_NAME
 from mdbd.config import RunConfig
+from mdbd.data import ensure_synthetic, open_dataset
+from mdbd.data.cache import cache_side, load_or_build
 from mdbd.errors import ConfigError, DataError, MdbdError
 from mdbd.io import atomic_write_text
-from mdbd.paths import REPO_ROOT
+from mdbd.paths import REPO_ROOT, display_path
+from mdbd.scoring import evaluate_run
+from mdbd.threads import torch_threads
+from mdbd.train import train
 
 JOB_FILE = "job.json"
 JOB_LOG = "job.log"
@@ -55,7 +61,7 @@ class RunsFailed(MdbdError):
 @dataclass
 class Job:
     """One run: train `config` (resuming an interrupted run of it), then score it on the test split when
-    `evaluate` (every protocol, `bootstrap` resamples; mdbd.stages.common.evaluate_run). `train=False` scores the
+    `evaluate` (every protocol, `bootstrap` resamples; mdbd.scoring.evaluate_run). `train=False` scores the
     run folder's checkpoint as it is (a run stopped at a deadline)."""
 
     config: RunConfig
@@ -97,8 +103,6 @@ class JobResult:
 
     @property
     def checkpoint(self) -> Path:
-        from mdbd.checkpoint import CHECKPOINT_NAME
-
         return self.run_dir / CHECKPOINT_NAME
 
 
@@ -126,10 +130,6 @@ def _epoch_printer(cfg: RunConfig, stream: IO[str]) -> Callable[[dict], None]:
 def run_job(job: Job, stream: IO[str] | None = None) -> tuple[Any, Any]:
     """(TrainResult or None when not training, EvaluationResult or None) of one job, in this process; per-epoch
     lines to `stream`."""
-    from mdbd.checkpoint import CHECKPOINT_NAME
-    from mdbd.stages.common import evaluate_run
-    from mdbd.train import train
-
     result = None
     if job.train:
         callback = _epoch_printer(job.config, stream) if stream is not None else None
@@ -168,9 +168,6 @@ def _worker(job_file: Path) -> int:
 def prepare_shared_inputs(configs: Sequence[RunConfig]) -> None:
     """Build once, here, what concurrent runs would each build at the same time: the synthetic benchmark and the
     uint8 cache of every split a run reads (train, and val or else test)."""
-    from mdbd.data import ensure_synthetic, open_dataset
-    from mdbd.data.cache import cache_side, load_or_build
-
     seen = set()
     for cfg in configs:
         key = (cfg.dataset, str(cfg.resolved_data_root()), cfg.image_size, cfg.polarity, repr(cfg.synth))
@@ -287,8 +284,6 @@ def _train_status(job: Job) -> str:
 
 def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) -> list[JobResult]:
     from tqdm.auto import tqdm
-
-    from mdbd.threads import torch_threads
 
     form = describe_form(1, threads)
     results = []
@@ -411,8 +406,6 @@ def raise_for_failures(results: Sequence[JobResult]) -> None:
     """RunsFailed naming every run that did not finish: its label, run folder, log and last output line."""
     bad = [r for r in results if r.status != "done"]
     if bad:
-        from mdbd.stages.common import display_path
-
         details = "; ".join(f"{r.label} ({r.status}; run folder {display_path(r.run_dir)}"
                             + (f", log {display_path(r.output)}" if r.output else "") + f"): {r.error}"
                             for r in bad)

@@ -22,9 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mdbd.checkpoint import CHECKPOINT_NAME, inference_size, load_checkpoint
+from mdbd.data import readers
 from mdbd.data.readers import IMAGE_EXTS
 from mdbd.errors import ConfigError, DataError
 from mdbd.io import check_output_folder, save_map_png
+from mdbd.model import MultiANet
 from mdbd.provenance import resolve_device, usable_device
 
 
@@ -58,8 +61,6 @@ def shared_trunk_blocks(models: Sequence[torch.nn.Module]) -> int:
     per batch by predict_arrays_many. 0 for a single model or any model that is not a MultiANet. Compared by value,
     so it holds for the frozen ImageNet blocks of runs that trained only the later ones, and never for a block
     that training changed."""
-    from mdbd.model import MultiANet
-
     if len(models) < 2 or not all(isinstance(m, MultiANet) for m in models):
         return 0
     shared = 0
@@ -191,9 +192,6 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
     corrupt input, a full disk or an interruption leaves `out_dir` as it was (DataError naming the file or the
     fault). The output folder and the device are checked before the checkpoint is loaded. `preset`:
     CheckpointError if the checkpoint holds another model. `size`: default the checkpoint's."""
-    from mdbd.checkpoint import inference_size, load_checkpoint
-    from mdbd.data.readers import read_image
-
     if size is not None and (size < 16 or size % 2):
         raise ConfigError(f"size must be an even number >= 16, got {size}")
     if batch_size < 1:
@@ -207,9 +205,9 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
             raise DataError(f"two inputs would write the same output {f.stem}.png: {stems[f.stem]} and {f}")
         stems[f.stem] = f
     if Path(checkpoint).is_dir():
-        inside = Path(checkpoint) / "last.pt"
-        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file"
-                        f"{f' ({inside})' if inside.is_file() else ', e.g. a run folder' + chr(39) + 's last.pt'}")
+        inside = Path(checkpoint) / CHECKPOINT_NAME
+        example = f" ({inside})" if inside.is_file() else f", e.g. a run folder's {CHECKPOINT_NAME}"
+        raise DataError(f"--checkpoint {checkpoint} is a folder; give the checkpoint file{example}")
     created = not Path(out_dir).exists()
     out_dir = check_output_folder(out_dir)
     usable_device(device)
@@ -226,7 +224,7 @@ def predict_files(checkpoint: str | os.PathLike, image_paths: Sequence[str | os.
             # in memory at a time whatever the batch size (a camera photo decodes to ~1 GB of floats)
             inputs, shapes = [], []
             for f in group:
-                image = read_image(f, apply_exif=True)
+                image = readers.read_image(f, apply_exif=True)  # read when called: a test counts the reads
                 _check_image(0, image)
                 shapes.append(image.shape[:2])
                 inputs.append(_resized_batches([image], size, 1)[1])

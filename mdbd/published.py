@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from mdbd.data.download import extract, obtain_archive
 from mdbd.errors import ConfigError, DataError
+from mdbd.evaluate import GT_POLARITIES, evaluate_maps, ground_truth_files, load_ground_truth, load_prediction
+from mdbd.metrics.inputs import resize_to
 from mdbd.names import POLARITIES
 from mdbd.paths import data_dir, shared_data_root
 
@@ -118,9 +121,6 @@ class PublishedMaps:
     def load(self, i: int, shape: tuple[int, int] | None = None) -> np.ndarray:
         """Map i as an in-focus map (uint8 255 = in focus, or float for 16-bit files), resized to `shape`
         (the ground truth's) when it differs; the resize is recorded in `resized`."""
-        from mdbd.evaluate import load_prediction
-        from mdbd.metrics.inputs import resize_to
-
         path = self.paths[i]
         raw = load_prediction(path)
         pred = (255 - raw if raw.dtype == np.uint8 else 1.0 - raw) if self.polarity == "blur_white" else raw
@@ -189,8 +189,6 @@ def evaluate_published(maps: PublishedMaps, gts: Iterable[np.ndarray], pred_dir:
     """Score `maps` against their ground truths (1 = in focus, in the same order) with mdbd.evaluate.evaluate_maps;
     each map is brought to its GT's size, streaming. The rows carry the maps' provenance (source, folder as
     `pred_dir` shows it, pattern, polarity, how many were resized)."""
-    from mdbd.evaluate import evaluate_maps
-
     def pairs():
         for i, gt in enumerate(gts):
             if i >= len(maps):
@@ -212,8 +210,6 @@ def evaluate_published_folder(pred_dir: str | os.PathLike, gt_dir: str | os.Path
                               ids: Sequence[str] | None = None, **kwargs: Any):
     """`mdbd evaluate --pred-pattern`: the maps of `pred_dir` named by `pattern` for every ground truth of `gt_dir`
     (or for `ids` only), scored with evaluate_published."""
-    from mdbd.evaluate import GT_POLARITIES, ground_truth_files, load_ground_truth
-
     if gt_polarity not in GT_POLARITIES:
         raise ConfigError(f"gt_polarity={gt_polarity!r}: expected one of {GT_POLARITIES}")
     gt_files = ground_truth_files(gt_dir)
@@ -257,8 +253,6 @@ def fetch_published(key: str, source: str | os.PathLike | None, out_dir: str | o
     `out_dir` (default data/published-maps/<dataset>/<key>), checked: the release must hold `count` maps named by
     the method's pattern. URLs are fetched with mdbd.data.download (5 s to connect: offline it fails within seconds,
     naming the address and the manual alternative). Nothing half-written: the maps are staged and moved in last."""
-    from mdbd.data.download import extract, obtain_archive
-
     method = published_method(key)
     manual = (f" Manual alternative: download the {method.label} result maps from the authors' page {method.page} "
               f"on a machine with network, then `mdbd published fetch {key} --source <archive or unpacked folder>`.")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mdbd.errors import ConfigError
 from mdbd.io import atomic_write, atomic_write_text
-from mdbd.paths import RESULTS_DIR
+import mdbd.paths
 from mdbd.provenance import code_version
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -35,7 +35,7 @@ def results_dir(profile: str, dataset: str) -> Path:
     """results/<profile>/<dataset>/ (`dataset`: RunConfig.results_label()): results/laptop/cuhk is the tracked real
     reference set, results/laptop/synthetic-* the no-download demo, results/smoke/* scratch for tests, results/paper/*
     GPU runs. One folder per dataset, so a run on one dataset never overwrites another's tables."""
-    return RESULTS_DIR / profile / dataset
+    return mdbd.paths.results_dir() / profile / dataset  # $MDBD_RESULTS_DIR as it is now
 
 
 def load_paper_tables(table: str | None = None) -> pd.DataFrame:

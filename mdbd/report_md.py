@@ -42,6 +42,9 @@ import numpy as np
 import pandas as pd
 
 from mdbd.errors import ConfigError
+from mdbd.io import atomic_write
+from mdbd.report import benchmark_kind, results_dir
+from mdbd.stages.ablation import ordering_verdict, verdict_text
 
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
@@ -342,9 +345,6 @@ def _stems(folder: Path, sub: str, suffix: str) -> set[str]:
 def table_iii_verdict(folder: Path, stem: str) -> Block:
     """The verdict on the paper's ordering of Table III, computed from the table on disk by the study's own code
     (mdbd.stages.ablation.ordering_verdict), or why it cannot be."""
-    from mdbd.report import benchmark_kind
-    from mdbd.stages.ablation import ordering_verdict, verdict_text
-
     try:
         table = pd.read_csv(folder / "tables" / f"{stem}.csv")
         datasets = _unique(table["dataset"]) if "dataset" in table.columns else []
@@ -700,9 +700,6 @@ def report_texts(folder: Path, profile: str, dataset: str) -> tuple[str, str, Re
 def write_report(profile: str, dataset: str, folder: Path | None = None) -> ReportResult:
     """Write results/<profile>/<dataset>/REPORT.md and report.html (or those of `folder`) from the tables and
     figures on disk; ReportResult.missing lists the planned files the folder lacks."""
-    from mdbd.io import atomic_write
-    from mdbd.report import results_dir
-
     folder = Path(folder) if folder is not None else results_dir(profile, dataset)
     if not folder.is_dir():
         raise ConfigError(f"no results folder {folder}: run `mdbd reproduce --profile {profile}` (dataset "

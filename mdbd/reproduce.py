@@ -25,12 +25,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mdbd.paths
+import mdbd.stages.data
 from mdbd.config import PROFILES, RunConfig, load_config
 from mdbd.errors import ConfigError, MdbdError
 from mdbd.notebook import NOTEBOOK_INFO, expected_minutes, notebooks_in_role
-from mdbd.paths import NOTEBOOKS_DIR, RESULTS_DIR
-from mdbd.progress_feed import PROGRESS_FILE_ENV, FeedReader, describe_event
+from mdbd.paths import NOTEBOOKS_DIR
+from mdbd.progress_feed import FeedReader, PROGRESS_FILE_ENV, describe_event
 from mdbd.report import results_dir
+from mdbd.report_md import write_report
+from mdbd.stages.ablation import model_variant
 
 #: the chain `mdbd reproduce` runs by default, in order; the notebooks run after it with `--extras` (08: its HiFST/LBP
 #: maps of images outside the test split cost minutes for a table that does not involve our model); those run by
@@ -263,8 +267,6 @@ def params_folder(params: dict) -> str:
     """The subfolder of a run's executed copies for further notebook parameters ("" for none), as the tables name
     the variant: {"attention_scale": "none", "spatial_gate": "sigmoid"} gives "attention-none_gate-sigmoid" (03's
     suffix, mdbd.stages.ablation.model_variant); any other parameter adds "_<name>-<value>"."""
-    from mdbd.stages.ablation import model_variant
-
     _, suffix = model_variant(params.get("attention_scale"), params.get("spatial_gate"))
     others = "".join(f"_{k}-{params[k]}" for k in sorted(params) if k not in ("attention_scale", "spatial_gate"))
     return (suffix + others).lstrip("_")
@@ -273,7 +275,7 @@ def params_folder(params: dict) -> str:
 def executed_dir(profile: str, label: str, params: dict | None = None) -> Path:
     """results/executed/<profile>/<dataset label>/, plus params_folder(params) when notebook parameters are given:
     a run with other parameters (03 with eq. 1 and eq. 3 literally) never overwrites the default run's copies."""
-    base = RESULTS_DIR / "executed" / profile / label
+    base = mdbd.paths.results_dir() / "executed" / profile / label  # $MDBD_RESULTS_DIR as it is now
     return base / params_folder(params) if params else base
 
 
@@ -287,14 +289,12 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
     selected notebook declares is a ConfigError). Bad data is reported before the first notebook runs.
     `progress`: True shows ChainProgress on `progress_stream` (default stderr), False nothing (`--quiet`), or a
     ChainProgress of the caller's."""
-    from mdbd.stages.data import check_dataset
-
     cfg = chain_config(profile, dataset, data_root)
     names = list(notebooks or (NOTEBOOKS + EXTRA_NOTEBOOKS if extras else NOTEBOOKS))
     params = dict(params or {})
     declared = _declared_parameters(names, params)
     if not prepare_only:
-        check_dataset(cfg)
+        mdbd.stages.data.check_dataset(cfg)  # read when called: a test stubs the check
     label = cfg.results_label()
     out_dir = Path(out_dir) if out_dir else executed_dir(profile, label, params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,8 +322,6 @@ def run_chain(profile: str = "laptop", notebooks: tuple[str, ...] | list[str] | 
                                 if p.is_file() and p.suffix in (".csv", ".md", ".png", ".pdf")
                                 and p.stat().st_mtime >= started - 1 and "executed" not in p.parts)
         if results_dir(profile, label).is_dir():  # a notebook run by name may write no table
-            from mdbd.report_md import write_report
-
             result.report = write_report(profile, label)
     return result
 

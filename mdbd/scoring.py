@@ -1,18 +1,31 @@
-"""Scoring a trained model on a dataset split: predict every image, score the maps with mdbd.evaluate.
+"""Scoring a trained model on a dataset split: predict every image, score the maps with mdbd.evaluate; and a run's
+scores kept beside its checkpoint, so that the stages score one run once.
 
     result = evaluate_checkpoint("results/runs/.../last.pt", "cuhk", "data/cuhk", split="test")
+    result = evaluate_run(run_dir / CHECKPOINT_NAME, cfg)   # the run's dataset and split, kept in run_dir/scores/
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+import mdbd.predict
+from mdbd.checkpoint import (checkpoint_finished, inference_size, load_checkpoint, read_checkpoint,
+                             recorded_training_precision)
 from mdbd.config import RunConfig
-from mdbd.errors import ConfigError
+from mdbd.data import open_dataset
+from mdbd.errors import CheckpointError, ConfigError
+from mdbd.evaluate import evaluate_maps
+from mdbd.hashing import stable_key
+from mdbd.io import atomic_write, quantize_map, sha256_file
+from mdbd.paths import REPO_ROOT, display_path
 from mdbd.provenance import device_name, resolve_device
 
 
@@ -35,8 +48,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
 
 
 def _load_model(checkpoint: str | os.PathLike | torch.nn.Module, size: int | None, device: str):
-    from mdbd.checkpoint import inference_size, load_checkpoint, recorded_training_precision
-
     if isinstance(checkpoint, torch.nn.Module):
         if size is None:
             raise ConfigError("evaluate_checkpoint: pass size= (the network input side) along with a model")
@@ -54,10 +65,6 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
     one call each, for less work. The images are read once and the models that predict at the same size run
     together (mdbd.predict.predict_arrays_many: the backbone blocks they share unchanged run once). `seeds`: each
     result's seed (default: each run's own). `root`: as evaluate_checkpoint, from the first checkpoint."""
-    from mdbd.data import open_dataset
-    from mdbd.evaluate import evaluate_maps
-    from mdbd.io import quantize_map
-    from mdbd.predict import predict_arrays_many
 
     if not checkpoints:
         raise ConfigError("evaluate_checkpoints: no checkpoints given")
@@ -75,8 +82,9 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
     preds: list = [None] * len(loaded)
     for side in dict.fromkeys(s for _, _, s, _ in loaded):
         idx = [i for i, (_, _, s, _) in enumerate(loaded) if s == side]
-        maps = predict_arrays_many([loaded[i][0] for i in idx], images, side, device=device, batch_size=batch_size,
-                                   bf16=False)
+        # mdbd.predict's function read when called: a test watches the precision it predicts in
+        maps = mdbd.predict.predict_arrays_many([loaded[i][0] for i in idx], images, side, device=device,
+                                                batch_size=batch_size, bf16=False)
         for i, model_maps in zip(idx, maps):
             preds[i] = [quantize_map(p) for p in model_maps]
     del images
@@ -91,4 +99,101 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
         # evaluate_maps records its `seed` (also the bootstrap's): the run's seed unless told otherwise
         seed = seeds[i] if seeds is not None else int(cfg_dict.get("seed", 0))
         results.append(evaluate_maps(preds[i], gts, ids=list(pairs.ids), seed=seed, **evaluate_kwargs, **provenance))
+    return results
+
+
+# -- a run's scores, kept beside its checkpoint (the stages and the runners of many runs score through these) -------
+
+#: every scored method's long tables also carry the field's structure metrics (S-measure, E-measure max / mean /
+#: adaptive, weighted F: mdbd.metrics.structure) under the protocols where they apply (sod, sod-blur)
+EXTENDED_METRICS = True
+
+
+#: scores kept beside a run's checkpoint (evaluate_run), one file per checkpoint content and scoring settings
+SCORES_DIR = "scores"
+
+
+def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) -> Path | None:
+    """Where evaluate_run keeps these scores: keyed by the checkpoint's bytes and everything else that changes a
+    score (dataset, data folder, split, polarity, bootstrap, seed, device type, the code that predicts and scores),
+    so that a later call with any of them changed scores afresh. Not the git commit: a commit that leaves that code
+    alone (a docstring, a notebook) keeps the scores."""
+    if not checkpoint.is_file():
+        return None  # evaluate_checkpoint says what is missing
+    record = {"checkpoint": sha256_file(checkpoint), "dataset": cfg.dataset,
+              "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
+              "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
+              "code": _scoring_digest()}
+    key = stable_key(record, 16)
+    return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
+
+
+#: the code a score depends on: the model built from a checkpoint, prediction, the GT readers, scoring and metrics
+SCORING_CODE = ("mdbd/model", "mdbd/checkpoint.py", "mdbd/predict.py", "mdbd/data/readers.py", "mdbd/scoring.py",
+                "mdbd/evaluate.py", "mdbd/io.py", "mdbd/metrics")
+
+
+def _scoring_digest() -> str:
+    """sha256 of SCORING_CODE's files (an edit there scores afresh, also in a dirty tree)."""
+    digest = hashlib.sha256()
+    for part in SCORING_CODE:
+        path = REPO_ROOT / part
+        for file in ([path] if path.is_file() else sorted(path.rglob("*.py"))):
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def evaluate_run(checkpoint: Path, cfg: RunConfig, split: str = "test", bootstrap: int = 1000):
+    """Score a checkpoint on `cfg`'s dataset and split, every protocol, with bootstrap intervals.
+
+    The result is kept beside the checkpoint (SCORES_DIR) and returned from there while nothing that changes it
+    has changed: 02, 03 and 04 score the same run once (prediction at 448 px is minutes on a CPU)."""
+    return evaluate_runs([(Path(checkpoint), cfg)], split, bootstrap)[0]
+
+
+def _read_scores(path: Path | None):
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pickle.loads(path.read_bytes())
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # damaged or from another pandas: score again
+
+
+def require_finished(checkpoint: Path) -> None:
+    """A CheckpointError for an unfinished run (a table would present it as finished); a missing file is left to
+    the scoring, which names it."""
+    if not checkpoint.is_file():
+        return
+    state = read_checkpoint(checkpoint)
+    if not checkpoint_finished(state):
+        raise CheckpointError(f"{checkpoint} is an unfinished run (epoch {state.get('epoch')} of "
+                              f"{state.get('config', {}).get('epochs')}); a table would present it as finished: "
+                              "resume its training first (train(cfg, resume=True), mdbd train --resume)")
+
+
+def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", bootstrap: int = 1000) -> list:
+    """evaluate_run for several (checkpoint, config) pairs: the same results, each kept beside its checkpoint, but
+    the runs not yet scored that read the same data are predicted together (mdbd.scoring.evaluate_checkpoints:
+    the test images read once, the frozen backbone blocks they share computed once: 1.78x less prediction for
+    Table III's five new real-CUHK runs, docs/training.md)."""
+    for checkpoint, _ in runs:
+        require_finished(Path(checkpoint))
+    files = [_score_file(Path(checkpoint), cfg, split, bootstrap) for checkpoint, cfg in runs]
+    results = [_read_scores(f) for f in files]
+    groups: dict[tuple, list[int]] = {}
+    for i, (result, (_, cfg)) in enumerate(zip(results, runs)):
+        if result is None:
+            key = (cfg.dataset, str(cfg.resolved_data_root()), cfg.mask_polarity(), cfg.device, cfg.profile)
+            groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        first = runs[idx[0]][1]
+        scored = evaluate_checkpoints([runs[i][0] for i in idx], first.dataset, first.resolved_data_root(), split,
+                                      polarity=first.mask_polarity(), device=first.device, profile=first.profile,
+                                      seeds=[runs[i][1].seed for i in idx], bootstrap=bootstrap,
+                                      extended=EXTENDED_METRICS)
+        for i, result in zip(idx, scored):
+            results[i] = result
+            if files[i] is not None:
+                atomic_write(files[i], lambda fh, r=result: pickle.dump(r, fh))
     return results

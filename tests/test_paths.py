@@ -34,14 +34,14 @@ def test_data_and_results_follow_the_environment_when_called(monkeypatch, tmp_pa
 
 
 def test_a_module_that_binds_the_old_names_at_import_is_the_exception():
-    """Which modules still bind DATA_DIR or RESULTS_DIR at their import (frozen): only the ones issue 24's pass could
-    not edit (mdbd/report.py, mdbd/reproduce.py); every other module asks when it needs the folder."""
+    """No module binds DATA_DIR or RESULTS_DIR at its import (frozen): every module asks when it needs the folder
+    (mdbd/report.py and mdbd/reproduce.py were the last two)."""
     import re
 
     frozen = re.compile(r"^from mdbd\.paths import [^\n]*\b(?:DATA_DIR|RESULTS_DIR)\b", re.MULTILINE)
     found = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "mdbd").rglob("*.py")
                    if frozen.search(p.read_text()))
-    assert set(found) <= {"mdbd/report.py", "mdbd/reproduce.py"}, found
+    assert found == [], found
 
 
 def test_importing_mdbd_does_not_freeze_the_folders(tmp_path):

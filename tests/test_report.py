@@ -45,7 +45,7 @@ def test_beside_paper_leaves_difference_empty_on_synthetic_data():
 
 
 def test_save_table_writes_csv_and_markdown_with_provenance(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path))
     df = pd.DataFrame({"method": ["a"], "value": [0.5]})
     paths = report.save_table(df, "t", profile="smoke", dataset="synthetic", title="T",
                               provenance={"dataset": "synthetic", "split": "test", "device": "cpu", "seed": 0})
@@ -58,7 +58,7 @@ def test_save_table_writes_csv_and_markdown_with_provenance(tmp_path, monkeypatc
 
 
 def test_save_table_refuses_missing_provenance(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="lacks provenance columns"):
         report.save_table(pd.DataFrame({"x": [1]}), "t", profile="smoke", dataset="cuhk", title="T",
                           provenance={"device": "cpu"})
@@ -68,7 +68,7 @@ def test_save_table_refuses_missing_provenance(tmp_path, monkeypatch):
 def test_save_figure_writes_png_pdf_and_provenance(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path))
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     paths = report.save_figure(fig, "f", profile="smoke", dataset="synthetic",

@@ -68,7 +68,7 @@ def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_m
     assert len(calls) == 1 and len(other.table) == len(first.table)
     common.evaluate_run(checkpoint, cfg.replace(seed=1), bootstrap=20)  # the bootstrap's seed too
     assert len(calls) == 2
-    monkeypatch.setattr(common, "_scoring_digest", lambda: "edited")  # an edit of the model or scoring code
+    monkeypatch.setattr(mdbd.scoring, "_scoring_digest", lambda: "edited")  # an edit of the model or scoring code
     common.evaluate_run(checkpoint, cfg, bootstrap=20)
     assert len(calls) == 3
 

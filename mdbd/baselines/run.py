@@ -14,7 +14,7 @@ import mdbd.io
 from mdbd.baselines.hifst import hifst_map
 from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
-from mdbd.data.readers import IMAGE_EXTS
+from mdbd.data.readers import IMAGE_EXTS, read_image
 from mdbd.errors import ConfigError, DataError
 from mdbd.hashing import stable_key
 from mdbd.io import atomic_write, sha256_file
@@ -41,11 +41,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: no such image file")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file (expected an image)")
-    from mdbd.data.readers import (
-        read_image,  # the study's one image reader (grey, 16-bit, palette handled)
-    )
-
-    return read_image(path)
+    return read_image(path)  # the study's one image reader (grey, 16-bit, palette handled)
 
 
 def resolve_params(name: str, params: dict) -> dict:

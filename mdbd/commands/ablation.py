@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, cli_overrides, load_config
 from mdbd.paths import as_parameter, command_line_path
+from mdbd.provenance import device_name, resolve_device
+from mdbd.report import REAL_DATASETS, save_table, table_title
 
 
 def register(sub) -> None:
@@ -31,12 +33,10 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import cli_overrides, load_config
-    from mdbd.provenance import device_name, resolve_device
-    from mdbd.report import REAL_DATASETS, save_table, table_title
-    from mdbd.stages.ablation import (ablation_table, ordering_verdict, paired_ablation_table, run_ablation,
-                                      table_iii_title, variant_suffix, verdict_text)
-    from mdbd.stages.common import HEADLINE, display_path
+    from mdbd.stages.ablation import (  # lazy: keeps torch out of mdbd --help
+        ablation_table, ordering_verdict, paired_ablation_table, run_ablation, table_iii_title, variant_suffix,
+        verdict_text)
+    from mdbd.stages.common import HEADLINE, display_path  # lazy: keeps torch out of mdbd --help
 
     data_root = as_parameter(args.data_root) if args.data_root else None  # as a configuration holds it (mdbd.paths)
     named = {"dataset": args.dataset, "data_root": data_root, "device": args.device,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mdbd.errors import DataError
 from mdbd.paths import command_line_path
 
 #: The keys of mdbd.baselines.BASELINES, spelled out so that `mdbd --help` does not import numpy and scipy.
@@ -32,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mdbd.baselines.run import expand_images, run_baseline
-    from mdbd.errors import DataError
+    from mdbd.baselines.run import expand_images, run_baseline  # lazy: keeps torch out of mdbd --help
 
     images = expand_images(args.images)
     if not images:

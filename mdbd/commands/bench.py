@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mdbd.paths import command_line_path
+from mdbd.io import atomic_write_text
+from mdbd.paths import command_line_path, resolve, results_dir
 
 
 def register(sub) -> None:
@@ -26,9 +27,6 @@ def _write(table, args, prefix: str, suffix: str = ""):
     """`--out`, or results/bench/<prefix>-<device><suffix>.csv; the path written."""
     import re
 
-    from mdbd.io import atomic_write_text
-    from mdbd.paths import resolve, results_dir
-
     slug = re.sub(r"[^a-z0-9]+", "-", table["device"].iloc[0].lower()).strip("-")[:40]
     out = resolve(args.out) if args.out else results_dir() / "bench" / f"{prefix}-{slug}{suffix}.csv"
     atomic_write_text(out, table.to_csv(index=False))
@@ -36,7 +34,7 @@ def _write(table, args, prefix: str, suffix: str = ""):
 
 
 def _run(args) -> int:
-    from mdbd.bench import BenchSettings, run_bench
+    from mdbd.bench import BenchSettings, run_bench  # lazy: keeps torch out of mdbd --help
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     if args.cpu_training:
@@ -56,7 +54,7 @@ def _run(args) -> int:
 
 
 def _profile(args, settings) -> int:
-    from mdbd.bench import profile_training_step
+    from mdbd.bench import profile_training_step  # lazy: keeps torch out of mdbd --help
 
     table = profile_training_step(args.preset, settings.size, settings.train_batch, args.device)
     out = _write(table, args, "profile-training")
@@ -70,7 +68,7 @@ def _profile(args, settings) -> int:
 
 
 def _cpu_training(args) -> int:
-    from mdbd.cpu_training_bench import CpuTrainingGrid, cpu_training_rows
+    from mdbd.cpu_training_bench import CpuTrainingGrid, cpu_training_rows  # lazy: keeps torch out of mdbd --help
 
     grid = CpuTrainingGrid.quick() if args.quick else CpuTrainingGrid()
     print(f"CPU training steps, batch {grid.batch}, {grid.threads} threads shared by the runs at once:")

@@ -6,13 +6,17 @@ from __future__ import annotations
 import logging
 import sys
 
-from mdbd.paths import command_line_path
+from mdbd.config import PROFILES, load_config
+from mdbd.data.carry import CARRY_DATASETS, DEFAULT_MAX_SIDE, DEFAULT_QUALITY, make_carry, verify_carry
+from mdbd.data.download import fetch_cuhk, fetch_dut
+from mdbd.data.readers import available_splits, dataset_root, open_cuhk, open_dataset, summarize
+from mdbd.data.subset import evenly_spaced, make_cuhk_subset
+from mdbd.errors import DataError
+from mdbd.names import DATASETS, POLARITIES
+from mdbd.paths import command_line_path, resolve
 
 
 def register(sub) -> None:
-    from mdbd.config import PROFILES
-    from mdbd.names import DATASETS, POLARITIES
-
     p = sub.add_parser("data", help="datasets: synthetic benchmark, summaries, downloads")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
@@ -55,8 +59,6 @@ def register(sub) -> None:
                    help="extracted dataset folder (default data/<dataset>)")
     f.set_defaults(func=_fetch)
 
-    from mdbd.data.carry import CARRY_DATASETS, DEFAULT_MAX_SIDE, DEFAULT_QUALITY
-
     c = cmds.add_parser("carry", help="a compact, checksummed copy of a CUHK folder for a machine without it "
                                       "(images reduced to what training reads, masks as they are)")
     c.add_argument("--dataset", default="cuhk", choices=CARRY_DATASETS)
@@ -80,24 +82,21 @@ def register(sub) -> None:
 def _synth(args) -> int:
     import time
 
-    from mdbd.config import load_config
-    from mdbd.data.synth import generate_synthetic
-    from mdbd.paths import resolve
+    from mdbd.data.synth import generate_synthetic  # lazy: keeps scipy out of mdbd --help
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # default: the folder the profile's runs read (it names the mask origin, see RunConfig.resolved_data_root)
-    out = resolve(args.out) if args.out else load_config(args.profile, seed=args.seed).resolved_data_root()
+    cfg = load_config(args.profile, seed=args.seed)
+    out = resolve(args.out) if args.out else cfg.resolved_data_root()
     started = time.perf_counter()
-    root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks)
+    root = generate_synthetic(out, profile=args.profile, seed=args.seed, cuhk_gt_root=args.cuhk_gt, masks=args.masks,
+                              synth=cfg.synth)
     print(f"synthetic benchmark ({args.profile}, seed {args.seed}) written to {root} in "
           f"{time.perf_counter() - started:.1f} s")
     return 0
 
 
 def _summary(args) -> int:
-    from mdbd.data.readers import available_splits, dataset_root, open_dataset, summarize
-    from mdbd.errors import DataError
-
     if args.split or args.split_file:
         splits = [args.split or "test"]
     else:
@@ -129,11 +128,6 @@ def _summary(args) -> int:
 
 
 def _subset(args) -> int:
-    from mdbd.data.readers import open_cuhk
-    from mdbd.data.subset import evenly_spaced, make_cuhk_subset
-    from mdbd.errors import DataError
-    from mdbd.paths import resolve
-
     picked = {}
     for split, count, ids in (("train", args.train, args.train_ids), ("test", args.test, args.test_ids)):
         if (count is None) == (ids is None):
@@ -145,9 +139,6 @@ def _subset(args) -> int:
 
 
 def _fetch(args) -> int:
-    from mdbd.data.download import fetch_cuhk, fetch_dut
-    from mdbd.errors import DataError
-
     if args.dataset == "cuhk":
         out = fetch_cuhk(args.raw_dir, args.out)
     else:
@@ -159,9 +150,6 @@ def _fetch(args) -> int:
 
 
 def _carry(args) -> int:
-    from mdbd.data.carry import make_carry
-    from mdbd.paths import resolve
-
     report = make_carry(resolve(args.root), resolve(args.out), dataset=args.dataset, max_side=args.max_side,
                         quality=args.quality, keep_aspect=args.keep_aspect, force=args.force)
     print(f"carry written in {report.seconds:.1f} s: {report.line()}")
@@ -171,9 +159,6 @@ def _carry(args) -> int:
 
 
 def _verify_carry(args) -> int:
-    from mdbd.data.carry import verify_carry
-    from mdbd.paths import resolve
-
     check = verify_carry(resolve(args.carry))
     print(f"carry {check.path}: all {check.files} files match their sha256 ({check.bytes / 2**20:.1f} MiB); "
           f"source {check.manifest['source']}")

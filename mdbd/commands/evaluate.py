@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from mdbd.errors import DataError
+from mdbd.evaluate import GT_POLARITIES, check_output_csv, resolve_gt_polarity, write_results
+import mdbd.evaluate
+from mdbd.metrics import DEFAULT_PROTOCOL, POSITIVE_CLASSES, PROTOCOLS
 from mdbd.paths import command_line_path
+from mdbd.published import MAP_POLARITIES, evaluate_published_folder
 
 
 def register(sub) -> None:
-    from mdbd.evaluate import GT_POLARITIES
-    from mdbd.metrics import DEFAULT_PROTOCOL, POSITIVE_CLASSES, PROTOCOLS
-    from mdbd.published import MAP_POLARITIES
-
     p = sub.add_parser("evaluate", help="F-measure and MAE of prediction maps under the DBD scoring protocols",
                        description="Pairs <stem>.png predictions (white = in focus) with <stem>.png/.bmp/.jpg "
                                    "ground truths, scores them and writes a tidy CSV with 95%% bootstrap intervals "
@@ -54,7 +55,6 @@ def register(sub) -> None:
 def _run(args) -> int:
     import pandas as pd
 
-    from mdbd.evaluate import check_output_csv, evaluate_folders, resolve_gt_polarity, write_results
 
     check_output_csv(args.out)  # before the scoring: a bad --out is reported at once
     provenance = {k: getattr(args, k) for k in ("model", "dataset", "split", "weights", "profile", "device")}
@@ -63,8 +63,6 @@ def _run(args) -> int:
     options = {"protocols": args.protocol, "positive": args.positive, "bootstrap": args.bootstrap, "seed": args.seed,
                "strict_gt": not args.binarize_gt, "extended": args.metrics == "all", **provenance}
     if args.pred_pattern or args.pred_polarity or args.split_file:
-        from mdbd.published import evaluate_published_folder
-
         ids = _read_ids(args.split_file) if args.split_file else None
         # a pattern is another method's release: its polarity must be declared; our own <stem>.png are white = in focus
         pred_polarity = args.pred_polarity or (None if args.pred_pattern else "infocus_white")
@@ -74,8 +72,8 @@ def _run(args) -> int:
             print(f"note: {result.table['resized_maps'].iloc[0]} map(s) resized to their GT's size: "
                   f"{result.table['resized_ids'].iloc[0]}")
     else:
-        result = evaluate_folders(args.pred, args.gt, gt_polarity=polarity, gt_polarity_from=polarity_from,
-                                  resize=args.resize, **options)
+        result = mdbd.evaluate.evaluate_folders(  # read when called: a test stubs it
+            args.pred, args.gt, gt_polarity=polarity, gt_polarity_from=polarity_from, resize=args.resize, **options)
     written = write_results(result, args.out, per_image=args.per_image)
     with pd.option_context("display.width", 120, "display.max_columns", 10, "display.max_rows", 200):
         print(result.summary().to_string(index=False))
@@ -90,8 +88,6 @@ def _run(args) -> int:
 
 def _read_ids(path: str) -> list[str]:
     from pathlib import Path
-
-    from mdbd.errors import DataError
 
     file = Path(path)
     if not file.is_file():

@@ -6,9 +6,14 @@ from __future__ import annotations
 import argparse
 
 from mdbd.config import ATTENTION_SCALES
-from mdbd.errors import ConfigError
+from mdbd.data import open_dataset
+from mdbd.data.readers import MASK_EXTS, read_image, read_mask
+from mdbd.errors import ConfigError, DataError
+from mdbd.io import atomic_write_text
 from mdbd.names import POLARITIES
 from mdbd.paths import command_line_path
+from mdbd.provenance import device_name, resolve_device
+from mdbd.threads import torch_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def summary_rows(cost: bool = False, size: int = 320, threads: int = 2, runs: int = 3) -> list[dict[str, str]]:
     """One dict per preset with the printed columns."""
-    from mdbd.model import PRESETS, MultiANet, count_parameters
+    from mdbd.model import PRESETS, MultiANet, count_parameters  # lazy: keeps torch out of mdbd --help
 
     rows = []
     for name, spec in PRESETS.items():
@@ -72,9 +77,8 @@ def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dic
     import torch
 
     # mdbd.bench imports pandas: only when costs are asked for.
-    from mdbd.bench import median_seconds
-    from mdbd.model.multianet import count_flops
-    from mdbd.threads import torch_threads
+    from mdbd.bench import median_seconds  # lazy: keeps torch out of mdbd --help
+    from mdbd.model.multianet import count_flops  # lazy: keeps torch out of mdbd --help
 
     if size < 16 or runs < 1 or threads < 1:
         raise ConfigError(f"--size must be >= 16, --runs and --threads >= 1; got {size}, {runs}, {threads}")
@@ -123,16 +127,12 @@ def attention_inputs(args: argparse.Namespace) -> tuple[list, list | None, list[
     """(images, masks or None, ids, provenance) from IMAGE arguments (+ --masks) or from --dataset."""
     from pathlib import Path
 
-    from mdbd.data.readers import MASK_EXTS, read_image, read_mask
-    from mdbd.errors import DataError
-    from mdbd.predict import expand_image_paths
-    from mdbd.stages.common import display_path
+    from mdbd.predict import expand_image_paths  # lazy: keeps torch out of mdbd --help
+    from mdbd.stages.common import display_path  # lazy: keeps torch out of mdbd --help
 
     if args.dataset:
         if args.images or args.masks:
             raise ConfigError("give IMAGE arguments (with --masks) or --dataset, not both")
-        from mdbd.data import open_dataset
-
         pairs = open_dataset(args.dataset, args.data_root, args.split,
                              polarity=args.polarity if args.dataset == "folder" else None)
         index = {sample_id: k for k, sample_id in enumerate(pairs.ids)}
@@ -168,11 +168,10 @@ def attention_inputs(args: argparse.Namespace) -> tuple[list, list | None, list[
 
 
 def run_attention_stats(args: argparse.Namespace) -> int:
-    from mdbd.checkpoint import load_checkpoint
-    from mdbd.io import atomic_write_text
-    from mdbd.model.diagnostics import attention_statistics, attention_table, with_attention_scale
-    from mdbd.provenance import device_name, resolve_device
-    from mdbd.stages.common import display_path
+    from mdbd.checkpoint import load_checkpoint  # lazy: keeps torch out of mdbd --help
+    from mdbd.model.diagnostics import (  # lazy: keeps torch out of mdbd --help
+        attention_statistics, attention_table, with_attention_scale)
+    from mdbd.stages.common import display_path  # lazy: keeps torch out of mdbd --help
 
     if not args.checkpoint:
         raise ConfigError("--attention-stats needs --checkpoint (a run's last.pt)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mdbd.errors import ConfigError
 from mdbd.paths import command_line_path
 
 
@@ -25,8 +26,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     import time
 
-    from mdbd.errors import ConfigError
-    from mdbd.predict import predict_files
+    from mdbd.predict import predict_files  # lazy: keeps torch out of mdbd --help
 
     if args.checkpoint is None:
         raise ConfigError("--checkpoint is required: a trained run's last.pt. Train one with `mdbd train --profile "

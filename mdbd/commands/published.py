@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from mdbd.paths import command_line_path
+from mdbd.published import PUBLISHED_METHODS, fetch_published, find_published_folder
 
 
 def register(sub) -> None:
-    from mdbd.published import PUBLISHED_METHODS
-
     p = sub.add_parser("published", help="other methods' published result maps: list, fetch")
     cmds = p.add_subparsers(dest="published_command", required=True, metavar="ACTION")
 
@@ -29,8 +28,6 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    from mdbd.published import PUBLISHED_METHODS, find_published_folder
-
     for key, m in PUBLISHED_METHODS.items():
         folder = find_published_folder(key, m.dataset)
         where = folder if folder else f"not found (mdbd published fetch {key} --source ...)"
@@ -40,8 +37,6 @@ def _list(args) -> int:
 
 
 def _fetch(args) -> int:
-    from mdbd.published import fetch_published
-
     out = fetch_published(args.method, args.source, out_dir=args.out, raw_dir=args.raw_dir)
     print(f"{args.method}: maps installed in {out}")
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mdbd.commands import add_results_folder_options
-from mdbd.paths import command_line_path
+from mdbd.errors import ConfigError
+from mdbd.paths import REPO_ROOT, command_line_path, resolve
 
 
 def register(sub) -> None:
@@ -31,9 +32,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from pathlib import Path
 
-    from mdbd.errors import ConfigError
-    from mdbd.paths import REPO_ROOT, resolve
-    from mdbd.report_md import check_in_browser, write_report
+    from mdbd.report_md import check_in_browser, write_report  # lazy: keeps torch out of mdbd --help
 
     result = write_report(args.profile, args.dataset, folder=resolve(args.folder) if args.folder else None)
     print(f"wrote {result.markdown}\nwrote {result.html}\n{len(result.tables)} tables, {len(result.figures)} figures")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, parse_overrides
 from mdbd.names import DATASETS
 from mdbd.paths import as_parameter, command_line_path
 
@@ -31,8 +31,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import parse_overrides
-    from mdbd.reproduce import print_summary, run_chain
+    from mdbd.reproduce import print_summary, run_chain  # lazy: keeps torch out of mdbd --help
 
     data_root = as_parameter(args.data_root) if args.data_root else None  # the notebooks' parameter (mdbd.paths)
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=data_root, out_dir=args.out,

@@ -3,6 +3,8 @@ table."""
 
 from __future__ import annotations
 
+from mdbd.data.locate import find_cuhk_root
+from mdbd.errors import DataError
 from mdbd.paths import command_line_path
 
 
@@ -24,9 +26,8 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.data.locate import find_cuhk_root
-    from mdbd.errors import DataError
-    from mdbd.sweep import load_sweep, run_sweep, save_sweep_table, sweep_configs
+    from mdbd.sweep import (  # lazy: keeps torch out of mdbd --help
+        load_sweep, run_sweep, save_sweep_table, sweep_configs)
 
     sweep = load_sweep(args.sweep)
     root = args.data_root or find_cuhk_root()

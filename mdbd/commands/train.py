@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.config import PROFILES, cli_overrides, load_config
+from mdbd.io import check_output_folder
 from mdbd.paths import as_parameter, command_line_path
+from mdbd.provenance import usable_device
 
 
 def register(sub) -> None:
@@ -33,10 +35,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.config import cli_overrides, load_config
-    from mdbd.io import check_output_folder
-    from mdbd.provenance import usable_device
-    from mdbd.train import DistInfo, train
+    from mdbd.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
 
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": _parameter(args.data_root),
              "epochs": args.epochs, "seed": args.seed, "device": args.device, "run_dir": _parameter(args.run_dir)}

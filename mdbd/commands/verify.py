@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mdbd.commands import add_results_folder_options
-from mdbd.paths import command_line_path
+from mdbd.paths import REPO_ROOT, command_line_path, resolve
+from mdbd.report import results_dir
+from mdbd.verify import DEFAULT_ATOL, compare_folders, csv_tables, reproduces, tracked_tables
 
 
 def register(sub) -> None:
@@ -29,10 +31,6 @@ def register(sub) -> None:
 def _run(args) -> int:
     import tempfile
     from pathlib import Path
-
-    from mdbd.paths import REPO_ROOT, resolve
-    from mdbd.report import results_dir
-    from mdbd.verify import DEFAULT_ATOL, compare_folders, csv_tables, reproduces, tracked_tables
 
     regenerated = resolve(args.regenerated) if args.regenerated else results_dir(args.profile, args.dataset) / "tables"
     csv_tables(regenerated, "regenerated")  # before reading git: the likelier mistake is a run not made yet

@@ -12,11 +12,11 @@ __all__ = ["DATASETS", "PairDataset", "Sample", "open_dataset", "folder_splits",
 
 def __getattr__(name: str):  # lazy: torch and scipy only when asked for
     if name in ("generate_synthetic", "ensure_synthetic"):
-        from mdbd.data import synth
+        from mdbd.data import synth  # lazy: scipy, only when the generator is asked for
 
         return getattr(synth, name)
     if name in ("TrainDataset", "EvalDataset", "collate_eval"):
-        from mdbd.data import torch_dataset
+        from mdbd.data import torch_dataset  # lazy: torch
 
         return getattr(torch_dataset, name)
     raise AttributeError(f"module 'mdbd.data' has no attribute {name!r}")

@@ -22,6 +22,7 @@ from mdbd.data.readers import PairDataset
 from mdbd.errors import DataError
 from mdbd.hashing import stable_key
 from mdbd.io import atomic_write
+from mdbd.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ def build_arrays(pairs: PairDataset, side: int, progress: bool = False) -> tuple
 
 
 def default_cache_dir() -> Path:
-    from mdbd.paths import data_dir
-
     return data_dir() / "cache"
 
 

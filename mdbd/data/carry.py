@@ -41,6 +41,8 @@ from mdbd.data.readers import (CARRY_FORMAT, CARRY_MANIFEST, CUHK_SPLITS, PairDa
                                read_carry_manifest)
 from mdbd.errors import ConfigError, DataError
 from mdbd.io import atomic_write_text, sha256_file
+from mdbd.paths import SHARED_DATA_ENV, shared_data_root
+from mdbd.provenance import code_version
 
 DEFAULT_MAX_SIDE = 352
 #: JPEG quality 85, not 92: the working tree, the fp16 backbone and the carry must travel together within the GPU
@@ -82,8 +84,6 @@ def _check_settings(dataset: str, max_side: int, quality: int) -> None:
 
 def _source_label(root: Path) -> str:
     """The source folder as the manifest records it: relative to $MDBD_SHARED_DATA when inside it."""
-    from mdbd.paths import SHARED_DATA_ENV, shared_data_root
-
     root = root.resolve()
     shared = shared_data_root()
     return f"${SHARED_DATA_ENV}/{root.relative_to(shared)}" if shared and root.is_relative_to(shared) else str(root)
@@ -161,8 +161,6 @@ def make_carry(root: str | os.PathLike, out: str | os.PathLike, *, dataset: str 
     `splits`: split name -> CUHK numbers (default: the study's train 0001..0604 and test 0605..0704). `force`:
     replace an existing carry at `out` (anything else there is never replaced)."""
     import time
-
-    from mdbd.provenance import code_version
 
     started = time.perf_counter()
     _check_settings(dataset, max_side, quality)

@@ -28,6 +28,7 @@ from typing import Callable
 from mdbd.data.readers import CUHK_DEFOCUS_COUNT, DUT_LAYOUTS
 from mdbd.errors import DataError
 from mdbd.io import atomic_write_text, sha256_file
+from mdbd.paths import data_dir
 
 CUHK_BASE_URL = "http://www.cse.cuhk.edu.hk/leojia/projects/dblurdetect/data/"
 CUHK_ARCHIVES = {"image": "BlurDatasetImage.zip", "gt": "BlurDatasetGT.zip"}
@@ -41,8 +42,6 @@ CHUNK = 1 << 20
 
 
 def _default_raw_dir() -> Path:
-    from mdbd.paths import data_dir
-
     return data_dir() / "raw"
 
 
@@ -190,8 +189,6 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
                base_url: str = CUHK_BASE_URL, progress: bool = True) -> Path:
     """Shi's CUHK archives (official address, or already in raw_dir: obtain_archive then skips the download)
     -> out_dir/image and out_dir/gt, verified."""
-    from mdbd.paths import data_dir
-
     raw_dir = Path(raw_dir) if raw_dir else _default_raw_dir()
     out_dir = Path(out_dir) if out_dir else data_dir() / "cuhk"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -219,8 +216,6 @@ def fetch_cuhk(raw_dir: str | Path | None = None, out_dir: str | Path | None = N
 def fetch_dut(archive: str | Path, raw_dir: str | Path | None = None, out_dir: str | Path | None = None,
               progress: bool = True) -> Path:
     """DUT from an archive path or URL given by the user (the lab page is dead: see docs/data.md for mirrors)."""
-    from mdbd.paths import data_dir
-
     raw_dir = Path(raw_dir) if raw_dir else _default_raw_dir()
     out_dir = Path(out_dir) if out_dir else data_dir() / "dut"
     raw_dir.mkdir(parents=True, exist_ok=True)

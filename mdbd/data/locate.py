@@ -1,7 +1,8 @@
 """Where the real datasets live on this machine: the folder named by $MDBD_SHARED_DATA (laid out like
 ../shared/data: `cuhk-full/`, `dut-samples/`, `published-maps/`), else the dataset's folder under data/.
 
-Kept free of configuration and generator imports, so that mdbd.config and mdbd.data.synth can both use it.
+Kept free of configuration and generator imports, so that mdbd.config, mdbd.identity and mdbd.data.synth can all
+use it (the synthetic benchmark's mask origin enters a run's name and identity).
 """
 
 from __future__ import annotations
@@ -34,3 +35,8 @@ def find_cuhk_gt(explicit: str | Path | None = None) -> Path | None:
         return path
     root = find_cuhk_root()
     return root / "gt" if root is not None else None
+
+
+def synthetic_mask_origin() -> str:
+    """`cuhk` when real CUHK ground truth is available (its mask shapes are used), else `procedural`."""
+    return "cuhk" if find_cuhk_gt() is not None else "procedural"

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+import mdbd.paths
 from mdbd.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -553,9 +554,7 @@ def dataset_root(name: str, root: str | Path | None) -> str | Path:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if root is None:
-        from mdbd.paths import DATA_DIR
-
-        return DATA_DIR / name
+        return mdbd.paths.DATA_DIR / name  # read when called: tests point it elsewhere
     return root
 
 

@@ -24,21 +24,21 @@ import time
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from mdbd.config import RunConfig, SynthConfig, load_config, synthetic_mask_origin
-from mdbd.data.locate import find_cuhk_gt
+from mdbd.data import spec as data_spec
+from mdbd.data.locate import find_cuhk_gt, synthetic_mask_origin
 from mdbd.data.readers import CUHK_SPLITS, read_mask
+from mdbd.data.spec import GENERATOR_VERSION, SynthConfig  # noqa: F401 (re-exported: defined without numpy there)
 from mdbd.errors import DataError
 from mdbd.io import atomic_folder
 
 log = logging.getLogger(__name__)
-
-GENERATOR_VERSION = 1  # bump when the output of a given seed changes
 
 # Photographs of scenes and objects bundled with the packages (no download). scikit-image's gallery images that
 # need pooch downloads are not listed; graphics (logo, colorwheel, chessboard, phantom) are not photographs.
@@ -248,7 +248,7 @@ def _make_sample(source: np.ndarray, size: int, rng: np.random.Generator, mask_p
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 def _settings(synth: SynthConfig, profile: str, seed: int, mask_origin: str) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed, **asdict(synth),
+    return {"generator_version": data_spec.GENERATOR_VERSION, "profile": profile, "seed": seed, **asdict(synth),
             "mask_origin": mask_origin, "polarity": "infocus_white"}
 
 
@@ -269,13 +269,14 @@ def generate_synthetic(out_dir: str | Path, profile: str = "smoke", seed: int = 
                        synth: SynthConfig | None = None, masks: str = "auto") -> Path:
     """Write the benchmark to `out_dir` (`<out>/{train,test}/{images,masks}` + dataset.json), atomically.
 
-    `synth` overrides the profile's sizes; `masks` is auto (CUHK shapes when found, else procedural), cuhk or
-    procedural."""
+    `synth`: the sizes (None: SynthConfig's defaults, the smoke profile's; a profile's own: load_config(profile).synth);
+    `profile` and `seed` are recorded in the manifest, `seed` also draws every sample. `masks` is auto (CUHK shapes
+    when found, else procedural), cuhk or procedural."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "dataset.json").is_file():
         raise DataError(f"refusing to overwrite {out_dir}: it is not empty and has no dataset.json "
                         f"(not a synthetic benchmark); choose another folder")
-    synth = synth or load_config(profile).synth
+    synth = synth or SynthConfig()
     if masks not in ("auto", "cuhk", "procedural"):
         raise DataError(f"masks must be auto, cuhk or procedural, got {masks!r}")
     gt_root = None if masks == "procedural" else find_cuhk_gt(cuhk_gt_root)
@@ -335,7 +336,17 @@ def manifest_matches(root: str | Path, synth: SynthConfig, profile: str, seed: i
     return all(manifest.get(k) == v for k, v in wanted.items())
 
 
-def ensure_synthetic(cfg: RunConfig, progress: bool = True) -> Path:
+class SyntheticRun(Protocol):
+    """What ensure_synthetic reads of a run's configuration (mdbd.config.RunConfig is one)."""
+
+    profile: str
+    seed: int
+    synth: SynthConfig
+
+    def resolved_data_root(self) -> Path: ...
+
+
+def ensure_synthetic(cfg: SyntheticRun, progress: bool = True) -> Path:
     """The benchmark for `cfg` in cfg.resolved_data_root(), generated if missing or made with other settings."""
     root = cfg.resolved_data_root()
     # the same helper names the folder (resolved_data_root), so folder and manifest always agree

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdbd.config import ATTENTION_SCALES, SPATIAL_GATES
 from mdbd.errors import ConfigError
+from mdbd.model.spec import ATTENTION_SCALES, SPATIAL_GATES
 
 
 def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
@@ -21,7 +21,7 @@ def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
-# ATTENTION_SCALES (defined in mdbd.config): how the channel-attention energies x_j . x_i are scaled before eq. 1's
+# ATTENTION_SCALES (defined in mdbd.model.spec): how the channel-attention energies x_j . x_i are scaled before eq. 1's
 # softmax.
 # - "none": unscaled, eq. 1 literally (the paper's form, and DANet's code). With post-ReLU features the energies are
 #   sums over N = H*W positions, so the softmax is one-hot in practice.

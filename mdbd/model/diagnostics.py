@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdbd.errors import ConfigError, DataError
-from mdbd.model.attention import ChannelAttention, SpatialAttention
+from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale
 
 ONE_HOT_THRESHOLD = 0.99  # a row of A whose maximum exceeds this counts as one-hot
 SATURATION_LOW, SATURATION_HIGH = 0.05, 0.95  # Z below / above: the spatial map is saturated there
@@ -177,8 +177,6 @@ def with_attention_scale(model: nn.Module, scale: str) -> nn.Module:
     `scale` says: what A would be at that scale's initialisation, on the trained features. The cosine temperature
     starts at its initial value when `model` has none; alpha (which does not change A) is kept."""
     import copy
-
-    from mdbd.model.attention import check_attention_scale
 
     check_attention_scale(scale)
     if getattr(model, "attention_scale", None) == scale:

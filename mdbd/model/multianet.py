@@ -18,7 +18,6 @@ The output is a logit map trained with BCEWithLogits; `to_probability` turns it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,65 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE
 from mdbd.errors import ConfigError
 from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale, check_spatial_gate
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
+# the presets and option defaults live without torch in mdbd.model.spec; re-exported here, where they were first
+from mdbd.model.spec import (DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE, PRESETS, SWITCHES, ModelSpec,  # noqa: F401
+                             get_spec, spec_for_switches)
 from mdbd.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
 MIN_INPUT_SIZE = 16  # four 2x2 max-pools down to conv5_3
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One row of Table III: our preset name, the paper's label, its modules and the constructor switches."""
-
-    name: str
-    table_label: str
-    modules: tuple[str, ...]
-    switches: dict[str, bool] = field(default_factory=dict)
-
-
-def _spec(name: str, label: str, modules: tuple[str, ...]) -> ModelSpec:
-    switches = {
-        "low_level": "LL" in modules,
-        "hca": "HCA" in modules,
-        "lca": "LCA" in modules,
-        "spatial_attention": "SA" in modules,
-    }
-    return ModelSpec(name, label, modules, switches)
-
-
-PRESETS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec("hl", "VGG HL (Baseline)", ("HL",)),
-        _spec("hl_ll", "VGG HL+LL", ("HL", "LL")),
-        _spec("hl_ll_hca", "VGG+HL+LL+HCA", ("HL", "LL", "HCA")),
-        _spec("hl_ll_hca_sa", "VGG+HL+LL+HCA+SA", ("HL", "LL", "HCA", "SA")),
-        _spec("hl_ll_hca_lca", "VGG+HL+LL+HCA+LCA", ("HL", "LL", "HCA", "LCA")),
-        _spec("hl_ll_lca_sa", "VGG+HL+LL+LCA+SA", ("HL", "LL", "LCA", "SA")),
-        _spec("multianet", "VGG+HL+LL+HCA+LCA+SA", ("HL", "LL", "HCA", "LCA", "SA")),
-    )
-}
-SWITCHES = ("low_level", "hca", "lca", "spatial_attention")
-
-
-def get_spec(preset: str) -> ModelSpec:
-    """The preset's spec; an unknown name is a ConfigError listing the valid ones."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[preset]
-
-
-def spec_for_switches(switches: dict[str, bool]) -> ModelSpec:
-    """The preset whose switches match exactly, else a spec named "custom"."""
-    for spec in PRESETS.values():
-        if spec.switches == switches:
-            return spec
-    modules = ("HL",) + tuple(tag for tag, key in (("LL", "low_level"), ("HCA", "hca"), ("LCA", "lca"),
-                                                   ("SA", "spatial_attention")) if switches[key])
-    return ModelSpec("custom", "custom: " + "+".join(modules), modules, dict(switches))
 
 
 def to_probability(logits: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from mdbd.config import RunConfig
-from mdbd.stages.common import display_path, evaluate_runs, headline
+from mdbd.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE, RunConfig
+from mdbd.errors import ConfigError
+from mdbd.evaluate import paired_comparison
+from mdbd.model import PRESETS
+from mdbd.model.diagnostics import attention_statistics
+from mdbd.parallel import Job, raise_for_failures, run_jobs
+from mdbd.provenance import resolve_device
+from mdbd.report import QUOTED, beside_paper, table_title
+from mdbd.stages.common import HEADLINE, display_path, evaluate_runs, headline, open_split
 
 
 def model_variant(attention_scale: str | None = None, spatial_gate: str | None = None) -> tuple[dict[str, str], str]:
@@ -28,8 +36,6 @@ def model_variant(attention_scale: str | None = None, spatial_gate: str | None =
 def variant_suffix(cfg: RunConfig) -> str:
     """The table-name suffix of `cfg`'s attention forms (model_variant's, "" for the defaults): notebook 03 and
     `mdbd ablation` name their tables alike, so a non-default form never overwrites the default's tables."""
-    from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE
-
     scale = cfg.attention_scale if cfg.attention_scale != DEFAULT_ATTENTION_SCALE else None
     gate = cfg.spatial_gate if cfg.spatial_gate != DEFAULT_SPATIAL_GATE else None
     return model_variant(scale, gate)[1]
@@ -38,9 +44,6 @@ def variant_suffix(cfg: RunConfig) -> str:
 def table_iii_title(cfg: RunConfig) -> str:
     """Table III's title, the same from notebook 03 and `mdbd ablation`: the headline protocol its values are under
     and the attention forms."""
-    from mdbd.report import table_title
-    from mdbd.stages.common import HEADLINE
-
     return table_title(f"Table III (ablation): F_beta = {HEADLINE['fbeta'][0]} {HEADLINE['fbeta'][1]}, MAE; "
                        f"attention_scale {cfg.attention_scale}, spatial_gate {cfg.spatial_gate}", cfg.dataset, "test",
                        HEADLINE["fbeta"][0])
@@ -48,9 +51,6 @@ def table_iii_title(cfg: RunConfig) -> str:
 
 def ablation_presets(cfg: RunConfig) -> list[str]:
     """The presets of the profile's ablation (`ablation.presets`, None: all seven, in Table III's order)."""
-    from mdbd.errors import ConfigError
-    from mdbd.model import PRESETS
-
     chosen = cfg.ablation.presets or tuple(PRESETS)
     unknown = [p for p in chosen if p not in PRESETS]
     if unknown:
@@ -78,8 +78,6 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     process; None: the profile's `concurrent_runs`); `threads`: CPU threads per run (None: on a CPU, this
     process's threads shared out between the runs). Same seeds, same results (on CPU bit for bit at equal
     `threads`)."""
-    from mdbd.parallel import Job, raise_for_failures, run_jobs
-
     concurrent = concurrent or cfg.concurrent_runs
     threads = threads or threads_per_run(cfg, concurrent)
 
@@ -110,8 +108,6 @@ def launch_order(configs: Sequence[RunConfig]) -> list[int]:
     """Indices of `configs` in the order to start them: runs already finished first (they are only found), then
     the runs with more modules (longer steps) before those with fewer, so that the run left training alone at the end
     of a batch of concurrent runs is a short one."""
-    from mdbd.model import PRESETS
-
     def key(index: int) -> tuple[bool, int]:
         cfg = configs[index]
         return (not _looks_finished(cfg), -len(PRESETS[cfg.preset].modules))
@@ -124,7 +120,7 @@ def _looks_finished(cfg: RunConfig) -> bool:
     checks the identity)."""
     run_dir = cfg.resolved_run_dir()
     try:
-        return (run_dir / "last.pt").is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
+        return (run_dir / CHECKPOINT_NAME).is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
     except (OSError, ValueError, pd.errors.EmptyDataError):
         return False
 
@@ -132,8 +128,6 @@ def _looks_finished(cfg: RunConfig) -> bool:
 def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
     """CPU threads of each of `concurrent` runs on a CPU (None: leave torch's default, one run or a GPU)."""
     import torch
-
-    from mdbd.provenance import resolve_device
 
     if concurrent <= 1 or resolve_device(cfg.device) != "cpu":
         return None
@@ -162,9 +156,6 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per preset and metric: the mean over seeds, its sd and its t-interval OVER SEEDS (ci_low, ci_high; NaN for
     one seed), beside Table III's quoted numbers. With one seed the run's per-image bootstrap interval is kept in
     bootstrap_ci_low/high (with several, each run's is in the runs table); the `interval` column says which is which."""
-    from mdbd.model import PRESETS
-    from mdbd.report import beside_paper
-
     rows = []
     for (method, metric), group in runs.groupby(["method", "metric"], sort=False):
         per_seed = group.groupby("seed")["value"].mean()  # one value per seed
@@ -195,8 +186,6 @@ def ordering_verdict(table: pd.DataFrame) -> dict[str, Any]:
     Checks (a) the full model is best on F_beta and on MAE, (b) every row beats the HL baseline, and (c) the Spearman
     rank correlation of our per-row values with the paper's (per metric)."""
     from scipy.stats import spearmanr
-
-    from mdbd.report import QUOTED
 
     out: dict[str, Any] = {}
     for metric, better in (("fbeta", "max"), ("mae", "min")):
@@ -230,10 +219,6 @@ def attention_diagnostics(cfg: RunConfig, n_images: int = 3, size: int | None = 
     """The attention statistics (mdbd.model.diagnostics) of the ablation's full model, the multianet run of
     `ablation_configs` (first seed), on the first `n_images` test images with their masks (for the gradient of one
     BCE step), at `size` (default: the run's training size). Tidy: one row per image x module x statistic."""
-    from mdbd.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from mdbd.model.diagnostics import attention_statistics
-    from mdbd.stages.common import open_split
-
     run_cfg = next(c for c in ablation_configs(cfg) if c.preset == "multianet")
     checkpoint = run_cfg.resolved_run_dir() / CHECKPOINT_NAME
     model, saved, meta = load_checkpoint(checkpoint, expected_preset="multianet", device=cfg.device)
@@ -259,12 +244,6 @@ def paired_ablation_table(cfg: RunConfig, bootstrap: int = 1000, confidence: flo
     over the same test images (and the seeds, where there are several: mdbd.metrics.paired_difference), beside the
     paper's own gain on DUT (quoted) and whether that gain lies inside our interval. Reads the runs of
     `ablation_configs` (run_ablation must have trained them) and their kept scores."""
-    from mdbd.checkpoint import CHECKPOINT_NAME
-    from mdbd.evaluate import paired_comparison
-    from mdbd.model import PRESETS
-    from mdbd.report import QUOTED, beside_paper
-    from mdbd.stages.common import HEADLINE
-
     configs = ablation_configs(cfg)
     evaluations = evaluate_runs([(c.resolved_run_dir() / CHECKPOINT_NAME, c) for c in configs], bootstrap=bootstrap)
     by_preset: dict[str, list] = {}

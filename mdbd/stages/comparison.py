@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
+from mdbd.audit import PROTOCOL_MAE, AuditMethod, Candidate, audit_protocols
 from mdbd.config import RunConfig
-from mdbd.report import REAL_DATASETS
-from mdbd.stages.common import (ALL_METRICS, BASELINE_LABELS, EXTENDED_METRICS, HEADLINE, display_path, evaluate_run,
-                                headline, open_split, score_baselines)
+from mdbd.evaluate import EvaluationResult
+from mdbd.metrics import PROTOCOLS, protocol_positive, rule_of
+from mdbd.published import evaluate_published, open_known, published_method
+from mdbd.report import QUOTED, REAL_DATASETS, load_paper_tables
+from mdbd.stages.common import (ALL_METRICS, BASELINE_LABELS, EXTENDED_METRICS, HEADLINE, SOURCES, baseline_maps,
+                                display_path, evaluate_run, headline, open_split, score_baselines)
 
 if TYPE_CHECKING:
     from mdbd.audit import AuditResult, Candidate
@@ -48,9 +52,6 @@ def published_results(cfg: RunConfig, split: str = "test", *, keys: Sequence[str
     """Each method's published maps (mdbd.published) scored against `cfg`'s split like every other method. A method
     whose maps do not exist for this dataset or are not on this machine is `unavailable` with the reason; an
     incomplete folder is an error (it names the missing ids)."""
-    from mdbd.metrics import PROTOCOLS
-    from mdbd.published import evaluate_published, open_known, published_method
-
     out = PublishedScores()
     for key in keys:
         method = published_method(key)
@@ -80,9 +81,6 @@ def compare_methods(cfg: RunConfig, checkpoint: Path, baselines: Sequence[str] =
                     published: Sequence[EvaluationResult] = ()):
     """Our full model, the re-run baselines and any published maps (`published_results`) scored identically on one
     split, every protocol; each row's `source` says where the maps came from."""
-    from mdbd.evaluate import EvaluationResult
-    from mdbd.metrics import PROTOCOLS
-
     ours = evaluate_run(checkpoint, cfg, split, bootstrap)
     for frame in (ours.table, ours.curves):
         frame["model"] = OURS
@@ -98,8 +96,6 @@ def table_one(comparison_table: pd.DataFrame, cfg: RunConfig, unavailable: dict[
     """Table I: F_beta and MAE (as HEADLINE reads them) per method on our data, beside the paper's quoted numbers for
     the same method on Shi's and DUT. Methods the paper lists that we do not measure are kept as quoted rows
     (`source` "quoted"); `note` says why a row is not measured (`unavailable`: method -> reason)."""
-    from mdbd.report import QUOTED, load_paper_tables
-
     unavailable = unavailable or {}
     ours = headline(comparison_table)
     if "source" not in ours:
@@ -177,11 +173,6 @@ class AuditOutcome:
 def protocol_audit(cfg: RunConfig, split: str = "test", progress: bool = True) -> AuditOutcome:
     """The protocol audit on `cfg`'s split: DBDF from its published maps, HiFST and LBP from our re-implementations,
     against the paper's Table I (Shi's). "Not available" (with the reason) off Shi's data or with no maps at all."""
-    from mdbd.audit import AuditMethod, audit_protocols
-    from mdbd.published import open_known
-    from mdbd.report import load_paper_tables
-    from mdbd.stages.common import SOURCES, baseline_maps
-
     if cfg.dataset != "cuhk":
         return AuditOutcome(None, [f"not available: the paper's Table I numbers are on Shi's (CUHK) test split; this "
                                    f"run's dataset is {cfg.results_label()}"])
@@ -206,9 +197,6 @@ def protocol_audit(cfg: RunConfig, split: str = "test", progress: bool = True) -
 def headline_candidate() -> Candidate:
     """HEADLINE as an audit candidate: its F protocol's rules and positive class, its MAE protocol's normalisation,
     at the GT's size (where every stage scores)."""
-    from mdbd.audit import PROTOCOL_MAE, Candidate
-    from mdbd.metrics import protocol_positive, rule_of
-
     (f_protocol, f_metric), (mae_protocol, _) = HEADLINE["fbeta"], HEADLINE["mae"]
     return Candidate(protocol=rule_of(f_protocol), f_metric=f_metric, mae=PROTOCOL_MAE[rule_of(mae_protocol)],
                      positive=protocol_positive(f_protocol), size="gt")

@@ -15,7 +15,9 @@ from typing import Sequence
 import pandas as pd
 
 from mdbd.config import RunConfig
+from mdbd.data.readers import CUHK_TRAIN
 from mdbd.errors import DataError
+from mdbd.report import DDFFNET_QUOTED, ZHAO_TEST_LIST, load_ddffnet_table, zhao_test_ids
 from mdbd.stages.common import open_split, score_baselines
 from mdbd.stages.comparison import OURS, QUOTED_SOURCE, TRAINED_HERE, published_results
 
@@ -26,9 +28,6 @@ DDFFNET_METRICS = {"f": "fbeta", "f_no_quirk": "fbeta_no_quirk", "iou": "iou", "
 
 def zhao_overlap_with_training() -> int:
     """How many of Zhao's 100 CUHK test images lie in the DeFusionNet/MultiANet training split 0001-0604."""
-    from mdbd.data.readers import CUHK_TRAIN
-    from mdbd.report import zhao_test_ids
-
     return sum(int(s[-4:]) in CUHK_TRAIN for s in zhao_test_ids())
 
 
@@ -53,8 +52,6 @@ def zhao_test_comparison(cfg: RunConfig, baselines: Sequence[str] = ("hifst", "l
                          bootstrap: int = 1000, progress: bool = True) -> ZhaoComparison:
     """"CUHK-TE-1 (Zhao's 100), D-DFFNet's protocol": our measured rows (re-run baselines, published maps) scored with
     protocol "ddffnet" on Zhao's list, beside D-DFFNet's published numbers (quoted), with differences."""
-    from mdbd.report import ZHAO_TEST_LIST
-
     notes = [multianet_left_out_reason()]
     if cfg.dataset != "cuhk":
         return ZhaoComparison(None, [f"not available: CUHK-TE-1 is a CUHK test list; this run's dataset is "
@@ -78,8 +75,6 @@ def beside_ddffnet(ours: pd.DataFrame, left_out: dict[str, str] | None = None) -
     """Our protocol-"ddffnet" rows (model, metric f/f_no_quirk/iou/mae, value, ...) beside D-DFFNet's quoted numbers
     for the same method and metric, with `difference (ours - quoted)`; D-DFFNet's other methods are kept as quoted
     rows; `left_out` (method -> reason) adds an unmeasured row per metric whose `note` says why."""
-    from mdbd.report import DDFFNET_QUOTED, load_ddffnet_table
-
     ours = ours[ours["protocol"] == "ddffnet"].rename(columns={"model": "method"})
     ours = ours.assign(metric=ours["metric"].map(DDFFNET_METRICS))
     quoted = load_ddffnet_table()[["method", "metric", "value"]].rename(columns={"value": DDFFNET_QUOTED})

@@ -9,15 +9,18 @@ import numpy as np
 import pandas as pd
 
 from mdbd.config import RunConfig
+from mdbd.data import TrainDataset, ensure_synthetic, open_dataset
+from mdbd.data.locate import find_cuhk_root
+from mdbd.data.readers import available_splits, summarize
+from mdbd.data.subset import evenly_spaced
 from mdbd.errors import DataError
+from mdbd.plots import image_mask_grid
 from mdbd.stages.common import display_path, open_split
 
 
 def prepare_data(cfg: RunConfig, progress: bool = True) -> Path:
     """The dataset folder of `cfg`: the synthetic benchmark is generated when missing or stale; real data must exist."""
     if cfg.dataset == "synthetic":
-        from mdbd.data import ensure_synthetic
-
         return ensure_synthetic(cfg, progress=progress)
     check_dataset(cfg)
     return cfg.resolved_data_root()
@@ -33,8 +36,6 @@ def check_dataset(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> 
     if not root.is_dir():
         raise DataError(f"{cfg.dataset} data not found at {root}: run `mdbd data fetch --dataset {cfg.dataset}` "
                         f"or set data_root to the folder laid out as documented in docs/data.md")
-    from mdbd.data.readers import available_splits
-
     present = available_splits(cfg.dataset, root)
     for split in splits:
         if split not in present:
@@ -44,8 +45,6 @@ def check_dataset(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> 
 
 def data_summary(cfg: RunConfig, splits: Sequence[str] = ("train", "test")) -> pd.DataFrame:
     """Per split: pairs, mean in-focus fraction, size range."""
-    from mdbd.data.readers import summarize
-
     rows = []
     for split in splits:
         s = summarize(open_split(cfg, split))
@@ -65,11 +64,6 @@ def real_mask_statistics(cfg: RunConfig) -> pd.DataFrame | None:
     which must be near 0.33 (Shi's files are white = blurred). On a cuhk run: its own masks, every one; otherwise
     POLARITY_CHECK_MASKS evenly spaced masks per split of the CUHK folder found ($MDBD_SHARED_DATA/cuhk-full or
     data/cuhk); None when there is none."""
-    from mdbd.data import open_dataset
-    from mdbd.data.locate import find_cuhk_root
-    from mdbd.data.readers import summarize
-    from mdbd.data.subset import evenly_spaced
-
     own = cfg.dataset == "cuhk"
     root = cfg.resolved_data_root() if own else find_cuhk_root()
     if root is None:
@@ -88,8 +82,6 @@ def real_mask_statistics(cfg: RunConfig) -> pd.DataFrame | None:
 
 
 def sample_figure(cfg: RunConfig, split: str = "train", n: int = 8):
-    from mdbd.plots import image_mask_grid
-
     pairs = open_split(cfg, split)
     samples = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(n, len(pairs))).astype(int)]
     return image_mask_grid([s.image for s in samples], [s.mask for s in samples], [s.id for s in samples],
@@ -98,9 +90,6 @@ def sample_figure(cfg: RunConfig, split: str = "train", n: int = 8):
 
 def augmented_batch_figure(cfg: RunConfig, n: int = 6, epoch: int = 0):
     """One training batch exactly as the loader produces it (flip, crop, resize, rotation)."""
-    from mdbd.data import TrainDataset
-    from mdbd.plots import image_mask_grid
-
     ds = TrainDataset(open_split(cfg, "train"), cfg.image_size, augment=True, seed=cfg.seed,
                       max_rotation_deg=cfg.max_rotation_deg, crop_scale=cfg.crop_scale)
     ds.set_epoch(epoch)

@@ -8,17 +8,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from mdbd.baselines import BASELINES
+from mdbd.bench import median_seconds
 from mdbd.config import RunConfig
+from mdbd.model import build_model
 from mdbd.provenance import device_name
-from mdbd.report import REAL_DATASETS
+from mdbd.report import QUOTED, REAL_DATASETS, load_paper_tables
 from mdbd.stages.common import BASELINE_LABELS, open_split
 
 
 def time_baselines(cfg: RunConfig, names: Sequence[str] = ("hifst", "lbp", "laplacian"), n_images: int = 2,
                    split: str = "test") -> pd.DataFrame:
     """Seconds per image of each baseline at the images' native size (uncached calls, median of n_images)."""
-    from mdbd.baselines import BASELINES
-
     pairs = open_split(cfg, split)
     images = [pairs[i].image for i in range(min(n_images, len(pairs)))]
     rows = []
@@ -38,9 +39,6 @@ def model_seconds_per_image(cfg: RunConfig, size: int = 320, iters: int = 5) -> 
     """Seconds per image of the full model at `size`, batch 1, eager fp32 (the paper's Table II setting)."""
     import torch
 
-    from mdbd.bench import median_seconds
-    from mdbd.model import build_model
-
     dev = torch.device(cfg.device or "cpu")
     model = build_model("multianet", backbone_weights="none").to(dev).eval()
     x = torch.rand(1, 3, size, size, device=dev)
@@ -49,8 +47,6 @@ def model_seconds_per_image(cfg: RunConfig, size: int = 320, iters: int = 5) -> 
 
 
 def table_two(model_seconds: float, baselines: pd.DataFrame, cfg: RunConfig, size: int) -> pd.DataFrame:
-    from mdbd.report import QUOTED, load_paper_tables
-
     rows = [{"method": "MultiANet", "seconds_per_image": model_seconds, "image_size": f"{size}x{size}",
              "device": device_name(cfg.device)}]
     rows += baselines.to_dict("records")

@@ -9,7 +9,12 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from mdbd.config import RunConfig
+from mdbd.parallel import Background, Job
+from mdbd.plots import loss_curves
+from mdbd.stages.ablation import threads_per_run
 from mdbd.stages.common import HEADLINE_PROTOCOLS, evaluate_run, headline, score_baselines
+from mdbd.threads import torch_threads
+from mdbd.train import train
 
 
 class LiveLossPlot:
@@ -28,8 +33,6 @@ class LiveLossPlot:
             return
         import matplotlib.pyplot as plt
 
-        from mdbd.plots import loss_curves
-
         fig = loss_curves(pd.DataFrame(self.records), title=self.title)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
@@ -43,9 +46,6 @@ def train_or_resume(cfg: RunConfig, progress: bool = True, callback: Callable | 
     """Train `cfg`, resuming an interrupted run of the same identity; a finished one is returned as it is. Prints
     one line saying which of the three happened, and where (TrainResult.describe). `threads`: CPU threads for
     this run (None: as they are)."""
-    from mdbd.threads import torch_threads
-    from mdbd.train import train
-
     with torch_threads(threads):
         result = train(cfg, resume=True, progress=progress, callback=callback)
     print(result.describe(), flush=True)
@@ -57,9 +57,6 @@ def start_references(cfg: RunConfig, presets: Sequence[str], bootstrap: int = 10
     processes now, to run beside `cfg`'s own training (mdbd.parallel.Background); returns it with the CPU threads
     left for `cfg`'s run, or (None, None) when they are to train one after another (versus_references trains
     them). Scores land in the runs' score cache, so versus_references reads them without predicting again."""
-    from mdbd.parallel import Background, Job
-    from mdbd.stages.ablation import threads_per_run
-
     presets = [p for p in presets if p != cfg.preset]
     if cfg.concurrent_runs <= 1 or not presets:
         return None, None

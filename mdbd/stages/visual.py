@@ -7,16 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
+from mdbd.checkpoint import inference_size, load_checkpoint
 from mdbd.config import RunConfig
+from mdbd.predict import predict_arrays
 from mdbd.stages.common import BASELINE_LABELS, baseline_maps, open_split
 
 
 def visual_rows(cfg: RunConfig, checkpoints: dict[str, Path], baselines: Sequence[str] = ("hifst", "lbp"),
                 n: int = 4, split: str = "test") -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """Rows for a Fig. 5-7 style grid: image, baselines, each checkpoint's map, ground truth."""
-    from mdbd.predict import predict_arrays
-    from mdbd.checkpoint import inference_size, load_checkpoint
-
     pairs = open_split(cfg, split)
     idx = np.linspace(0, len(pairs) - 1, min(n, len(pairs))).astype(int)
     samples = [pairs[i] for i in idx]
