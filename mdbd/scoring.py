@@ -105,7 +105,9 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
 # -- a run's scores, kept beside its checkpoint (the stages and the runners of many runs score through these) -------
 
 #: every scored method's long tables also carry the field's structure metrics (S-measure, E-measure max / mean /
-#: adaptive, weighted F: mdbd.metrics.structure) under the protocols where they apply (sod, sod-blur)
+#: adaptive, weighted F: mdbd.metrics.structure) under the protocols where they apply (sod, sod-blur). Stages that
+#: read only F_beta and MAE (Table III's runs) ask for less: `evaluate_runs(..., extended=False)`, about a minute less
+#: per run scored on Shi's test split on 2 cores; a kept result with them serves such a request too.
 EXTENDED_METRICS = True
 
 
@@ -113,7 +115,8 @@ EXTENDED_METRICS = True
 SCORES_DIR = "scores"
 
 
-def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) -> Path | None:
+def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int, extended: bool = EXTENDED_METRICS,
+                ) -> Path | None:
     """Where evaluate_run keeps these scores: keyed by the checkpoint's bytes and everything else that changes a
     score (dataset, data folder, split, polarity, bootstrap, seed, device type, the code that predicts and scores),
     so that a later call with any of them changed scores afresh. Not the git commit: a commit that leaves that code
@@ -123,7 +126,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int) ->
     record = {"checkpoint": sha256_file(checkpoint), "dataset": cfg.dataset,
               "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
               "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
-              "code": _scoring_digest()}
+              "code": _scoring_digest(), "extended": extended}
     key = stable_key(record, 16)
     return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
 
@@ -172,15 +175,20 @@ def require_finished(checkpoint: Path) -> None:
                               "resume its training first (train(cfg, resume=True), mdbd train --resume)")
 
 
-def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", bootstrap: int = 1000) -> list:
+def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", bootstrap: int = 1000,
+                  extended: bool = EXTENDED_METRICS) -> list:
     """evaluate_run for several (checkpoint, config) pairs: the same results, each kept beside its checkpoint, but
     the runs not yet scored that read the same data are predicted together (mdbd.scoring.evaluate_checkpoints:
     the test images read once, the frozen backbone blocks they share computed once: 1.78x less prediction for
-    Table III's five new real-CUHK runs, docs/training.md)."""
+    Table III's five new real-CUHK runs, docs/training.md). `extended=False`: without the structure metrics
+    (EXTENDED_METRICS), unless a kept result has them."""
     for checkpoint, _ in runs:
         require_finished(Path(checkpoint))
-    files = [_score_file(Path(checkpoint), cfg, split, bootstrap) for checkpoint, cfg in runs]
+    files = [_score_file(Path(checkpoint), cfg, split, bootstrap, extended) for checkpoint, cfg in runs]
     results = [_read_scores(f) for f in files]
+    if not extended:  # the same scores with the structure metrics beside them serve as well
+        results = [result if result is not None else _read_scores(_score_file(Path(checkpoint), cfg, split, bootstrap))
+                   for result, (checkpoint, cfg) in zip(results, runs)]
     groups: dict[tuple, list[int]] = {}
     for i, (result, (_, cfg)) in enumerate(zip(results, runs)):
         if result is None:
@@ -191,7 +199,7 @@ def evaluate_runs(runs: Sequence[tuple[Path, RunConfig]], split: str = "test", b
         scored = evaluate_checkpoints([runs[i][0] for i in idx], first.dataset, first.resolved_data_root(), split,
                                       polarity=first.mask_polarity(), device=first.device, profile=first.profile,
                                       seeds=[runs[i][1].seed for i in idx], bootstrap=bootstrap,
-                                      extended=EXTENDED_METRICS)
+                                      extended=extended)
         for i, result in zip(idx, scored):
             results[i] = result
             if files[i] is not None:

@@ -73,6 +73,31 @@ def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_m
     assert len(calls) == 3
 
 
+def test_table_iii_scores_without_the_structure_metrics_unless_a_kept_result_has_them(tiny_multianet, monkeypatch,
+                                                                                        tmp_path):
+    """Table III reads F_beta and MAE only: its runs are scored without S-, E-measure and weighted F (a minute per
+    run on Shi's data), and a result kept with them (02's runs) serves without scoring again."""
+    import shutil
+
+    import mdbd.scoring
+
+    checkpoint, data_root = tiny_multianet
+    cfg = load_config("smoke", data_root=str(data_root), device="cpu")
+    structure = {"sm", "max_em", "mean_em", "adaptive_em", "wfm"}
+    (tmp_path / "plain").mkdir()
+    plain_checkpoint = shutil.copy(checkpoint, tmp_path / "plain" / "last.pt")
+    plain = common.evaluate_runs([(plain_checkpoint, cfg)], bootstrap=20, extended=False)[0]
+    assert not structure & set(plain.table["metric"])
+    full = common.evaluate_run(checkpoint, cfg, bootstrap=20)
+    assert structure <= set(full.table["metric"])
+    same = full.table[~full.table["metric"].isin(structure)].reset_index(drop=True)
+    assert same[["protocol", "metric", "value"]].equals(plain.table[["protocol", "metric", "value"]])
+    calls = []
+    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k))
+    served = common.evaluate_runs([(checkpoint, cfg)], bootstrap=20, extended=False)[0]
+    assert calls == [] and served.table.equals(full.table)
+
+
 def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a_time(tiny_multianet, monkeypatch,
                                                                                         tmp_path):
     import shutil

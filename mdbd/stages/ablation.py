@@ -89,7 +89,8 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
                         progress=progress)
     results = [result for _, result in sorted(zip(order, launched), key=lambda pair: pair[0])]
     raise_for_failures(results)
-    evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap)
+    # F_beta and MAE are all Table III reads: no structure metrics (mdbd.scoring.EXTENDED_METRICS)
+    evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap, extended=False)
     rows = []
     for result, evaluation in zip(results, evaluations):
         run_cfg = result.job.config
@@ -245,7 +246,8 @@ def paired_ablation_table(cfg: RunConfig, bootstrap: int = 1000, confidence: flo
     paper's own gain on DUT (quoted) and whether that gain lies inside our interval. Reads the runs of
     `ablation_configs` (run_ablation must have trained them) and their kept scores."""
     configs = ablation_configs(cfg)
-    evaluations = evaluate_runs([(c.resolved_run_dir() / CHECKPOINT_NAME, c) for c in configs], bootstrap=bootstrap)
+    evaluations = evaluate_runs([(c.resolved_run_dir() / CHECKPOINT_NAME, c) for c in configs], bootstrap=bootstrap,
+                                extended=False)
     by_preset: dict[str, list] = {}
     for run_cfg, evaluation in zip(configs, evaluations):
         by_preset.setdefault(run_cfg.preset, []).append(evaluation)
