@@ -12,6 +12,10 @@ A candidate is one protocol's rules (the four of the literature and D-DFFNet's) 
 raw or normalised x positive class (in focus, blur) x scoring size (the GT's own, or 320x320).
 Distance: the mean absolute difference over every quoted number, |F - F_quoted| and |MAE - MAE_quoted| of every
 method, so 0.01 means our numbers sit 0.01 from the paper's on average.
+
+Beside the candidates, `AuditResult.mae_readings` scores MAE in the other ways a paper's code may have computed it
+(MAE_READINGS: binarised maps, pixels pooled over the images, 8-bit maps), at the GT's size, against each quoted MAE:
+whether any reading the candidates do not cover closes a gap that F does not show.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import pandas as pd
 
 from mdbd.errors import ConfigError, DataError
 from mdbd.metrics import MAE, POSITIVE_CLASSES, rule_metrics
-from mdbd.metrics.inputs import resize_nearest, resize_to, validate_gt
+from mdbd.metrics.base import normalize_map
+from mdbd.metrics.inputs import resize_nearest, resize_to, to_float, validate_gt
 
 #: the protocols' rules the audit applies, and the F-measure variants each of them reports
 F_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -54,6 +59,49 @@ AUDIT_SIDE = 320
 #: a best distance at or below this is called a match: a quoted number has 3 decimals, a JPEG copy of a map or a
 #: re-implementation moves scores by a few thousandths
 MATCH_TOLERANCE = 0.01
+
+
+#: readings of "MAE" beyond the candidates' raw / min-max / max-normalised maps: the map (in focus = 1) as each reading
+#: turns it into the values compared with the binary GT. Binarised readings threshold the blur map (the headline's
+#: positive class; 1 - the min-max map) and return the in-focus indicator, so that |map - GT| stays comparable.
+MAE_READINGS = {
+    "raw map": lambda p: p,
+    "min-max normalised (protocol sod)": lambda p: normalize_map(p, "minmax"),
+    "max normalised (protocol zhao)": lambda p: normalize_map(p, "max"),
+    "min-max, quantised to 8 bits": lambda p: np.round(normalize_map(p, "minmax") * 255) / 255,
+    "min-max, binarised: blur where >= 0.5": lambda p: (1 - normalize_map(p, "minmax") < 0.5).astype(np.float64),
+    "min-max, binarised: blur where >= 2 x its mean": lambda p: _adaptive_binary(1 - normalize_map(p, "minmax")),
+}
+#: how the per-image values are combined: the mean of per-image MAEs (every candidate's), or one mean over all pixels
+MAE_POOLING = ("per image", "pooled pixels")
+
+
+def _adaptive_binary(blur: np.ndarray) -> np.ndarray:
+    """The in-focus indicator of the blur map thresholded at twice its mean (capped at 1): SOD's adaptive rule."""
+    return (blur < min(2 * float(blur.mean()), 1.0)).astype(np.float64)
+
+
+class MaeReadings:
+    """Every MAE reading x pooling of one method's maps at the GT's size (step / get_results, as the metrics)."""
+
+    def __init__(self) -> None:
+        self._per_image = {name: [] for name in MAE_READINGS}
+        self._pooled = {name: [0.0, 0] for name in MAE_READINGS}
+
+    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        p, g = to_float(np.asarray(pred)), np.asarray(gt, dtype=np.float64)
+        for name, reading in MAE_READINGS.items():
+            error = np.abs(reading(p) - g)
+            self._per_image[name].append(float(error.mean()))
+            self._pooled[name][0] += float(error.sum())
+            self._pooled[name][1] += error.size
+
+    def get_results(self) -> dict[tuple[str, str], float]:
+        out = {}
+        for name in MAE_READINGS:
+            out[(name, "per image")] = float(np.mean(self._per_image[name]))
+            out[(name, "pooled pixels")] = self._pooled[name][0] / self._pooled[name][1]
+        return out
 
 
 @dataclass(frozen=True)
@@ -104,6 +152,7 @@ class AuditResult:
     n_images: int
     tolerance: float = MATCH_TOLERANCE
     methods: list[str] = field(default_factory=list)
+    mae_readings: pd.DataFrame | None = None  # method x reading x pooling: MAE against the quoted MAE
 
 
 def _at_size(pred: np.ndarray, gt: np.ndarray, size: str) -> tuple[np.ndarray, np.ndarray]:
@@ -115,18 +164,21 @@ def _at_size(pred: np.ndarray, gt: np.ndarray, size: str) -> tuple[np.ndarray, n
     return resize_to(pred, shape, "bicubic"), resize_nearest(gt, shape)
 
 
-def _method_scores(method: AuditMethod, gts: Sequence[np.ndarray]) -> list[dict]:
+def _method_scores(method: AuditMethod, gts: Sequence[np.ndarray]) -> tuple[list[dict], list[dict]]:
     """One pass over the method's maps: every protocol's F metrics for both positive classes and both sizes, and
-    MAE raw / min-max / max-normalised per size (MAE does not depend on the positive class)."""
+    MAE raw / min-max / max-normalised per size (MAE does not depend on the positive class); and the MAE readings
+    at the GT's size (rows of `mae_readings`)."""
     f_metrics = {(size, positive, p): [m for m in rule_metrics(p, positive) if set(m.names) & set(variants)]
                  for size in SIZES for positive in POSITIVE_CLASSES for p, variants in F_VARIANTS.items()}
     maes = {(size, norm): MAE(normalize=norm) for size in SIZES for norm in ("none", "minmax", "max")}
+    readings = MaeReadings()
     n = 0
     for n, pred in enumerate(method.maps, start=1):
         if n > len(gts):
             raise DataError(f"audit: {method.name} has more maps than the {len(gts)} ground truths")
         image_id = f"{method.name} #{n - 1}"
         gt = validate_gt(gts[n - 1], image_id)
+        readings.step(pred, gt)
         for size in SIZES:
             p, g = _at_size(np.asarray(pred), gt, size)
             for (s, _, _), ms in f_metrics.items():
@@ -147,7 +199,9 @@ def _method_scores(method: AuditMethod, gts: Sequence[np.ndarray]) -> list[dict]
         rows.append({"method": method.name, "source": method.source, "candidate": c.label, **c.__dict__,
                      "fbeta": results[(c.size, c.positive, c.protocol)][c.f_metric], "mae_value": mae[(c.size, norm)],
                      "n_images": n})
-    return rows
+    reading_rows = [{"method": method.name, "source": method.source, "reading": name, "pooling": pooling,
+                     "mae_value": value, "n_images": n} for (name, pooling), value in readings.get_results().items()]
+    return rows, reading_rows
 
 
 def audit_protocols(methods: Sequence[AuditMethod], gts: Sequence[np.ndarray],
@@ -161,7 +215,8 @@ def audit_protocols(methods: Sequence[AuditMethod], gts: Sequence[np.ndarray],
         raise ConfigError(f"audit: no quoted numbers for {unquoted}; quoted: {sorted(quoted)}")
     if len(gts) == 0:
         raise DataError("audit: no ground truths")
-    scores = pd.DataFrame([row for m in methods for row in _method_scores(m, gts)])
+    per_method = [_method_scores(m, gts) for m in methods]
+    scores = pd.DataFrame([row for rows, _ in per_method for row in rows])
     scores["fbeta_quoted"] = scores["method"].map(lambda k: quoted[k][0])
     scores["mae_quoted"] = scores["method"].map(lambda k: quoted[k][1])
     scores["fbeta_difference"] = scores["fbeta"] - scores["fbeta_quoted"]
@@ -170,8 +225,11 @@ def audit_protocols(methods: Sequence[AuditMethod], gts: Sequence[np.ndarray],
     best = Candidate(**{k: ranking.iloc[0][k] for k in ("protocol", "f_metric", "mae", "positive", "size")})
     published = [m.name for m in methods if m.source == "published maps"]
     verdict = verdict_text(ranking, tolerance, len(gts), published)
+    readings = pd.DataFrame([row for _, rows in per_method for row in rows])
+    readings["mae_quoted"] = readings["method"].map(lambda k: quoted[k][1])
+    readings["mae_difference"] = readings["mae_value"] - readings["mae_quoted"]
     return AuditResult(scores=scores, ranking=ranking, best=best, verdict=verdict, n_images=len(gts),
-                       tolerance=tolerance, methods=[m.name for m in methods])
+                       tolerance=tolerance, methods=[m.name for m in methods], mae_readings=readings)
 
 
 def rank_candidates(scores: pd.DataFrame) -> pd.DataFrame:
@@ -238,3 +296,20 @@ def audit_table(result: AuditResult) -> pd.DataFrame:
                                   + " of |F - F_quoted| and |MAE - MAE_quoted|")
     out["n_images"] = result.n_images
     return out
+
+
+def mae_readings_table(result: AuditResult) -> pd.DataFrame:
+    """One row per MAE reading x pooling: each method's MAE minus its quoted MAE, and the mean |difference| over
+    the methods (`distance`), closest first; whether any reading brings every method within the audit's tolerance."""
+    readings = result.mae_readings
+    wide = readings.pivot_table(index=["reading", "pooling"], columns="method", values="mae_difference", sort=False)
+    wide.columns = [f"MAE - quoted: {method}" for method in wide.columns]
+    values = readings.pivot_table(index=["reading", "pooling"], columns="method", values="mae_value", sort=False)
+    values.columns = [f"MAE: {method}" for method in values.columns]
+    table = values.join(wide)
+    differences = table[[c for c in table.columns if c.startswith("MAE - quoted")]].abs()
+    table["distance"] = differences.mean(axis=1)
+    table["within_tolerance"] = differences.max(axis=1) <= result.tolerance
+    table = table.sort_values("distance", kind="stable").reset_index()
+    table["n_images"] = result.n_images
+    return table

@@ -131,6 +131,8 @@ REPORT_PLAN: tuple[Section, ...] = (
            when="written only where the audit could run (real CUHK data with the methods' maps)"),
         _f("04_protocol_audit", "Protocol audit heat map", needs="04_protocol_audit",
            when="drawn only with the audit's table"),
+        _t("04_mae_readings", "MAE read in ways the audit's candidates do not cover", needs="04_protocol_audit",
+           when="written only with the audit's table"),
         _t("04_comparison_all_protocols", "Every method under every protocol"),
     )),
     Section("Table III: the ablation and its verdict", "The seven ablation rows (notebook 03_ablation) beside the "

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.audit import (F_VARIANTS, MAE_VARIANTS, SIZES, AuditMethod, Candidate, audit_protocols, audit_table,
-                        candidates)
+from mdbd.audit import (F_VARIANTS, MAE_READINGS, MAE_VARIANTS, SIZES, AuditMethod, Candidate, audit_protocols,
+                        audit_table, candidates, mae_readings_table)
 from mdbd.config import load_config
 from mdbd.metrics import POSITIVE_CLASSES
 from mdbd.report import DDFFNET_QUOTED, QUOTED
@@ -54,6 +54,35 @@ def test_every_candidate_is_scored_with_the_known_answers_of_hand_made_maps():
     assert only_c.loc[("ddffnet", "f", "raw", "blur", "320"), "fbeta"] == pytest.approx(F_ALL_BLUR_C, abs=1e-12)
     assert only_c.loc[("fixed0.5", "f", "raw", "infocus", "320"), "fbeta"] == pytest.approx(0.325 / 1.075, abs=1e-12)
     assert only_c.loc[("sod", "max_f", "raw", "blur", "320"), "mae_value"] == pytest.approx(0.75, abs=1e-12)
+
+
+def test_mae_readings_beyond_the_candidates_have_the_known_answers_of_hand_made_maps():
+    """Issue 26 item 5: MAE read as a paper's code might have (binarised, pooled, 8-bit), by hand on A and C."""
+    result = _audit({"M": (0.5, 0.375)})
+    got = result.mae_readings.set_index(["reading", "pooling"])["mae_value"]
+    assert set(got.index.get_level_values(0)) == set(MAE_READINGS)
+    expected = {  # per image (A, C) -> mean; A and C have 4 pixels each, so pooled equals per image here
+        "raw map": (0.25 + 0.75) / 2,
+        "min-max normalised (protocol sod)": MAE_MINMAX,
+        # blur = 1 - [1, .625, .375, 0] >= 0.5 marks A's bottom row: exact; C's constant map stays 1: no blur at all
+        "min-max, binarised: blur where >= 0.5": (0 + 0.75) / 2,
+        # A's blur mean is 0.5, so only its blurriest pixel (blur 1) passes 2 x mean; C's blur map is 0: all blur
+        "min-max, binarised: blur where >= 2 x its mean": (0.25 + 0.25) / 2,
+    }
+    for reading, value in expected.items():
+        for pooling in ("per image", "pooled pixels"):
+            assert got[(reading, pooling)] == pytest.approx(value, abs=1e-12), (reading, pooling)
+    table = mae_readings_table(result)
+    assert table.iloc[0]["reading"] == "min-max, binarised: blur where >= 0.5" and table.iloc[0]["distance"] < 1e-12
+    assert bool(table.iloc[0]["within_tolerance"]) and not table.iloc[-1]["within_tolerance"]
+
+
+def test_pooled_mae_weighs_images_by_their_pixels():
+    big, small = np.zeros((4, 4), np.uint8), np.zeros((2, 2), np.uint8)
+    result = _audit({"M": (0.5, 0.5)}, maps=((np.full((4, 4), 0.5), np.full((2, 2), 0.1)),), gts=(big, small))
+    got = result.mae_readings.set_index(["reading", "pooling"])["mae_value"]
+    assert got[("raw map", "per image")] == pytest.approx((0.5 + 0.1) / 2)
+    assert got[("raw map", "pooled pixels")] == pytest.approx((16 * 0.5 + 4 * 0.1) / 20)
 
 
 def test_the_ranking_finds_the_protocol_that_produced_the_quoted_numbers():
