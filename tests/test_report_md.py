@@ -76,7 +76,7 @@ def _table_iii(name: str = "03_table_iii") -> None:
 def folder(tmp_path, monkeypatch) -> Path:
     """A results folder with every table of the plan, every planned figure but 05_pr_f_curves_zhao, a Table III
     variant, a long table, a table and a figure outside the plan, and a stray file."""
-    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path))
     for name in FIGURES:
         _figure(name, **({"protocol": "sod-blur"} if name == "05_pr_f_curves" else {}))
     for name in ("01_data_summary", "02_metrics_multianet", "02_multianet_vs_references", "03_ablation_runs",
@@ -219,7 +219,7 @@ def test_run_chain_ends_by_writing_the_report(tmp_path, monkeypatch):
     import mdbd.stages.data
     from mdbd import reproduce
 
-    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setattr(mdbd.stages.data, "check_dataset", lambda cfg: None)
 
     def fake_execute(source, target, **kwargs):
