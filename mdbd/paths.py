@@ -79,7 +79,7 @@ def as_parameter(path: str | os.PathLike) -> str:
     """A folder as a configuration or notebook parameter (which `resolve` reads from the repository root): relative
     to the repository when it lies beside or inside it (so an executed notebook shows `../shared/data/...`, not this
     machine's absolute path), absolute otherwise."""
-    path = Path(path).resolve()
+    path = Path(os.path.abspath(path))  # links kept: ../shared may be a link to a folder elsewhere
     return os.path.relpath(path, REPO_ROOT) if path.is_relative_to(REPO_ROOT.parent) else str(path)
 
 

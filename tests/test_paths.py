@@ -70,6 +70,17 @@ def test_a_parameter_is_relative_to_the_repository_where_it_lies_beside_it(tmp_p
     assert paths.resolve(elsewhere).resolve() == tmp_path.resolve()
 
 
+def test_a_parameter_beside_the_repository_stays_relative_through_a_link(tmp_path, monkeypatch):
+    """A fresh clone with ../shared linked to the real folder: the notebooks get ../shared/..., not the link's target
+    (an executed notebook would carry that machine's path)."""
+    repo, target = tmp_path / "clone" / "repo", tmp_path / "elsewhere" / "data"
+    repo.mkdir(parents=True)
+    target.mkdir(parents=True)
+    (tmp_path / "clone" / "shared").symlink_to(target.parent)
+    monkeypatch.setattr(paths, "REPO_ROOT", repo)
+    assert paths.as_parameter(repo / ".." / "shared" / "data") == "../shared/data"
+
+
 def test_every_command_takes_relative_paths_from_the_working_folder(monkeypatch, tmp_path):
     """One rule (issue 25 item 11): `data summary` and `train` used to disagree about the same relative --data-root."""
     from mdbd.cli import build_parser
