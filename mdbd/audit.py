@@ -99,8 +99,9 @@ class MaeReadings:
     def get_results(self) -> dict[tuple[str, str], float]:
         out = {}
         for name in MAE_READINGS:
-            out[(name, "per image")] = float(np.mean(self._per_image[name]))
-            out[(name, "pooled pixels")] = self._pooled[name][0] / self._pooled[name][1]
+            per_image, pooled = MAE_POOLING
+            out[(name, per_image)] = float(np.mean(self._per_image[name]))
+            out[(name, pooled)] = self._pooled[name][0] / self._pooled[name][1]
         return out
 
 

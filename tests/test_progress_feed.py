@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-import nbformat
 import pytest
 
+from chain_notebooks import write_chain_notebook
 from mdbd import reproduce
 from mdbd.progress_feed import PROGRESS_FILE_ENV, FeedReader, ProgressFeed, describe_event
 
@@ -81,16 +81,10 @@ def test_the_chain_shows_a_line_per_epoch_and_between_them_once_a_minute(tmp_pat
 @pytest.mark.slow
 def test_a_notebook_kernel_feeds_the_chain(tmp_path, monkeypatch):
     """The variable reaches the kernel (and so its training workers): a cell that feeds steps is seen outside."""
-    book = nbformat.v4.new_notebook()
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "laptop"')
-    params.metadata["tags"] = ["parameters"]
-    book.cells = [params, nbformat.v4.new_code_cell(
+    write_chain_notebook(tmp_path / "notebooks", [
         "import time\nfrom mdbd.progress_feed import ProgressFeed\n"
         "feed = ProgressFeed('tiny-run', epochs=1, steps_per_epoch=2, interval=0)\n"
-        "feed.step(0, 1)\ntime.sleep(2.5)\nfeed.step(0, 2)")]
-    (tmp_path / "notebooks").mkdir()
-    nbformat.write(book, tmp_path / "notebooks" / "01_data.ipynb")
+        "feed.step(0, 1)\ntime.sleep(2.5)\nfeed.step(0, 2)"])
     monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     monkeypatch.delenv(PROGRESS_FILE_ENV, raising=False)
     stream = io.StringIO()

@@ -3,6 +3,7 @@
 import nbformat
 import pytest
 
+from chain_notebooks import write_chain_notebook
 from mdbd import reproduce
 from mdbd.errors import ConfigError
 
@@ -93,15 +94,8 @@ def test_unknown_notebook_or_profile():
 
 @pytest.mark.slow
 def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
-    book = nbformat.v4.new_notebook()
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "laptop"')
-    params.metadata["tags"] = ["parameters"]
-    book.cells = [params, nbformat.v4.new_code_cell("x = 1"),
-                  nbformat.v4.new_code_cell("raise ValueError('boom ' + profile)")]
     folder = tmp_path / "notebooks"
-    folder.mkdir()
-    nbformat.write(book, folder / "01_data.ipynb")
+    write_chain_notebook(folder, ["x = 1", "raise ValueError('boom ' + profile)"])
     monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", folder)
     with pytest.raises(reproduce.NotebookFailed) as info:
         reproduce.run_chain("smoke", ["01_data"], out_dir=tmp_path / "out", progress=False)
