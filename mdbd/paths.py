@@ -75,10 +75,12 @@ def command_line_path(text: str) -> Path:
     return Path(os.path.abspath(Path(text).expanduser()))
 
 
-def as_parameter(path: str | os.PathLike) -> str:
+def as_parameter(path: str | os.PathLike | None) -> str | None:
     """A folder as a configuration or notebook parameter (which `resolve` reads from the repository root): relative
     to the repository when it lies beside or inside it (so an executed notebook shows `../shared/data/...`, not this
-    machine's absolute path), absolute otherwise."""
+    machine's absolute path), absolute otherwise; None (an option not given) stays None."""
+    if path is None:
+        return None
     path = Path(os.path.abspath(path))  # links kept: ../shared may be a link to a folder elsewhere
     return os.path.relpath(path, REPO_ROOT) if path.is_relative_to(REPO_ROOT.parent) else str(path)
 

@@ -38,8 +38,7 @@ def _run(args) -> int:
         verdict_text)
     from mdbd.stages.common import HEADLINE, display_path  # lazy: keeps torch out of mdbd --help
 
-    data_root = as_parameter(args.data_root) if args.data_root else None  # as a configuration holds it (mdbd.paths)
-    named = {"dataset": args.dataset, "data_root": data_root, "device": args.device,
+    named = {"dataset": args.dataset, "data_root": as_parameter(args.data_root), "device": args.device,
              "ablation.seeds": args.seeds, "ablation.epochs": args.epochs}
     cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
     runs = run_ablation(cfg, progress=not args.quiet, bootstrap=args.bootstrap, concurrent=args.concurrent,

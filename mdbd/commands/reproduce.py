@@ -33,9 +33,8 @@ def register(sub) -> None:
 def _run(args) -> int:
     from mdbd.reproduce import print_summary, run_chain  # lazy: keeps torch out of mdbd --help
 
-    data_root = as_parameter(args.data_root) if args.data_root else None  # the notebooks' parameter (mdbd.paths)
-    result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=data_root, out_dir=args.out,
-                       params=parse_overrides(args.param), prepare_only=args.prepare_only, extras=args.extras,
-                       progress=not args.quiet)
+    result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=as_parameter(args.data_root),
+                       out_dir=args.out, params=parse_overrides(args.param), prepare_only=args.prepare_only,
+                       extras=args.extras, progress=not args.quiet)
     print_summary(result)
     return 0

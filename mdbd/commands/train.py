@@ -37,8 +37,8 @@ def register(sub) -> None:
 def _run(args) -> int:
     from mdbd.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
 
-    named = {"preset": args.preset, "dataset": args.dataset, "data_root": _parameter(args.data_root),
-             "epochs": args.epochs, "seed": args.seed, "device": args.device, "run_dir": _parameter(args.run_dir)}
+    named = {"preset": args.preset, "dataset": args.dataset, "data_root": as_parameter(args.data_root),
+             "epochs": args.epochs, "seed": args.seed, "device": args.device, "run_dir": as_parameter(args.run_dir)}
     cfg = load_config(args.profile, **cli_overrides(args.overrides, named))
     usable_device(cfg.device)
     check_output_folder(cfg.resolved_run_dir(), "run folder", create=False)
@@ -52,8 +52,3 @@ def _run(args) -> int:
                   f"max F {m['val_fmax']:.4f}, MAE {m['val_mae']:.4f}")
         print(f"time: {result.seconds:.1f} s")
     return 0
-
-
-def _parameter(path):
-    """A command-line folder as the configuration holds it (mdbd.paths: one rule for relative paths)."""
-    return as_parameter(path) if path else None
