@@ -24,9 +24,10 @@ from mdbd.data.readers import check_cuhk_polarity, read_mask_levels
 from mdbd.errors import ConfigError, DataError
 from mdbd.metrics import PROTOCOLS, RESIZING_PROTOCOLS, bootstrap_ci, paired_difference, protocol_metrics
 from mdbd.metrics.inputs import check_positive, resize_to
+from mdbd.names import POLARITIES
 from mdbd.provenance import provenance
 
-GT_POLARITIES = ("infocus_white", "blur_white")
+GT_POLARITIES = POLARITIES
 #: what white means in each dataset's GT files, as distributed (Shi's CUHK: blurred; Zhao's DUT: in focus)
 DATASET_GT_POLARITY = {"cuhk": "blur_white", "dut": "infocus_white"}
 _SHI_STEM = re.compile(r"^out_of_focus\d{4}$", re.IGNORECASE)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from mdbd.errors import ConfigError
 from mdbd.io import atomic_write, atomic_write_text
+from mdbd.names import REAL_DATASETS
 import mdbd.paths
 from mdbd.provenance import code_version
 
@@ -28,7 +29,6 @@ DDFFNET_TABLE = REFERENCE_DIR / "ddffnet_cuhk_te1.csv"
 ZHAO_TEST_LIST = REFERENCE_DIR / "cuhk_zhao_test100.txt"
 QUOTED = "paper (quoted)"
 DDFFNET_QUOTED = "D-DFFNet (quoted)"
-REAL_DATASETS = ("cuhk", "dut")
 
 
 def results_dir(profile: str, dataset: str) -> Path:

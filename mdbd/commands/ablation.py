@@ -5,7 +5,8 @@ from __future__ import annotations
 from mdbd.config import PROFILES, cli_overrides, load_config
 from mdbd.paths import as_parameter, command_line_path
 from mdbd.provenance import device_name, resolve_device
-from mdbd.report import REAL_DATASETS, save_table, table_title
+from mdbd.names import REAL_DATASETS
+from mdbd.report import save_table, table_title
 
 
 def register(sub) -> None:

@@ -32,11 +32,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 import mdbd.paths
 from mdbd.errors import DataError
+from mdbd.names import DATASETS, POLARITIES  # noqa: F401  (re-exported: mdbd.data offers them)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
-POLARITIES = ("infocus_white", "blur_white")
-DATASETS = ("cuhk", "dut", "folder", "synthetic")
 
 CUHK_DEFOCUS_COUNT = 704
 CUHK_TRAIN = range(1, 605)  # the DeFusionNet / MultiANet split

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdbd.errors import ConfigError
-from mdbd.model.spec import ATTENTION_SCALES, SPATIAL_GATES
+from mdbd.model.spec import ATTENTION_SCALES, SPATIAL_GATES, check_choice
 
 
 def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
@@ -35,10 +34,7 @@ COSINE_MAX_TEMPERATURE = 100.0  # Swin V2's clamp: the learnt temperature stays 
 
 
 def check_attention_scale(scale: str) -> str:
-    if scale not in ATTENTION_SCALES:
-        raise ConfigError(f"unknown attention_scale {scale!r}; choose one of {', '.join(ATTENTION_SCALES)} "
-                          "(none = eq. 1 as the paper writes it)")
-    return scale
+    return check_choice("attention_scale", scale, ATTENTION_SCALES)
 
 
 class ChannelAttention(nn.Module):
@@ -104,10 +100,7 @@ class ChannelAttention(nn.Module):
 
 
 def check_spatial_gate(gate: str) -> str:
-    if gate not in SPATIAL_GATES:
-        raise ConfigError(f"unknown spatial_gate {gate!r}; choose one of {', '.join(SPATIAL_GATES)} "
-                          "(sigmoid = eq. 3 as the paper writes it)")
-    return gate
+    return check_choice("spatial_gate", gate, SPATIAL_GATES)
 
 
 class SpatialAttention(nn.Module):

@@ -26,6 +26,9 @@ SPATIAL_GATES = ("sigmoid", "centred")
 DEFAULT_SPATIAL_GATE = "centred"
 # Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
 # older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).
+# What the paper's own form of each option is called, for the error that names the choices
+PAPER_FORMS = {"attention_scale": "none = eq. 1 as the paper writes it",
+               "spatial_gate": "sigmoid = eq. 3 as the paper writes it"}
 LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
                           "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
 
@@ -86,3 +89,12 @@ def has_module(preset: str, tags: set[str]) -> bool:
     """Whether the preset holds any of the Table III modules `tags` (an unknown preset: assume it does)."""
     spec = PRESETS.get(preset)
     return spec is None or bool(tags & set(spec.modules))
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` when it is one of `choices`, else a ConfigError naming the option, the value, the choices and, for a
+    model option, which one is the paper's form (PAPER_FORMS)."""
+    if value not in choices:
+        note = f" ({PAPER_FORMS[option]})" if option in PAPER_FORMS else ""
+        raise ConfigError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}{note}")
+    return value

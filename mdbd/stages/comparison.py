@@ -19,7 +19,8 @@ from mdbd.config import RunConfig
 from mdbd.evaluate import EvaluationResult
 from mdbd.metrics import PROTOCOLS, protocol_positive, rule_of
 from mdbd.published import evaluate_published, open_known, published_method
-from mdbd.report import QUOTED, REAL_DATASETS, load_paper_tables
+from mdbd.names import REAL_DATASETS
+from mdbd.report import QUOTED, load_paper_tables
 from mdbd.stages.common import (ALL_METRICS, BASELINE_LABELS, EXTENDED_METRICS, HEADLINE, SOURCES, baseline_maps,
                                 display_path, evaluate_run, headline, open_split, score_baselines)
 

@@ -13,7 +13,8 @@ from mdbd.bench import median_seconds
 from mdbd.config import RunConfig
 from mdbd.model import build_model
 from mdbd.provenance import device_name
-from mdbd.report import QUOTED, REAL_DATASETS, load_paper_tables
+from mdbd.names import REAL_DATASETS
+from mdbd.report import QUOTED, load_paper_tables
 from mdbd.stages.common import BASELINE_LABELS, open_split
 
 
