@@ -12,6 +12,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from mdbd.checkpoint import CHECKPOINT_NAME
 from mdbd.config import RunConfig, load_config
 from mdbd.errors import ConfigError
 from mdbd.paths import REPO_ROOT
@@ -124,6 +127,30 @@ class NotebookContext:
     def save_figure(self, fig, name: str, *, provenance: dict) -> dict[str, Path]:
         """mdbd.report.save_figure into this notebook's results folder."""
         return save_figure(fig, name, profile=self.profile, dataset=self.cfg.results_label(), provenance=provenance)
+
+    def checkpoints(self, configs: dict[str, RunConfig], made_by: str) -> dict[str, Path]:
+        """The checkpoints of upstream runs, by label: each configuration's run folder (its identity) holds the one
+        that notebook `made_by` trained. A ConfigError lists every missing one and names the notebook to run first."""
+        paths = {label: cfg.resolved_run_dir() / CHECKPOINT_NAME for label, cfg in configs.items()}
+        missing = [display_path(p) for p in paths.values() if not p.is_file()]
+        if missing:
+            raise ConfigError(f"missing checkpoint(s) {', '.join(missing)}: run {made_by} with "
+                              f"profile={self.profile!r} (dataset {self.cfg.dataset!r}) first")
+        return paths
+
+    def checkpoint(self, cfg: RunConfig | None = None, made_by: str = "02_train") -> Path:
+        """checkpoints() for one run: `cfg`'s (default: this notebook's own configuration, the run 02 trains)."""
+        return self.checkpoints({"run": cfg or self.cfg}, made_by)["run"]
+
+    def upstream_table(self, name: str) -> pd.DataFrame:
+        """A table an earlier notebook wrote into this results folder; that notebook is the one whose number the
+        table's name starts with (every table is named after its notebook). A ConfigError names it when missing."""
+        path = self.results / "tables" / f"{name}.csv"
+        if not path.is_file():
+            maker = next((n for n in NOTEBOOK_INFO if name.startswith(n[:3])), "the notebook that writes it")
+            raise ConfigError(f"{display_path(path)} is missing: run {maker} with profile={self.profile!r} "
+                              f"(dataset {self.cfg.dataset!r}) first")
+        return pd.read_csv(path)
 
     def provenance(self, **extra) -> dict:
         """The provenance fields every table and figure of this notebook carries."""

@@ -1,6 +1,5 @@
 """Issue 24 item 5, one home per fact: the datasets and the mask/map polarities are defined in mdbd.names; every
-module that offers or checks them uses that definition (the copies left in modules being edited elsewhere are
-checked equal here until they import it too)."""
+module that offers or checks them uses that definition."""
 
 from __future__ import annotations
 
@@ -12,16 +11,19 @@ from mdbd.names import DATASETS, POLARITIES
 from mdbd.paths import REPO_ROOT
 
 
-def test_the_copies_still_agree():
+def test_every_module_uses_the_home_s_names():
     import mdbd.config
+    import mdbd.data
     import mdbd.data.readers
     import mdbd.evaluate
     import mdbd.published
+    import mdbd.report
+    from mdbd.names import REAL_DATASETS
 
     assert mdbd.config.DATASETS is DATASETS and mdbd.published.MAP_POLARITIES is POLARITIES
-    # still their own tuples (mdbd/data/readers.py, mdbd/evaluate.py): the same names
-    assert set(mdbd.data.readers.DATASETS) == set(DATASETS)
-    assert mdbd.data.readers.POLARITIES == POLARITIES == mdbd.evaluate.GT_POLARITIES
+    assert mdbd.data.readers.DATASETS is DATASETS and mdbd.data.DATASETS is DATASETS
+    assert mdbd.data.readers.POLARITIES is POLARITIES and mdbd.evaluate.GT_POLARITIES is POLARITIES
+    assert mdbd.report.REAL_DATASETS is REAL_DATASETS and set(REAL_DATASETS) < set(DATASETS)
 
 
 def test_the_commands_offer_the_home_s_choices():
@@ -52,10 +54,11 @@ def test_config_names_the_choices_it_refuses():
 
 
 def test_no_new_literal_copies():
-    """The polarity pair and the dataset list written out as a tuple literal again, outside their home (and the
-    two modules named in test_the_copies_still_agree), would be a new copy to drift."""
-    literal = re.compile(r"\(\s*\"(?:infocus_white\"\s*,\s*\"blur_white|synthetic\"\s*,\s*\"cuhk\"\s*,\s*\"dut)\"")
-    known = {"mdbd/names.py", "mdbd/data/readers.py", "mdbd/evaluate.py"}
+    """The polarity pair and the dataset lists written out as a tuple literal again, outside their home, would be a
+    new copy to drift."""
+    literal = re.compile(r"\(\s*\"(?:infocus_white\"\s*,\s*\"blur_white|synthetic\"\s*,\s*\"cuhk\"\s*,\s*\"dut|"
+                         r"cuhk\"\s*,\s*\"dut)\"")
+    known = {"mdbd/names.py"}
     found = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "mdbd").rglob("*.py"))
              if literal.search(p.read_text()) and str(p.relative_to(REPO_ROOT)) not in known]
     assert found == []
@@ -71,3 +74,17 @@ def test_the_two_default_protocols_are_declared_side_by_side_with_the_reason():
     source = (REPO_ROOT / "mdbd" / "stages" / "common.py").read_text()
     assert "Two defaults, on purpose" in source and "Two defaults, on purpose" in \
         (REPO_ROOT / "docs" / "metrics.md").read_text()
+
+
+def test_the_model_options_share_one_check_that_names_the_paper_s_form():
+    from mdbd.errors import ConfigError
+    from mdbd.model.attention import check_attention_scale, check_spatial_gate
+    from mdbd.model.spec import ATTENTION_SCALES, SPATIAL_GATES
+
+    assert [check_attention_scale(s) for s in ATTENTION_SCALES] == list(ATTENTION_SCALES)
+    assert [check_spatial_gate(g) for g in SPATIAL_GATES] == list(SPATIAL_GATES)
+    with pytest.raises(ConfigError, match=r"unknown attention_scale 'l2'; choose one of none, n, sqrt_n, cosine "
+                                          r"\(none = eq. 1 as the paper writes it\)"):
+        check_attention_scale("l2")
+    with pytest.raises(ConfigError, match=r"unknown spatial_gate 'tanh'.*\(sigmoid = eq. 3 as the paper writes it\)"):
+        check_spatial_gate("tanh")

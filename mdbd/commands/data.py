@@ -12,7 +12,7 @@ from mdbd.data.download import fetch_cuhk, fetch_dut
 from mdbd.data.readers import available_splits, dataset_root, open_cuhk, open_dataset, summarize
 from mdbd.data.subset import evenly_spaced, make_cuhk_subset
 from mdbd.errors import DataError
-from mdbd.names import DATASETS, POLARITIES
+from mdbd.names import DATASETS, POLARITIES, REAL_DATASETS
 from mdbd.paths import command_line_path, resolve
 
 
@@ -52,7 +52,7 @@ def register(sub) -> None:
     b.set_defaults(func=_subset)
 
     f = cmds.add_parser("fetch", help="download/unpack CUHK (official address) or DUT (an archive you give)")
-    f.add_argument("--dataset", required=True, choices=("cuhk", "dut"))
+    f.add_argument("--dataset", required=True, choices=REAL_DATASETS)
     f.add_argument("--archive", default=None, help="DUT archive: a path or URL (required for dut)")
     f.add_argument("--raw-dir", type=command_line_path, default=None, help="where archives are kept (default data/raw)")
     f.add_argument("--out", type=command_line_path, default=None,
