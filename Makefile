@@ -19,10 +19,14 @@ STAMP := $(VENV)/.mdbd-installed
 
 .PHONY: install reproduce test nbval-refs lab bench report report-check
 
+# pymatting (LBP's matting step) compiles its numba kernels when first imported and caches them in the venv: once at
+# install, instead of in each worker process of the first LBP run (both compiled at once in the real chain's 04,
+# about 1.5 min of it on a slow 2-core machine: docs/results.md, "Time").
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[notebooks,test]'
+	$(PY) -c "import pymatting"
 	@touch $(STAMP)
 
 install: $(STAMP)

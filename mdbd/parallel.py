@@ -44,7 +44,7 @@ from mdbd.data.cache import cache_side, load_or_build
 from mdbd.errors import ConfigError, DataError, MdbdError
 from mdbd.io import atomic_write_text
 from mdbd.paths import REPO_ROOT, display_path
-from mdbd.scoring import evaluate_run
+from mdbd.scoring import EXTENDED_METRICS, evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
 
@@ -61,14 +61,15 @@ class RunsFailed(MdbdError):
 @dataclass
 class Job:
     """One run: train `config` (resuming an interrupted run of it), then score it on the test split when
-    `evaluate` (every protocol, `bootstrap` resamples; mdbd.scoring.evaluate_run). `train=False` scores the
-    run folder's checkpoint as it is (a run stopped at a deadline)."""
+    `evaluate` (every protocol, `bootstrap` resamples; mdbd.scoring.evaluate_runs; `extended`: with the structure
+    metrics). `train=False` scores the run folder's checkpoint as it is (a run stopped at a deadline)."""
 
     config: RunConfig
     evaluate: bool = True
     bootstrap: int = 1000
     label: str = ""
     train: bool = True
+    extended: bool = EXTENDED_METRICS
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -135,7 +136,8 @@ def run_job(job: Job, stream: IO[str] | None = None) -> tuple[Any, Any]:
         callback = _epoch_printer(job.config, stream) if stream is not None else None
         result = train(job.config, resume=True, progress=False, callback=callback)
     checkpoint = job.run_dir / CHECKPOINT_NAME
-    evaluation = evaluate_run(checkpoint, job.config, bootstrap=job.bootstrap) if job.evaluate else None
+    evaluation = (evaluate_runs([(checkpoint, job.config)], bootstrap=job.bootstrap, extended=job.extended)[0]
+                  if job.evaluate else None)
     return result, evaluation
 
 
@@ -147,7 +149,7 @@ def _worker(job_file: Path) -> int:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     job = Job(RunConfig(**spec["config"]), evaluate=spec["evaluate"], bootstrap=spec["bootstrap"],
-              label=spec["label"], train=spec.get("train", True))
+              label=spec["label"], train=spec.get("train", True), extended=spec.get("extended", EXTENDED_METRICS))
     print(f"start: {job.label} in {job.run_dir} ({torch.get_num_threads()} threads, pid {os.getpid()})", flush=True)
     started = time.perf_counter()
     result, evaluation = run_job(job, stream=sys.stdout)
@@ -217,7 +219,8 @@ def _start(job: Job, threads: int | None, show: Callable[[str], None] | None) ->
     job_file = job.run_dir / JOB_FILE
     atomic_write_text(job_file, json.dumps({"label": job.label, "config": job.config.to_dict(),
                                             "evaluate": job.evaluate, "bootstrap": job.bootstrap,
-                                            "train": job.train, "threads": threads}, indent=1))
+                                            "extended": job.extended, "train": job.train, "threads": threads},
+                                           indent=1))
     # a session of its own: stopping a run stops its loader workers too (os.killpg)
     proc = subprocess.Popen([sys.executable, "-m", "mdbd.parallel", str(job_file)], cwd=REPO_ROOT,
                             env=_child_env(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -215,3 +215,21 @@ def test_the_interval_over_seeds_is_computed_over_seeds_not_from_the_bootstrap_b
     assert pd.isna(one["ci_low"]) and pd.isna(one["ci_high"]) and pd.isna(one["std"])
     assert one["interval"].startswith("no interval over seeds (one seed)")
     assert (one["bootstrap_ci_low"], one["bootstrap_ci_high"]) == pytest.approx((0.122, 0.142))
+
+
+def test_the_reference_runs_of_02_are_scored_without_the_structure_metrics(tiny_multianet, monkeypatch):
+    """02's references (HL) appear in headline rows only (02's comparison, Table III): their workers skip the S-, E-
+    measure and weighted F, and the MultiANet's own scoring keeps them."""
+    import mdbd.stages.training as training
+    from mdbd.parallel import Job, run_job
+
+    checkpoint, data_root = tiny_multianet
+    cfg = load_config("smoke", data_root=str(data_root), device="cpu", run_dir=str(checkpoint.parent))
+    structure = {"sm", "max_em", "mean_em", "adaptive_em", "wfm"}
+    _, plain = run_job(Job(cfg, train=False, bootstrap=10, extended=False))
+    _, full = run_job(Job(cfg, train=False, bootstrap=10))
+    assert not structure & set(plain.table["metric"]) and structure <= set(full.table["metric"])
+    started = []
+    monkeypatch.setattr(training, "Background", lambda jobs, threads: started.extend(jobs) or "bg")
+    background, _ = training.start_references(cfg.replace(concurrent_runs=2), ["multianet", "hl"])
+    assert background == "bg" and [(j.config.preset, j.extended) for j in started] == [("hl", False)]

@@ -12,7 +12,7 @@ from mdbd.config import RunConfig
 from mdbd.parallel import Background, Job
 from mdbd.plots import loss_curves
 from mdbd.stages.ablation import threads_per_run
-from mdbd.stages.common import HEADLINE_PROTOCOLS, evaluate_run, headline, score_baselines
+from mdbd.stages.common import HEADLINE_PROTOCOLS, evaluate_run, evaluate_runs, headline, score_baselines
 from mdbd.threads import torch_threads
 from mdbd.train import train
 
@@ -62,7 +62,9 @@ def start_references(cfg: RunConfig, presets: Sequence[str], bootstrap: int = 10
         return None, None
     concurrent = min(cfg.concurrent_runs, len(presets) + 1)
     threads = threads_per_run(cfg, concurrent)
-    jobs = [Job(cfg.replace(preset=p), bootstrap=bootstrap, label=f"{p} (reference)") for p in presets]
+    # the references' rows are headline only (here and in Table III): no structure metrics (EXTENDED_METRICS)
+    jobs = [Job(cfg.replace(preset=p), bootstrap=bootstrap, label=f"{p} (reference)", extended=False)
+            for p in presets]
     print(f"training {', '.join(presets)} beside {cfg.preset} ({threads or 'default'} CPU thread(s) each)", flush=True)
     return Background(jobs, threads=threads), threads
 
@@ -83,7 +85,8 @@ def versus_references(cfg: RunConfig, checkpoint: Path, presets: Sequence[str] =
     tables = [headline(ours)]
     for preset in presets:
         other = train_or_resume(cfg.replace(preset=preset), progress=False)
-        tables.append(headline(evaluate_run(other.checkpoint, other.config, bootstrap=bootstrap).table))
+        scores = evaluate_runs([(other.checkpoint, other.config)], bootstrap=bootstrap, extended=False)[0]
+        tables.append(headline(scores.table))
     for result in score_baselines(cfg, baselines, "test", protocols=HEADLINE_PROTOCOLS, bootstrap=bootstrap,
                                   progress=False):
         tables.append(headline(result.table))
