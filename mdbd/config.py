@@ -100,7 +100,7 @@ class RunConfig:
     val_every: int = option("runtime", 1)
     checkpoint_every: int = option("runtime", 1)  # epochs between writes of run_dir/last.pt (and after the last)
     seed: int = option("run", 0)
-    num_workers: int = option("runtime", 0)
+    num_workers: int = option("runtime", 0)  # data-loader workers: the same augmentation whatever the count (tested)
     # None: cuda when available, else cpu (the identity holds the device type: cpu and cuda:1 differ, cuda:0 and
     # cuda:1 do not)
     device: str | None = option("runtime", None)
