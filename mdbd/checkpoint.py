@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from mdbd.config import LEGACY_CONFIG_DEFAULTS
+from mdbd.config import LEGACY_CONFIG_DEFAULTS, RunConfig
 from mdbd.errors import CheckpointError, ConfigError
 from mdbd.model import PRESETS, build_model
 from mdbd.provenance import resolve_device
+from mdbd.sections import fields_by_section
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "mdbd-checkpoint/1"
@@ -46,6 +47,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is damaged: its weights do not match the digest written with them "
                               "(changed on disk after it was saved); retrain or restore the run")
     _fill_legacy_config(state, path)
+    _check_model_records(state, path)
     return state
 
 
@@ -69,14 +71,42 @@ def checkpoint_finished(state: dict[str, Any]) -> bool:
 
 
 def _fill_legacy_config(state: dict[str, Any], path: Path) -> None:
-    """Give a checkpoint written before a model field existed that field's old meaning, with a warning naming the
-    file, so that it loads (and resumes) as the model it holds."""
+    """Give a checkpoint written before a model field existed that field's old meaning (in its flat config and in its
+    model section), with a warning naming the file, so that it loads (and resumes) as the model it holds."""
     config = state.setdefault("config", {})
+    records = [config] + ([state["model_section"]] if isinstance(state.get("model_section"), dict) else [])
     for key, (value, meaning) in LEGACY_CONFIG_DEFAULTS.items():
-        if key not in config:
-            config[key] = value
+        lacking = [record for record in records if key not in record]
+        for record in lacking:
+            record[key] = value
+        if lacking:
             warnings.warn(f"{path}: checkpoint written before the {key} option existed (not in its config); "
                           f"loaded as {key}={value!r} ({meaning})", stacklevel=3)
+
+
+def _check_model_records(state: dict[str, Any], path: Path) -> None:
+    """CheckpointError when a checkpoint's two records of its model, its model section and the model fields of its
+    flat config (kept for older readers), disagree: written alike, so the file was edited since."""
+    section = state.get("model_section")
+    if not isinstance(section, dict):
+        return
+    config = state["config"]
+    for key in sorted(set(section) & set(config)):
+        if section[key] != config[key]:
+            raise CheckpointError(f"checkpoint {path}: its model section and its config disagree on {key} "
+                                  f"({section[key]!r} against {config[key]!r}); edited since it was written: "
+                                  "retrain or restore the run")
+
+
+def model_section(state: dict[str, Any]) -> dict[str, Any]:
+    """The model's constructor options a checkpoint holds (`build_model(**model_section(state))`, its backbone
+    weights named as trained): its `model_section`, written since the configuration has sections, else (older
+    checkpoints) the model fields of its flat config; the preset is always the checkpoint's own."""
+    section = state.get("model_section")
+    if not isinstance(section, dict):
+        config = state.get("config", {})
+        section = {key: config[key] for key in fields_by_section(RunConfig)["model"] if key in config}
+    return {**section, "preset": state.get("preset", section.get("preset"))}
 
 
 def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None, device: str | None = "cpu",
@@ -92,9 +122,8 @@ def load_checkpoint(path: str | os.PathLike, expected_preset: str | None = None,
         raise CheckpointError(f"checkpoint {path} names preset {preset!r}, which this version of mdbd does not "
                               f"know (presets: {', '.join(PRESETS)})")
     config = state["config"]
-    try:
-        model = build_model(preset, backbone_weights="none", attention_scale=config["attention_scale"],
-                            spatial_gate=config["spatial_gate"])
+    try:  # the weights are the checkpoint's: no backbone file is read
+        model = build_model(**{**model_section(state), "backbone_weights": "none"})
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: its configuration does not fit this code version ({exc})") from None
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,16 @@ from mdbd.data.locate import synthetic_mask_origin
 from mdbd.data.spec import SynthConfig
 from mdbd.errors import ConfigError
 from mdbd.identity import default_run_dir
-from mdbd.model.spec import (ATTENTION_SCALES, DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE,  # noqa: F401
-                             LEGACY_CONFIG_DEFAULTS, SPATIAL_GATES)
+from mdbd.model.spec import ATTENTION_SCALES, DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE, SPATIAL_GATES
 from mdbd.names import DATASETS, POLARITIES
 from mdbd.paths import data_dir, resolve
+from mdbd.sections import DERIVED, SECTIONS, UNLESS_LEGACY, fields_by_section, legacy_defaults, option
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "laptop", "paper", "long")
-# The model's option names, defaults and legacy defaults, and the synthetic benchmark's sizes, live below this module
-# (mdbd.model.spec, mdbd.data.spec: torch-free) so that the model and the data layer never import the configuration;
-# re-exported here, where they were first defined.
+# The model's option names and defaults, and the synthetic benchmark's sizes, live below this module (mdbd.model.spec,
+# mdbd.data.spec: torch-free) so that the model and the data layer never import the configuration; re-exported here,
+# where they were first defined. Their legacy values are declared on their RunConfig fields (LEGACY_CONFIG_DEFAULTS).
 COMPILE_CHOICES = ("off", "on", "auto")
 
 
@@ -52,64 +52,82 @@ class AblationConfig:
 
 @dataclass
 class RunConfig:
-    profile: str = "smoke"
+    """One run's settings, flat (cfg.epochs) and each field in one section (mdbd.sections: run, data, model,
+    optimisation, augmentation, ablation, runtime; `cfg.section("model")`). Every section but ablation and runtime
+    enters the run's identity (mdbd.identity), each field as its declaration says."""
+
+    profile: str = option("run", "smoke")
     # data
-    dataset: str = "synthetic"  # synthetic | cuhk | dut | folder
-    data_root: str | None = None  # None: the dataset's default folder under data/
-    polarity: str = "infocus_white"  # folder datasets only: infocus_white | blur_white
-    image_size: int = 320  # training input size, square
+    dataset: str = option("data", "synthetic")  # synthetic | cuhk | dut | folder
+    # None: the dataset's default folder under data/ (the identity holds the resolved folder instead)
+    data_root: str | None = option("data", None, identity=DERIVED)
+    # folder datasets only: infocus_white | blur_white (the identity holds the polarity masks are read with)
+    polarity: str = option("data", "infocus_white", identity=DERIVED)
+    image_size: int = option("data", 320)  # training input size, square
     # Training crops are cut from a square copy of each image of side `source_size` (None: 1.25 x image_size, so a
     # crop covers 60-100% of the image, crop_scale). A larger source with a small crop_scale trains on patches at a
     # finer scale than the whole image resized to image_size: the same cost per step, more of the image's detail.
-    source_size: int | None = None
-    eval_size: int | None = None  # network input side for validation, prediction and scoring (None: image_size)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    ablation: AblationConfig = field(default_factory=AblationConfig)
-    # model
-    preset: str = "multianet"
-    backbone_weights: str = "oxford"  # oxford | torchvision | none | path to a .pth state dict
-    # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine
-    attention_scale: str = DEFAULT_ATTENTION_SCALE
-    spatial_gate: str = DEFAULT_SPATIAL_GATE  # SA's gate: sigmoid (eq. 3 literally) | centred
+    source_size: int | None = option("data", None)
+    # network input side for validation, prediction and scoring (None: image_size)
+    eval_size: int | None = option("data", None)
+    # the generator's sizes mean nothing for real data: in the identity of synthetic runs only
+    synth: SynthConfig = option("data", default_factory=SynthConfig, dataset="synthetic")
+    ablation: AblationConfig = option("ablation", default_factory=AblationConfig)
+    # model: the constructor options of build_model (build_model(**cfg.section("model")))
+    preset: str = option("model", "multianet")
+    backbone_weights: str = option("model", "oxford")  # oxford | torchvision | none | path to a .pth state dict
+    # channel-attention energies: none (eq. 1 literally) | n | sqrt_n | cosine; acts on presets with HCA or LCA only
+    attention_scale: str = option("model", DEFAULT_ATTENTION_SCALE, modules={"HCA", "LCA"},
+                                  legacy=("none", "the paper's eq. 1, the only channel attention then"))
+    # SA's gate: sigmoid (eq. 3 literally) | centred; out of the identity at eq. 3's gate, which every run had before
+    # the field existed (their hashes stay), and for presets without SA
+    spatial_gate: str = option("model", DEFAULT_SPATIAL_GATE, modules={"SA"}, identity=UNLESS_LEGACY,
+                               legacy=("sigmoid", "the paper's eq. 3, the only spatial gate then"))
     # optimisation (the paper: cross-entropy, Adam, lr 4e-4, batch 6)
-    epochs: int = 2
-    batch_size: int = 6
-    lr: float = 4e-4
-    weight_decay: float = 0.0
-    lr_schedule: str = "poly"  # poly | constant
-    poly_power: float = 0.9
-    freeze_backbone_blocks: int = 0  # VGG blocks (1..5) kept frozen; 0 = train everything
+    epochs: int = option("optimisation", 2)
+    batch_size: int = option("optimisation", 6)
+    lr: float = option("optimisation", 4e-4)
+    weight_decay: float = option("optimisation", 0.0)
+    lr_schedule: str = option("optimisation", "poly")  # poly | constant
+    poly_power: float = option("optimisation", 0.9)
+    freeze_backbone_blocks: int = option("optimisation", 0)  # VGG blocks (1..5) kept frozen; 0 = train everything
     # augmentation (the paper: random flip, crop, resize, rotation)
-    augment: bool = True
-    max_rotation_deg: float = 10.0
-    crop_scale: tuple[float, float] = (0.6, 1.0)
-    # bookkeeping
-    # epochs between validations (and always after the last epoch); 0 = never validate during training: the study
-    # scores every run right after training anyway, and a CPU profile should not predict the test set twice
-    val_every: int = 1
-    checkpoint_every: int = 1  # epochs between writes of run_dir/last.pt (and always after the last epoch)
-    seed: int = 0
-    num_workers: int = 0
-    device: str | None = None  # None: cuda when available, else cpu
-    bf16: bool = True  # autocast to bf16 on CUDA only (cpu_bf16 is the CPU's own switch)
+    augment: bool = option("augmentation", True)
+    max_rotation_deg: float = option("augmentation", 10.0)
+    crop_scale: tuple[float, float] = option("augmentation", (0.6, 1.0))
+    # runtime: epochs between validations (and always after the last epoch); 0 = never validate during training:
+    # the study scores every run right after training anyway, and a CPU profile should not predict the test set twice
+    val_every: int = option("runtime", 1)
+    checkpoint_every: int = option("runtime", 1)  # epochs between writes of run_dir/last.pt (and after the last)
+    seed: int = option("run", 0)
+    num_workers: int = option("runtime", 0)  # data-loader workers: the same augmentation whatever the count (tested)
+    # None: cuda when available, else cpu (the identity holds the device type: cpu and cuda:1 differ, cuda:0 and
+    # cuda:1 do not)
+    device: str | None = option("runtime", None)
+    # how the training steps compute (optimisation: they change the trained numbers on the device they act on):
+    # autocast to bf16 on CUDA only (cpu_bf16 is the CPU's own switch)
+    bf16: bool = option("optimisation", True, device="cuda")
     # autocast the CPU training steps to bf16. It pays only on CPUs with native bf16 arithmetic (AVX512_BF16, AMX);
     # elsewhere PyTorch emulates it, many times slower (`mdbd bench --cpu-training` measures both on this CPU). Off
-    # by default: scoring always runs in fp32 (mdbd.scoring), and a run's precision enters its identity.
-    cpu_bf16: bool = False
-    channels_last: bool = True  # CUDA only
+    # by default: scoring always runs in fp32 (mdbd.scoring), and a run's precision enters its identity (when on:
+    # fp32 runs keep the hash they had before the field existed).
+    cpu_bf16: bool = option("optimisation", False, device="cpu", identity=UNLESS_LEGACY,
+                            legacy=(False, "fp32 training steps, the only CPU precision then"))
+    channels_last: bool = option("optimisation", True, device="cuda")  # CUDA only
     # torch.compile of the training forward/backward: off | on | auto (on for CUDA, off on CPU, where compiling a
     # run of minutes costs more than it saves and needs a C++ toolchain); validation and checkpoints use the plain model
-    compile: str = "off"
-    run_dir: str | None = None  # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
+    compile: str = option("optimisation", "off")
+    # None: results/runs/<profile>/<preset>-<dataset>-seed<seed>-<identity hash>
+    run_dir: str | None = option("runtime", None)
     # runs trained at once where a stage trains several (03's Table III, 02's reference presets beside its own
     # run): one process each, the CPU threads shared out (on the 2-core development CPU two 1-thread runs did
     # 1.1-1.5x the work of one 2-thread run: docs/training.md). Changes no result beyond the last digits another
     # thread count gives.
-    concurrent_runs: int = 1
+    concurrent_runs: int = option("runtime", 1)
     # keep the frozen VGG blocks' outputs for every training batch on disk (data/cache/frozen/) so that the other
     # runs of the same data, seed and settings (the Table III presets) read them instead of computing them again
-    # (mdbd.frozen_features). Changes no result: the same tensors.
-    cache_frozen_features: bool = False
+    # (mdbd.frozen_features). Changes no result: the same tensors (tests/test_train.py).
+    cache_frozen_features: bool = option("runtime", False)
 
     def __post_init__(self) -> None:
         if isinstance(self.synth, dict):
@@ -238,6 +256,19 @@ class RunConfig:
 
     def replace(self, **overrides: Any) -> "RunConfig":
         return _apply(self.to_dict(), overrides)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The fields of one section (mdbd.sections.SECTIONS) as `to_dict` writes them, e.g. the model's constructor
+        options: `build_model(**cfg.section("model"))`."""
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown configuration section {name!r}; sections: {', '.join(SECTIONS)}")
+        d = self.to_dict()
+        return {key: d[key] for key in fields_by_section(self)[name]}
+
+
+#: Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those older
+#: checkpoints hold, and what it means (declared on each field; mdbd.checkpoint fills them in).
+LEGACY_CONFIG_DEFAULTS: dict[str, tuple[Any, str]] = legacy_defaults(RunConfig, "model")
 
 
 def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:

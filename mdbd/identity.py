@@ -1,6 +1,6 @@
 """A run's identity: everything that changes the model a training run produces, and the reuse rule built on it.
 
-    identity = run_identity(cfg)               # resolved config minus bookkeeping, data folder, versions
+    identity = run_identity(cfg)               # the identity sections of the config, data folder, versions
     cfg.resolved_run_dir()                     # results/runs/<profile>/<preset>-<dataset>-seed<N>-<hash of identity>
     differences(saved_identity, identity)      # ["epochs: run 60, now 20", ...]: why a run may not be reused
 
@@ -9,12 +9,14 @@ identity is reused, an interrupted one resumed; any other identity is a new fold
 carries the identity's hash) or, in a folder given explicitly, an error naming every differing field.
 
 What enters:
-- every RunConfig field except BOOKKEEPING (so a field added later counts until it is declared bookkeeping),
-  attention_scale only for presets with channel attention (HL and HL+LL runs are shared by every scale), and
-  spatial_gate only for presets with SA and a gate other than "sigmoid" (the only gate before the option existed:
-  every earlier run keeps its hash, and runs without SA are shared by both gates);
-- the device type (cpu or cuda) and, on CUDA only, bf16 and channels_last, which change the numbers there; on the
-  CPU, cpu_bf16 when it is on (bf16 training steps);
+- every field of every configuration section but `runtime` and `ablation` (mdbd.sections: run, data, model,
+  optimisation, augmentation), each as its declaration on RunConfig says, so a field added later counts unless it is
+  declared in one of those two: attention_scale only for presets with channel attention (HCA or LCA: HL and HL+LL runs
+  are shared by every scale); spatial_gate only for presets with SA and a gate other than "sigmoid" (the only gate
+  before the option existed: every earlier run keeps its hash, and runs without SA are shared by both gates); bf16
+  and channels_last on CUDA only, cpu_bf16 on the CPU only and only when on (bf16 training steps); the synthetic
+  benchmark's sizes for synthetic runs only; data_root and polarity as what they stand for (below);
+- the device type (cpu or cuda; the runtime's device field itself does not enter: cuda:0 and cuda:1 train alike);
 - the data folder as display_path shows it (relative to the repository or $MDBD_SHARED_DATA: the same on every
   checkout), and the files training reads: names and byte sizes of every image and mask of the training and
   validation splits (`data_fingerprint`; a stat per file, no decoding: cheap even for Shi's 704 pairs);
@@ -26,6 +28,7 @@ that alters what a given configuration trains to (model, loss, data pipeline, op
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from mdbd.data import spec as data_spec
 from mdbd.data.locate import synthetic_mask_origin
 from mdbd.hashing import stable_key
-from mdbd.model.spec import LEGACY_CONFIG_DEFAULTS, has_module
+from mdbd.model.spec import has_module
 from mdbd.paths import display_path, results_dir
 from mdbd.provenance import resolve_device
+from mdbd.sections import DERIVED, IDENTITY_SECTIONS, UNLESS_LEGACY
 
 if TYPE_CHECKING:
     from mdbd.config import RunConfig
@@ -43,38 +47,41 @@ if TYPE_CHECKING:
 
 #: Bump when a code change alters the model a given configuration trains to (so old runs are not reused).
 TRAINING_VERSION = 3  # 2: cosine attention energies from the Gram matrix; 3: fused decoder sums (last digits differ)
-#: RunConfig fields that cannot change the trained model: where and how often things are written, the loader's
-#: worker count (tested: the same augmentation), the device (replaced by its type: cpu and cuda:1 differ, cuda:0 and
-#: cuda:1 do not), data_root (replaced by the resolved folder), the ablation stage's settings (which runs exist,
-#: not what one run is) and the frozen-feature cache (it feeds the same tensors: tests/test_train.py).
-BOOKKEEPING = ("device", "bf16", "channels_last", "num_workers", "val_every", "checkpoint_every", "run_dir",
-               "data_root", "ablation", "concurrent_runs", "cache_frozen_features")
 HASH_LENGTH = 8
 
 
 def run_identity(cfg: RunConfig) -> dict[str, Any]:
     """The identity of `cfg`'s run without the data fingerprint (which needs the files: `with_fingerprint`)."""
+    device_type = resolve_device(cfg.device).split(":")[0]
     identity: dict[str, Any] = {"training_version": TRAINING_VERSION}
-    identity.update({k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING})
-    if not has_module(cfg.preset, {"HCA", "LCA"}):
-        identity.pop("attention_scale", None)  # no HCA or LCA: the energies' scale changes nothing in this model
-    eq3_gate = LEGACY_CONFIG_DEFAULTS["spatial_gate"][0]
-    if not has_module(cfg.preset, {"SA"}) or cfg.spatial_gate == eq3_gate:
-        identity.pop("spatial_gate", None)  # no SA, or eq. 3's gate, which every run had before the field existed
+    identity.update(_section_entries(cfg, device_type))
+    # what the DERIVED fields and the runtime's device stand for
     identity["polarity"] = cfg.mask_polarity()  # the field is read for folder datasets only
-    identity["data"] = display_path(cfg.resolved_data_root())
+    identity["data"] = display_path(cfg.resolved_data_root())  # data_root resolved
     if cfg.dataset == "synthetic":
         identity["generator_version"] = data_spec.GENERATOR_VERSION  # read when called: a test bumps it
         identity["mask_origin"] = synthetic_mask_origin()
-    else:
-        identity.pop("synth")  # the generator's sizes mean nothing for real data
-    device_type = resolve_device(cfg.device).split(":")[0]
     identity["device_type"] = device_type
-    if device_type == "cuda":
-        identity["bf16"], identity["channels_last"] = cfg.bf16, cfg.channels_last
-    if device_type != "cpu" or not cfg.cpu_bf16:
-        identity.pop("cpu_bf16", None)  # fp32 on the CPU, as every run before the field: their hashes stay
     return identity
+
+
+def _section_entries(cfg: RunConfig, device_type: str) -> dict[str, Any]:
+    """Every field of the identity sections (mdbd.sections.IDENTITY_SECTIONS) that enters by its declaration: not
+    DERIVED, acting on this preset, device type and dataset, and for UNLESS_LEGACY not at its legacy value."""
+    values = cfg.to_dict()
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        meta = f.metadata
+        if meta["section"] not in IDENTITY_SECTIONS or meta["identity"] == DERIVED:
+            continue
+        if "modules" in meta and not has_module(cfg.preset, set(meta["modules"])):
+            continue  # e.g. no HCA or LCA: the attention energies' scale changes nothing in this model
+        if meta.get("device", device_type) != device_type or meta.get("dataset", cfg.dataset) != cfg.dataset:
+            continue  # e.g. bf16 on the CPU, the synthetic generator's sizes for real data
+        if meta["identity"] == UNLESS_LEGACY and getattr(cfg, f.name) == meta["legacy"][0]:
+            continue  # the value every run had before the field existed: their hashes stay
+        out[f.name] = values[f.name]
+    return out
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

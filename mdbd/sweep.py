@@ -210,9 +210,7 @@ def run_budget(cfg: RunConfig, state: dict[str, Any]) -> dict[str, Any]:
     images_seen = int(schedule.get("total_steps", 0)) * cfg.batch_size
     threads = _threads_of(str(state.get("device", "")))
     train_seconds = float(history["seconds"].sum())
-    flops_per_image = count_flops(build_model(cfg.preset, backbone_weights="none",
-                                              attention_scale=cfg.attention_scale, spatial_gate=cfg.spatial_gate),
-                                  cfg.image_size)
+    flops_per_image = count_flops(build_model(**{**cfg.section("model"), "backbone_weights": "none"}), cfg.image_size)
     return {"epochs": int(state["epoch"]), "images_seen": images_seen, "train_seconds": train_seconds,
             "train_threads": threads, "cpu_minutes": train_seconds * threads / 60 if threads else math.nan,
             "train_flops": 3 * flops_per_image * images_seen, "train_precision": recorded_training_precision(state,

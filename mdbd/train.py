@@ -457,7 +457,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                      lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
         atomic_write_text(run_dir / "identity.json", json.dumps(identity, indent=1, default=str) + "\n")
 
-    base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "backbone_source": backbone_source,
+    base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "model_section": cfg.section("model"),
+                 "backbone_source": backbone_source,
                  "identity": identity, "identity_hash": identity_hash(identity),
                  "code_version": code_version(), "device": device_name(device),
                  "torch_version": str(torch.__version__), "world_size": info.world_size,
@@ -549,8 +550,7 @@ class _Loop:
 
 def _build_loop(cfg: RunConfig, device: torch.device, sampler: EpochTaggedSampler, loader) -> _Loop:
     """The model of `cfg.preset` (initialised from the seeded RNG), its frozen blocks, Adam and the lr schedule."""
-    model = build_model(cfg.preset, backbone_weights=cfg.backbone_weights, attention_scale=cfg.attention_scale,
-                        spatial_gate=cfg.spatial_gate)
+    model = build_model(**cfg.section("model"))
     if cfg.freeze_backbone_blocks:
         model.freeze_backbone_blocks(cfg.freeze_backbone_blocks)
     model.to(device)

@@ -1,6 +1,6 @@
-"""What a model is, without torch: the option names and their defaults, the values older runs were trained with,
-and the Table III presets. `mdbd.config` checks a run's configuration against these and `mdbd.model` builds from them,
-so a configuration is checked, and a run's identity computed, without importing the model (or torch)."""
+"""What a model is, without torch: the option names and their defaults, and the Table III presets. `mdbd.config`
+checks a run's configuration against these and `mdbd.model` builds from them, so a configuration is checked, and a
+run's identity computed, without importing the model (or torch)."""
 
 from __future__ import annotations
 
@@ -24,13 +24,11 @@ SPATIAL_GATES = ("sigmoid", "centred")
 # "centred" cannot move its uniform level, can separate in-focus from blurred regions on held-out CUHK, and scores as
 # well on held-out real images.
 DEFAULT_SPATIAL_GATE = "centred"
-# Model fields added to RunConfig after checkpoints were first written: the value that reproduces the model those
-# older checkpoints (and runs) hold, and what it means (mdbd.checkpoint fills them in, mdbd.identity leaves them out).
+# The values older checkpoints (and runs) were trained with, before an option existed, are declared on the option's
+# RunConfig field (mdbd.config: `legacy=`), with its section and how it enters a run's identity (mdbd.sections).
 # What the paper's own form of each option is called, for the error that names the choices
 PAPER_FORMS = {"attention_scale": "none = eq. 1 as the paper writes it",
                "spatial_gate": "sigmoid = eq. 3 as the paper writes it"}
-LEGACY_CONFIG_DEFAULTS = {"attention_scale": ("none", "the paper's eq. 1, the only channel attention then"),
-                          "spatial_gate": ("sigmoid", "the paper's eq. 3, the only spatial gate then")}
 
 
 @dataclass(frozen=True)
