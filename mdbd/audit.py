@@ -278,7 +278,9 @@ def verdict_text(ranking: pd.DataFrame, tolerance: float, n_images: int,
         verdict = "a match" if on_maps["distance_published_maps"] <= tolerance else "no match"
         text.append(f"On the published maps alone ({', '.join(published_methods)}; no re-implementation in between) "
                     f"the best is {same}, {on_maps['distance_published_maps']:.4f} from the paper ({verdict} within "
-                    f"{tolerance:g}); the rest of the distance comes from the re-implementations.")
+                    f"{tolerance:g}); the rest of the distance is in the re-implemented methods' rows (their code, "
+                    "or the paper's own runs of them: docs/results.md sets HiFST's authors' published maps beside "
+                    "ours).")
     close = ranking[ranking["distance"] <= best["distance"] + 1e-3]
     if len(close) > 1:
         text.append(f"{len(close)} candidates come within 0.001 of the best: "
