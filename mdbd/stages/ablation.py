@@ -15,7 +15,7 @@ from mdbd.errors import ConfigError
 from mdbd.evaluate import paired_comparison
 from mdbd.model import PRESETS
 from mdbd.model.diagnostics import attention_statistics
-from mdbd.parallel import Job, raise_for_failures, run_jobs
+from mdbd.parallel import Job, JobResult, raise_for_failures, run_jobs
 from mdbd.provenance import resolve_device
 from mdbd.report import QUOTED, beside_paper, table_title
 from mdbd.rundir import RunDir
@@ -94,16 +94,24 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap, extended=False)
     rows = []
     for result, evaluation in zip(results, evaluations):
-        run_cfg = result.job.config
-        table = headline(evaluation.table)
-        table["seed"] = run_cfg.seed
-        table["epochs"] = run_cfg.epochs
-        table["checkpoint"] = display_path(result.checkpoint)
-        table["run"] = result.trained  # trained | resumed | reused (an earlier run of the same identity)
-        table["train_seconds"] = result.train_seconds
+        table = run_rows(result, evaluation.table)
         table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def run_rows(result: JobResult, evaluation: pd.DataFrame) -> pd.DataFrame:
+    """One ablation run's headline rows (F_beta and MAE with their intervals, from its long score table
+    `evaluation`) with the run's seed, epochs, checkpoint, what training did and its training time: the rows
+    ablation_table reads (also scripts/gpu_paper_cuhk.py's)."""
+    run_cfg = result.job.config
+    table = headline(evaluation)
+    table["seed"] = run_cfg.seed
+    table["epochs"] = run_cfg.epochs
+    table["checkpoint"] = display_path(result.checkpoint)
+    table["run"] = result.trained  # trained | resumed | reused (an earlier run of the same identity)
+    table["train_seconds"] = result.train_seconds
+    return table
 
 
 def launch_order(configs: Sequence[RunConfig]) -> list[int]:
