@@ -37,21 +37,17 @@ from typing import IO, Any
 
 import pandas as pd
 
-from mdbd.checkpoint import CHECKPOINT_NAME
 from mdbd.config import RunConfig
 from mdbd.data import ensure_synthetic, open_dataset
 from mdbd.data.cache import cache_side, load_or_build
 from mdbd.errors import ConfigError, DataError, MdbdError
 from mdbd.io import atomic_write_text
 from mdbd.paths import REPO_ROOT, display_path
+# a job's files are a run folder's (mdbd.rundir), where their names live; re-exported here, their old home
+from mdbd.rundir import EVALUATION_FILE, JOB_FILE, JOB_LOG, JOB_RESULT, RunDir  # noqa: F401
 from mdbd.scoring import EXTENDED_METRICS, evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
-
-JOB_FILE = "job.json"
-JOB_LOG = "job.log"
-JOB_RESULT = "job_result.json"
-EVALUATION_FILE = "evaluation.csv"
 
 
 class RunsFailed(MdbdError):
@@ -79,6 +75,11 @@ class Job:
     def run_dir(self) -> Path:
         return self.config.resolved_run_dir()
 
+    @property
+    def run(self) -> RunDir:
+        """The run folder (its files and state: mdbd.rundir)."""
+        return RunDir(self.run_dir)
+
 
 @dataclass
 class JobResult:
@@ -104,7 +105,7 @@ class JobResult:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run_dir / CHECKPOINT_NAME
+        return self.job.run.checkpoint
 
 
 def describe_form(concurrent: int, threads: int | None, in_process: bool | None = None) -> str:
@@ -135,8 +136,7 @@ def run_job(job: Job, stream: IO[str] | None = None) -> tuple[Any, Any]:
     if job.train:
         callback = _epoch_printer(job.config, stream) if stream is not None else None
         result = train(job.config, resume=True, progress=False, callback=callback)
-    checkpoint = job.run_dir / CHECKPOINT_NAME
-    evaluation = (evaluate_runs([(checkpoint, job.config)], bootstrap=job.bootstrap, extended=job.extended)[0]
+    evaluation = (evaluate_runs([(job.run.checkpoint, job.config)], bootstrap=job.bootstrap, extended=job.extended)[0]
                   if job.evaluate else None)
     return result, evaluation
 
@@ -154,8 +154,8 @@ def _worker(job_file: Path) -> int:
     started = time.perf_counter()
     result, evaluation = run_job(job, stream=sys.stdout)
     if evaluation is not None:
-        atomic_write_text(job.run_dir / EVALUATION_FILE, evaluation.table.to_csv(index=False))
-    atomic_write_text(job.run_dir / JOB_RESULT, json.dumps(
+        atomic_write_text(job.run.evaluation, evaluation.table.to_csv(index=False))
+    atomic_write_text(job.run.job_result, json.dumps(
         {"label": job.label, "seconds": time.perf_counter() - started, "trained": job.train,
          "train_call_seconds": result.seconds if result else None,
          "epochs": int(len(result.log)) if result else None, "metrics": result.metrics if result else None,
@@ -213,10 +213,11 @@ def _child_env(threads: int | None) -> dict[str, str]:
 
 
 def _start(job: Job, threads: int | None, show: Callable[[str], None] | None) -> _Running:
-    job.run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (JOB_RESULT, EVALUATION_FILE):  # from an earlier call: never read as this one's
-        (job.run_dir / stale).unlink(missing_ok=True)
-    job_file = job.run_dir / JOB_FILE
+    run = job.run
+    run.path.mkdir(parents=True, exist_ok=True)
+    for stale in (run.job_result, run.evaluation):  # from an earlier call: never read as this one's
+        stale.unlink(missing_ok=True)
+    job_file = run.job_file
     atomic_write_text(job_file, json.dumps({"label": job.label, "config": job.config.to_dict(),
                                             "evaluate": job.evaluate, "bootstrap": job.bootstrap,
                                             "extended": job.extended, "train": job.train, "threads": threads},
@@ -228,7 +229,7 @@ def _start(job: Job, threads: int | None, show: Callable[[str], None] | None) ->
     running = _Running(job, proc, time.perf_counter())
 
     def pump() -> None:
-        with open(job.run_dir / JOB_LOG, "w") as log:
+        with open(run.job_log, "w") as log:
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
@@ -253,11 +254,7 @@ def _stop(running: _Running, grace: float = 10.0) -> None:
 
 
 def _read_run_outputs(job: Job) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    log_path = job.run_dir / "log.csv"
-    log = pd.read_csv(log_path) if log_path.is_file() else None
-    evaluation_path = job.run_dir / EVALUATION_FILE
-    evaluation = pd.read_csv(evaluation_path) if evaluation_path.is_file() else None
-    return log, evaluation
+    return job.run.read_log(), job.run.read_evaluation()
 
 
 def _finished(running: _Running, form: str, status: str | None = None) -> JobResult:
@@ -272,17 +269,13 @@ def _finished(running: _Running, form: str, status: str | None = None) -> JobRes
     train_seconds = float(log["seconds"].sum()) if log is not None and len(log) else float("nan")
     return JobResult(running.job, status, form + running.form_note, time.perf_counter() - running.started,
                      train_seconds, log,
-                     evaluation if status == "done" else None, error, running.job.run_dir / JOB_LOG, code,
+                     evaluation if status == "done" else None, error, running.job.run.job_log, code,
                      _train_status(running.job) if status == "done" else "")
 
 
 def _train_status(job: Job) -> str:
     """trained | resumed | reused, as the worker recorded it (JOB_RESULT)."""
-    path = job.run_dir / JOB_RESULT
-    try:
-        return str(json.loads(path.read_text()).get("train_status", ""))
-    except (OSError, json.JSONDecodeError):
-        return ""
+    return str(job.run.read_job_result().get("train_status", ""))
 
 
 def _run_in_process(jobs: Sequence[Job], threads: int | None, progress: bool) -> list[JobResult]:

@@ -2,7 +2,7 @@
 scores kept beside its checkpoint, so that the stages score one run once.
 
     result = evaluate_checkpoint("results/runs/.../last.pt", "cuhk", "data/cuhk", split="test")
-    result = evaluate_run(run_dir / CHECKPOINT_NAME, cfg)   # the run's dataset and split, kept in run_dir/scores/
+    result = evaluate_run(RunDir.of(cfg).checkpoint, cfg)  # the run's dataset and split, kept in run_dir/scores/
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from mdbd.hashing import stable_key
 from mdbd.io import atomic_write, quantize_map, sha256_file
 from mdbd.paths import REPO_ROOT, display_path
 from mdbd.provenance import device_name, resolve_device
+# the score cache's folder is a run folder's (mdbd.rundir), where its name lives; re-exported here, its old home
+from mdbd.rundir import SCORES_DIR, RunDir  # noqa: F401
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset: str,
@@ -111,10 +113,6 @@ def evaluate_checkpoints(checkpoints: Sequence[str | os.PathLike | torch.nn.Modu
 EXTENDED_METRICS = True
 
 
-#: scores kept beside a run's checkpoint (evaluate_run), one file per checkpoint content and scoring settings
-SCORES_DIR = "scores"
-
-
 def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int, extended: bool = EXTENDED_METRICS,
                 ) -> Path | None:
     """Where evaluate_run keeps these scores: keyed by the checkpoint's bytes and everything else that changes a
@@ -127,8 +125,7 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int, ex
               "data": display_path(cfg.resolved_data_root()), "split": split, "polarity": cfg.mask_polarity(),
               "bootstrap": bootstrap, "seed": cfg.seed, "device": resolve_device(cfg.device).split(":")[0],
               "code": _scoring_digest(), "extended": extended}
-    key = stable_key(record, 16)
-    return Path(checkpoint).parent / SCORES_DIR / f"{split}-{key}.pkl"
+    return RunDir(Path(checkpoint).parent).score_file(split, stable_key(record, 16))
 
 
 #: the code a score depends on: the model built from a checkpoint, prediction, the GT readers, scoring and metrics

@@ -18,11 +18,9 @@ permutation (DistributedSampler) so N processes see the same global batches as o
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -34,26 +32,22 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import yaml
 
 from mdbd.config import RunConfig
 from mdbd.errors import CheckpointError, ConfigError, DataError
 from mdbd.frozen_features import FrozenFeatureCache, check_usable
-from mdbd.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, checkpoint_finished, read_checkpoint, tensor_digest
+from mdbd.checkpoint import CHECKPOINT_FORMAT, tensor_digest
 from mdbd.data import TrainDataset, ensure_synthetic, open_dataset
 from mdbd.evaluate import evaluate_maps
-from mdbd.identity import differences, identity_hash, run_identity, with_fingerprint
-from mdbd.io import atomic_write, atomic_write_text
+from mdbd.identity import identity_hash, run_identity, with_fingerprint
+from mdbd.io import atomic_write
 from mdbd.model import PRESETS, build_model
 from mdbd.paths import display_path
 from mdbd.progress_feed import ProgressFeed
 from mdbd.provenance import code_version, device_name, resolve_device
-from mdbd.writer_lock import writer_lock
-
-LOG_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds", "val_loss", "val_fmax", "val_mae")
-#: the files of a run folder; a fresh start moves them into PREVIOUS_DIR first
-RUN_FILES = (CHECKPOINT_NAME, "log.csv", "config.yaml", "identity.json")
-PREVIOUS_DIR = "previous"
+# a run folder's files, states and moving aside live in mdbd.rundir; LOG_COLUMNS, RUN_FILES and PREVIOUS_DIR are
+# re-exported here, their old home
+from mdbd.rundir import LOG_COLUMNS, PREVIOUS_DIR, RUN_FILES, RunDir, RunState  # noqa: F401
 #: Test hook: "EPOCH:STEP" makes the training process SIGKILL itself after STEP optimiser steps of EPOCH (1-based),
 #: the harshest interruption there is (no handler, no flush). Used by tests/test_train.py to test resuming.
 KILL_ENV = "MDBD_TEST_KILL_AT"
@@ -84,14 +78,6 @@ class TrainResult:
             return (f"resumed {where} after epoch {self.resumed_after} of {n}: epochs {self.resumed_after + 1}-{n} "
                     f"of {self.config.preset} trained here")
         return f"trained here: {epochs} from scratch, in {where}"
-
-
-# -- files ------------------------------------------------------------------------------------------------
-
-def _write_log(history: list[dict], path: Path) -> pd.DataFrame:
-    frame = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.8g"), mode="w")
-    return frame
 
 
 # -- distributed ------------------------------------------------------------------------------------------
@@ -326,49 +312,27 @@ def _maybe_kill(epoch: int, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
-    """A ConfigError naming every field in which the run at `path` differs from the one asked for."""
-    diff = differences(state.get("identity"), identity)
-    if diff:
+def _check_same_run(found: RunState, run: RunDir) -> None:
+    """A ConfigError naming every field in which the stale run in `run` differs from the one asked for."""
+    if found.name == "stale":
+        diff = found.differences
         raise ConfigError(
-            f"{path} holds another run than the one asked for, so it is neither reused nor resumed; it differs in "
-            f"{len(diff)} field(s): " + "; ".join(diff) + f". To start afresh there (its files move to "
-            f"{path.parent / PREVIOUS_DIR}/): `mdbd train` without --resume, or train(cfg, resume=False); or choose "
+            f"{run.checkpoint} holds another run than the one asked for, so it is neither reused nor resumed; it "
+            f"differs in {len(diff)} field(s): " + "; ".join(diff) + f". To start afresh there (its files move to "
+            f"{run.previous}/): `mdbd train` without --resume, or train(cfg, resume=False); or choose "
             "another run_dir (the default folder is named after the run's identity)")
 
 
-def _refuse_to_move_a_finished_run(ckpt_path: Path, identity: dict[str, Any]) -> None:
+def _refuse_to_move_a_finished_run(run: RunDir, identity: dict[str, Any]) -> None:
     """A fresh start never moves a finished run of the same identity aside: it would throw away the same model.
     (A damaged or unreadable checkpoint, or another identity, is moved to previous/ as before.)"""
     try:
-        state = read_checkpoint(ckpt_path)
+        found = run.inspect(identity)
     except CheckpointError:
         return
-    if checkpoint_finished(state) and not differences(state.get("identity"), identity):
-        raise ConfigError(f"{ckpt_path} holds the finished run of this very configuration; it is kept. Reuse it "
+    if found.name == "finished":
+        raise ConfigError(f"{run.checkpoint} holds the finished run of this very configuration; it is kept. Reuse it "
                           "(`mdbd train --resume`, train(cfg, resume=True)), or choose another run_dir to train again")
-
-
-def _remove_stale_temporaries(run_dir: Path) -> None:
-    """Delete the hidden temporary files of writes that never finished (a kill during a checkpoint write): with the
-    folder's writer lock held, no other process can be writing them."""
-    for tmp in run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def _move_previous_run(run_dir: Path) -> Path | None:
-    """Move an earlier run's files into run_dir/previous/ (replacing an older one there) BEFORE the new run writes
-    anything: a crash of the new run followed by a resume can then never continue the old one."""
-    present = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
-    if not present:
-        return None
-    previous = run_dir / PREVIOUS_DIR
-    if previous.exists():
-        shutil.rmtree(previous)
-    previous.mkdir()
-    for path in present:
-        os.replace(path, previous / path.name)
-    return previous
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
@@ -410,7 +374,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
     try:
         # one writer per run folder (rank 0 writes): a second training of this folder is refused while this one
         # runs, instead of moving its files aside and writing over them (docs/training.md, "One writer")
-        with writer_lock(cfg.resolved_run_dir(), "training") if info.is_main else contextlib.nullcontext():
+        with RunDir.of(cfg).writer_lock("training") if info.is_main else contextlib.nullcontext():
             return _train(cfg, resume, progress, callback, info, device, started, tqdm)
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
@@ -424,16 +388,17 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
            ) -> TrainResult:
     # the order of the steps below is the order of their random draws (seed, model init, restored RNG state):
     # keep it, or a seed stops giving the same run
-    run_dir = cfg.resolved_run_dir()
-    ckpt_path = run_dir / CHECKPOINT_NAME
+    run = RunDir.of(cfg)
+    run_dir, ckpt_path = run.path, run.checkpoint
     if info.is_main:
-        _remove_stale_temporaries(run_dir)
+        run.remove_stale_temporaries()
     seed_everything(cfg.seed)
     train_pairs, val_pairs, val_split, data_root = _open_splits(cfg, info)
     identity = with_fingerprint(run_identity(cfg), {"train": train_pairs, val_split: val_pairs})
-    state = _checkpoint_to_resume(cfg, resume, ckpt_path, identity, info, progress)
-    if state is not None and int(state["epoch"]) >= cfg.epochs:
-        return _reused_result(state, cfg, run_dir, ckpt_path, started)
+    found = _checkpoint_to_resume(resume, run, identity, info, progress)
+    if found.name == "finished":
+        return _reused_result(found.checkpoint, cfg, run_dir, ckpt_path, started)
+    state = found.checkpoint
 
     train_set = _train_dataset(cfg, train_pairs)
     val_set = _val_dataset(cfg, val_pairs) if info.is_main and cfg.val_every else None
@@ -453,9 +418,8 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
     if info.is_main:
         loop.feed = ProgressFeed(run_dir.name, cfg.epochs, loop.steps_per_epoch, start_epoch)
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "config.yaml",
-                     lambda fh: yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False), mode="w")
-        atomic_write_text(run_dir / "identity.json", json.dumps(identity, indent=1, default=str) + "\n")
+        run.write_config(cfg.to_dict())
+        run.write_identity(identity)
 
     base_meta = {"format": CHECKPOINT_FORMAT, "preset": cfg.preset, "model_section": cfg.section("model"),
                  "backbone_source": backbone_source,
@@ -472,7 +436,7 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
             if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 record.update(validate(loop.model, val_set, device, cfg, batch_size=max(loop.local_batch, 8)))
             history.append(record)
-            _save_epoch(loop, cfg, base_meta, history, device, ckpt_path)
+            _save_epoch(loop, cfg, base_meta, history, device, run)
             if progress:
                 print(_epoch_line(record, cfg.epochs), flush=True)
             if callback is not None:
@@ -487,24 +451,25 @@ def _train(cfg, resume, progress, callback, info: DistInfo, device: torch.device
                        resumed_after=start_epoch, trained_by=code_version())
 
 
-def _checkpoint_to_resume(cfg: RunConfig, resume: bool, ckpt_path: Path, identity: dict[str, Any], info: DistInfo,
-                          progress: bool) -> dict[str, Any] | None:
-    """The checkpoint of this run to continue or reuse (`resume` and one is there: ConfigError when it holds another
-    identity), or None after moving an earlier run's files aside (a fresh start)."""
-    if resume and ckpt_path.is_file():
-        state = read_checkpoint(ckpt_path)
-        _check_same_run(state, identity, ckpt_path)
-        return state
-    if info.is_main and ckpt_path.is_file():
-        _refuse_to_move_a_finished_run(ckpt_path, identity)
+def _checkpoint_to_resume(resume: bool, run: RunDir, identity: dict[str, Any], info: DistInfo, progress: bool,
+                          ) -> RunState:
+    """The run folder's state (mdbd.rundir) when `resume` finds a checkpoint there: finished (reuse it) or
+    resumable (continue it); ConfigError when it is stale (another identity). Otherwise "empty", after moving an
+    earlier run's files aside (a fresh start)."""
+    if resume and run.checkpoint.is_file():
+        found = run.inspect(identity)
+        _check_same_run(found, run)
+        return found
+    if info.is_main and run.checkpoint.is_file():
+        _refuse_to_move_a_finished_run(run, identity)
     if info.is_main:
-        previous = _move_previous_run(ckpt_path.parent)
+        previous = run.move_aside()
         if progress and resume:
-            print(f"no checkpoint at {ckpt_path} yet: starting from epoch 1")
+            print(f"no checkpoint at {run.checkpoint} yet: starting from epoch 1")
         if progress and previous is not None:
-            print(f"starting afresh in {ckpt_path.parent}: the earlier run's files moved to {previous}/")
+            print(f"starting afresh in {run.path}: the earlier run's files moved to {previous}/")
     _barrier(info)
-    return None
+    return RunState("empty")
 
 
 def _train_loader(cfg: RunConfig, train_set, info: DistInfo, device: torch.device):
@@ -636,7 +601,7 @@ def _train_epoch(loop: _Loop, epoch: int, cfg: RunConfig, info: DistInfo, device
 
 
 def _save_epoch(loop: _Loop, cfg: RunConfig, base_meta: dict[str, Any], history: list[dict[str, Any]],
-                device: torch.device, ckpt_path: Path) -> None:
+                device: torch.device, run: RunDir) -> None:
     """The checkpoint (every `checkpoint_every` epochs and after the last) and log.csv after an epoch (rank 0)."""
     epoch = int(history[-1]["epoch"])
     if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
@@ -650,12 +615,12 @@ def _save_epoch(loop: _Loop, cfg: RunConfig, base_meta: dict[str, Any], history:
             state.update(optimizer=loop.optimizer.state_dict(), scheduler=loop.scheduler.state_dict(),
                          rng=_rng_state(device))
         try:
-            atomic_write(ckpt_path, lambda fh: torch.save(state, fh))
+            atomic_write(run.checkpoint, lambda fh: torch.save(state, fh))
         except OSError as exc:  # a full or read-only disk: the previous checkpoint is still whole (atomic_write)
-            raise CheckpointError(f"cannot write checkpoint {ckpt_path} after epoch {epoch}: "
+            raise CheckpointError(f"cannot write checkpoint {run.checkpoint} after epoch {epoch}: "
                                   f"{exc.strerror or exc}; the previous checkpoint is left as it was (resume with "
                                   "--resume once there is room)") from None
-    _write_log(history, ckpt_path.parent / "log.csv")
+    run.write_log(history)
 
 
 def _last_validation(log: pd.DataFrame) -> dict[str, float]:

@@ -28,7 +28,7 @@ SIZE = 448
 def main() -> int:
     import pandas as pd
 
-    from mdbd.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from mdbd.checkpoint import load_checkpoint
     from mdbd.config import load_config
     from mdbd.data import open_dataset
     from mdbd.errors import DataError
@@ -36,6 +36,7 @@ def main() -> int:
     from mdbd.paths import display_path
     from mdbd.provenance import device_name
     from mdbd.report import save_table
+    from mdbd.rundir import RunDir
     from mdbd.scoring import evaluate_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,7 +50,7 @@ def main() -> int:
     tables, scores = [], []
     for label, overrides in VARIANTS.items():
         cfg = load_config("laptop", dataset="cuhk", data_root=args.cuhk, device="cpu", **overrides)
-        checkpoint = cfg.resolved_run_dir() / CHECKPOINT_NAME
+        checkpoint = RunDir.of(cfg).checkpoint
         if not checkpoint.is_file():
             raise DataError(f"no run of the {label} variant ({overrides or 'defaults'}) at {checkpoint}; see this "
                             "script's docstring for the command that trains it")

@@ -66,8 +66,8 @@ CARRY = GPU_DIR / "cuhk-carry"
 WEIGHTS = GPU_DIR / "vgg16_oxford_fp16.pth"
 STAMP = GPU_DIR / "code_stamp.json"
 TRAVEL_LIMIT = 64 * 2**20
-#: Table I's pair first: when time runs short, they are the runs that must finish
-TRAINING_ORDER = ("multianet", "hl", "hl_ll", "hl_ll_hca", "hl_ll_hca_sa", "hl_ll_hca_lca", "hl_ll_lca_sa")
+#: Table I's pair first: when time runs short, they are the runs that must finish; then Table III's other presets
+TABLE_I_FIRST = ("multianet", "hl")
 SOURCE_PARTS = ("mdbd", "scripts", "pyproject.toml")
 SOURCE_SUFFIXES = (".py", ".yaml", ".csv", ".json", ".sh", ".txt", ".toml")
 
@@ -300,9 +300,18 @@ def base_config(args):
                        backbone_weights=weights, device=args.device, **overrides)
 
 
+def training_order() -> tuple[str, ...]:
+    """Every preset (mdbd.model.spec.PRESETS), Table I's pair first."""
+    from mdbd.model.spec import PRESETS
+
+    return tuple(dict.fromkeys((*TABLE_I_FIRST, *PRESETS)))
+
+
 def run_configs(cfg, presets, seeds, concurrent: int):
-    """One configuration per preset x seed, each in its own run folder; the loader workers shared out over the CPU."""
-    from mdbd.paths import RESULTS_DIR
+    """The ablation's configurations (mdbd.stages.ablation.ablation_configs: `presets` x `seeds` at the profile's
+    epochs, each in the default folder of its identity), started seed by seed in the order of `presets`; the loader
+    workers shared out over the CPU."""
+    from mdbd.stages.ablation import ablation_configs
 
     cores = os.cpu_count() or 1
     workers = cfg.num_workers
@@ -311,12 +320,9 @@ def run_configs(cfg, presets, seeds, concurrent: int):
         shm = shm_megabytes()
         workers = 0 if shm is not None and shm < 1024 else max(1, min(cfg.num_workers or 1, (cores - concurrent)
                                                                       // concurrent))
-    out = []
-    for seed in seeds:
-        for preset in presets:
-            run_dir = RESULTS_DIR / "runs" / cfg.profile / "gpu-cuhk" / f"{preset}-seed{seed}"
-            out.append(cfg.replace(preset=preset, seed=seed, num_workers=workers, run_dir=str(run_dir)))
-    return out
+    table_iii = cfg.replace(ablation={"epochs": cfg.epochs, "seeds": list(seeds), "presets": list(presets)})
+    configs = sorted(ablation_configs(table_iii), key=lambda c: (list(seeds).index(c.seed), presets.index(c.preset)))
+    return [c.replace(num_workers=workers) for c in configs]
 
 
 def _epochs_reached(result) -> int:
@@ -327,24 +333,20 @@ def headline_rows(results, scored: dict, device_type: str):
     """One headline row (F_beta, MAE with intervals) per scored run, with the run's status and epochs."""
     import pandas as pd
 
-    from mdbd.stages.common import display_path, headline
+    from mdbd.stages.ablation import run_rows
 
     rows = []
     for result in results:
         evaluation = scored.get(result.label)
         if evaluation is None:
             continue
-        table = headline(evaluation)
+        table = run_rows(result, evaluation)  # Table III's rows of a run, as notebook 03 builds them
         cfg = result.job.config
-        table["seed"] = cfg.seed
-        table["epochs"] = cfg.epochs
         table["epochs_done"] = _epochs_reached(result)
         table["run_status"] = result.status
         table["complete"] = table["epochs_done"] == cfg.epochs
-        table["train_seconds"] = result.train_seconds
         table["wall_seconds"] = result.seconds
         table["compiled"] = cfg.compile_enabled(device_type)
-        table["checkpoint"] = display_path(result.checkpoint)
         rows.append(table)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -382,13 +384,13 @@ def write_tables(cfg, results, scored, provenance: dict, stages: Stages, forms, 
                            for r in results if r.label in scored], ignore_index=True)
         save(every, "gpu_all_protocols", table_title("Every run under every protocol", "cuhk", "test"))
         done = set(runs.loc[runs["complete"], "method"])
-        complete = {"multianet", "hl", "hl_ll", "hl_ll_hca", "hl_ll_hca_sa", "hl_ll_hca_lca", "hl_ll_lca_sa"} <= done
+        complete = set(training_order()) <= done
         table3 = ablation_table(runs)
         if complete:
             notes["table_iii"] = verdict_text(ordering_verdict(table3), synthetic=False)
         else:
-            notes["table_iii"] = (f"Table III incomplete: {len(done)} of 7 presets trained to the end "
-                                  f"({', '.join(sorted(done)) or 'none'}); no verdict on the ordering.")
+            notes["table_iii"] = (f"Table III incomplete: {len(done)} of {len(training_order())} presets trained to "
+                                  f"the end ({', '.join(sorted(done)) or 'none'}); no verdict on the ordering.")
         save(table3, "gpu_table_iii", table_title("Table III (ablation): F_beta = protocol 1 max F, MAE", "cuhk",
                                                   "test", protocol), complete=complete, verdict=notes["table_iii"],
              quoted_from="Jiang et al. MMSP 2020, Table III (DUT; the paper has no Table III on Shi's)")
@@ -449,10 +451,8 @@ def pack(out: Path, cfg, results) -> Path:
         for path in sorted(folder.glob("gpu_*")) if folder.is_dir() else []:
             tar.add(path, arcname=str(Path("results") / path.relative_to(RESULTS_DIR)))
         for result in results:
-            for name in ("log.csv", "job.log", "config.yaml", "job.json", "evaluation.csv"):
-                path = result.run_dir / name
-                if path.is_file():
-                    tar.add(path, arcname=str(Path("results") / path.relative_to(RESULTS_DIR)))
+            for path in result.job.run.records():  # log.csv, job.log, config.yaml, job.json, evaluation.csv
+                tar.add(path, arcname=str(Path("results") / path.relative_to(RESULTS_DIR)))
         for name in ("forms.csv", "timings.csv"):
             if (out / name).is_file():
                 tar.add(out / name, arcname=f"results/{cfg.profile}/cuhk/gpu-script/{name}")
@@ -475,7 +475,8 @@ def run(args) -> int:
     cfg = base_config(args)
     device = resolve_device(cfg.device)
     cfg = cfg.replace(device=device)
-    presets = [p for p in TRAINING_ORDER if p in args.presets] + [p for p in args.presets if p not in TRAINING_ORDER]
+    presets = [p for p in training_order() if p in args.presets] + [p for p in args.presets
+                                                                     if p not in training_order()]
     provenance = {"made_by": "scripts/gpu_paper_cuhk.py (trained and scored here)", "profile": cfg.profile,
                   "dataset": "cuhk", "split": "test", "seed": ",".join(map(str, args.seeds)),
                   "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -570,7 +571,7 @@ def main(argv=None) -> int:
     r.add_argument("--carry", default=str(CARRY))
     r.add_argument("--weights", default=str(WEIGHTS), help="backbone weights file, or none (tests)")
     r.add_argument("--device", default=None)
-    r.add_argument("--presets", nargs="+", default=list(TRAINING_ORDER))
+    r.add_argument("--presets", nargs="+", default=list(training_order()))
     r.add_argument("--seeds", nargs="+", type=int, default=[0])
     r.add_argument("--concurrent", type=int, default=7, help="runs at once (processes sharing the device)")
     r.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: shared out)")

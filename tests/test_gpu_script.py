@@ -91,7 +91,10 @@ def test_the_script_trains_scores_and_writes_both_tables_with_provenance_and_tim
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert "results/smoke/cuhk/tables/gpu_table_i.csv" in names
-    assert "results/runs/smoke/gpu-cuhk/multianet-seed0/log.csv" in names
+    # every run in the default folder of its identity (mdbd.identity), as the notebooks' runs
+    run_dir = Path(status.loc[status["run"] == "multianet seed 0", "run_dir"].iloc[0])
+    assert run_dir.parent == tmp_path / "results" / "runs" / "smoke" and run_dir.name.startswith("multianet-cuhk-")
+    assert {f"results/runs/smoke/{run_dir.name}/{name}" for name in ("log.csv", "job.log")} <= set(names)
     assert "results/smoke/cuhk/gpu-script/timings.csv" in names
 
 

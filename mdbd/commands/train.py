@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--run-dir", type=command_line_path, default=None,
-                   help="where last.pt, log.csv and config.yaml go (default "
+                   help="where last.pt, log.csv and config.yaml go (mdbd.rundir; default "
                                                   "results/runs/<profile>/<preset>-<dataset>-seed<N>-<identity hash>)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished run in run_dir, or continue an interrupted one; refused, naming the "
@@ -35,6 +35,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from mdbd.rundir import RunDir  # lazy: torch (mdbd.checkpoint), out of mdbd --help
     from mdbd.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
 
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": as_parameter(args.data_root),
@@ -46,7 +47,7 @@ def _run(args) -> int:
     if DistInfo.from_env().is_main:
         m = result.metrics
         print(result.describe())
-        print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nlog: {result.run_dir / 'log.csv'}")
+        print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nlog: {RunDir(result.run_dir).log}")
         if m:
             print(f"validation after epoch {int(result.log['epoch'].iloc[-1])}: loss {m['val_loss']:.4f}, "
                   f"max F {m['val_fmax']:.4f}, MAE {m['val_mae']:.4f}")

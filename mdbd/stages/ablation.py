@@ -9,15 +9,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from mdbd.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from mdbd.checkpoint import load_checkpoint
 from mdbd.config import DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE, RunConfig
 from mdbd.errors import ConfigError
 from mdbd.evaluate import paired_comparison
 from mdbd.model import PRESETS
 from mdbd.model.diagnostics import attention_statistics
-from mdbd.parallel import Job, raise_for_failures, run_jobs
+from mdbd.parallel import Job, JobResult, raise_for_failures, run_jobs
 from mdbd.provenance import resolve_device
 from mdbd.report import QUOTED, beside_paper, table_title
+from mdbd.rundir import RunDir
 from mdbd.stages.common import HEADLINE, display_path, evaluate_runs, headline, open_split
 
 
@@ -93,16 +94,24 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     evaluations = evaluate_runs([(r.checkpoint, r.job.config) for r in results], bootstrap=bootstrap, extended=False)
     rows = []
     for result, evaluation in zip(results, evaluations):
-        run_cfg = result.job.config
-        table = headline(evaluation.table)
-        table["seed"] = run_cfg.seed
-        table["epochs"] = run_cfg.epochs
-        table["checkpoint"] = display_path(result.checkpoint)
-        table["run"] = result.trained  # trained | resumed | reused (an earlier run of the same identity)
-        table["train_seconds"] = result.train_seconds
+        table = run_rows(result, evaluation.table)
         table["concurrency"] = result.form
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def run_rows(result: JobResult, evaluation: pd.DataFrame) -> pd.DataFrame:
+    """One ablation run's headline rows (F_beta and MAE with their intervals, from its long score table
+    `evaluation`) with the run's seed, epochs, checkpoint, what training did and its training time: the rows
+    ablation_table reads (also scripts/gpu_paper_cuhk.py's)."""
+    run_cfg = result.job.config
+    table = headline(evaluation)
+    table["seed"] = run_cfg.seed
+    table["epochs"] = run_cfg.epochs
+    table["checkpoint"] = display_path(result.checkpoint)
+    table["run"] = result.trained  # trained | resumed | reused (an earlier run of the same identity)
+    table["train_seconds"] = result.train_seconds
+    return table
 
 
 def launch_order(configs: Sequence[RunConfig]) -> list[int]:
@@ -119,11 +128,7 @@ def launch_order(configs: Sequence[RunConfig]) -> list[int]:
 def _looks_finished(cfg: RunConfig) -> bool:
     """Whether the run's folder holds a checkpoint and a log of all its epochs (a guess for ordering only: train()
     checks the identity)."""
-    run_dir = cfg.resolved_run_dir()
-    try:
-        return (run_dir / CHECKPOINT_NAME).is_file() and len(pd.read_csv(run_dir / "log.csv")) >= cfg.epochs
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return False
+    return RunDir.of(cfg).looks_finished(cfg.epochs)
 
 
 def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
@@ -221,7 +226,7 @@ def attention_diagnostics(cfg: RunConfig, n_images: int = 3, size: int | None = 
     `ablation_configs` (first seed), on the first `n_images` test images with their masks (for the gradient of one
     BCE step), at `size` (default: the run's training size). Tidy: one row per image x module x statistic."""
     run_cfg = next(c for c in ablation_configs(cfg) if c.preset == "multianet")
-    checkpoint = run_cfg.resolved_run_dir() / CHECKPOINT_NAME
+    checkpoint = RunDir.of(run_cfg).checkpoint
     model, saved, meta = load_checkpoint(checkpoint, expected_preset="multianet", device=cfg.device)
     pairs = open_split(run_cfg, "test")
     samples = [pairs[i] for i in range(min(n_images, len(pairs)))]
@@ -246,8 +251,7 @@ def paired_ablation_table(cfg: RunConfig, bootstrap: int = 1000, confidence: flo
     paper's own gain on DUT (quoted) and whether that gain lies inside our interval. Reads the runs of
     `ablation_configs` (run_ablation must have trained them) and their kept scores."""
     configs = ablation_configs(cfg)
-    evaluations = evaluate_runs([(c.resolved_run_dir() / CHECKPOINT_NAME, c) for c in configs], bootstrap=bootstrap,
-                                extended=False)
+    evaluations = evaluate_runs([(RunDir.of(c).checkpoint, c) for c in configs], bootstrap=bootstrap, extended=False)
     by_preset: dict[str, list] = {}
     for run_cfg, evaluation in zip(configs, evaluations):
         by_preset.setdefault(run_cfg.preset, []).append(evaluation)
