@@ -39,7 +39,7 @@ from mdbd.model import build_model
 from mdbd.model.multianet import count_flops
 import mdbd.paths as paths
 from mdbd.paths import display_path
-from mdbd.report import save_table
+from mdbd.report import results_dir, save_table
 from mdbd.scoring import evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
@@ -299,11 +299,32 @@ def fidelity_summary(table: pd.DataFrame, quoted: dict[str, float], chain: str =
     return pd.DataFrame(rows)
 
 
-def save_sweep_table(sweep: Sweep, table: pd.DataFrame, leading: list[str] | None = None) -> dict[str, Path]:
+def merged_with_kept(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (some candidates x seeds of the sweep) with the rows of every OTHER candidate x seed its kept table
+    holds, in the sweep's candidate order: a run of a few candidates adds to the sweep's table instead of replacing
+    it."""
+    kept_path = results_dir(sweep.profile, sweep.dataset) / "tables" / f"{sweep.name}.csv"
+    if not kept_path.is_file():
+        return table
+    kept = pd.read_csv(kept_path)
+    ran = set(zip(table["candidate"], table["seed"]))
+    others = kept[[(c, s) not in ran for c, s in zip(kept["candidate"], kept["seed"])]]
+    merged = pd.concat([others, table], ignore_index=True)
+    order = {name: i for i, name in enumerate(sweep.candidates)}
+    rank = merged["candidate"].map(lambda c: order.get(c, len(order)))
+    return merged.assign(_rank=rank).sort_values(["_rank", "seed"], kind="stable").drop(columns="_rank") \
+        .reset_index(drop=True)
+
+
+def save_sweep_table(sweep: Sweep, table: pd.DataFrame, leading: list[str] | None = None,
+                     partial: bool = False) -> dict[str, Path]:
     """The sweep's table under results/<profile>/cuhk/tables/<sweep name> (CSV and Markdown) with its held-out
-    provenance, `leading` columns first; printed."""
+    provenance, `leading` columns first; printed. `partial`: `table` holds only some candidates or seeds, merged
+    into the kept table (merged_with_kept) rather than replacing it."""
     leading = leading or ["candidate", "seed", "protocol", "metric", "value", "ci_low", "ci_high", "cpu_minutes",
                           "train_flops"]
+    if partial:
+        table = merged_with_kept(sweep, table)
     table = table[leading + [c for c in table.columns if c not in leading]]
     paths = save_table(table, sweep.name, profile=sweep.profile, dataset=sweep.dataset, title=sweep.title,
                        provenance={"dataset": sweep.dataset, "source": "trained here"})

@@ -89,3 +89,26 @@ def test_frontier_keeps_only_runs_that_improve_with_budget_and_extrapolates_a_li
     by_flops = frontier(table, "sod-blur", "max_f", x="train_flops")  # the budget axis notebook 09 uses
     assert by_flops["candidate"].tolist() == ["a", "c", "d"] and list(by_flops.columns).count("train_flops") == 1
     assert extrapolate(by_flops, 0.92)["needed"] == pytest.approx(line["needed"])
+
+
+def test_a_run_of_some_candidates_adds_to_the_sweeps_table_instead_of_replacing_it(tmp_path, monkeypatch):
+    """`mdbd sweep NAME --candidates X` writes X's rows into the kept table, keeping every other candidate's."""
+    from mdbd.sweep import save_sweep_table
+
+    monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
+    sweep = load_sweep(_sweep_file(tmp_path))
+
+    def rows(candidate, seed, value):
+        return pd.DataFrame({"candidate": [candidate] * 2, "seed": seed, "protocol": "sod-blur",
+                             "metric": ["max_f", "mae"], "value": value, "ci_low": 0.0, "ci_high": 1.0,
+                             "cpu_minutes": 1.0, "train_flops": 1e12, "split": "holdout", "device": "cpu"})
+
+    save_sweep_table(sweep, pd.concat([rows("short", 0, 0.5), rows("short", 1, 0.6), rows("frozen", 0, 0.7)]))
+    save_sweep_table(sweep, rows("short", 1, 0.9), partial=True)
+    table = pd.read_csv(tmp_path / "results" / "smoke" / "cuhk" / "tables" / "test_sweep.csv")
+    assert list(zip(table["candidate"], table["seed"], table["value"])) == [
+        ("short", 0, 0.5), ("short", 0, 0.5), ("short", 1, 0.9), ("short", 1, 0.9), ("frozen", 0, 0.7),
+        ("frozen", 0, 0.7)]
+    save_sweep_table(sweep, rows("frozen", 0, 0.1))  # a whole run replaces the table
+    assert set(pd.read_csv(tmp_path / "results" / "smoke" / "cuhk" / "tables" / "test_sweep.csv")["candidate"]) \
+        == {"frozen"}

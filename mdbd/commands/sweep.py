@@ -39,5 +39,7 @@ def _run(args) -> int:
             print(f"{name} seed {cfg.seed}: epochs {cfg.epochs}, image_size {cfg.image_size}, source_size "
                   f"{cfg.resolved_source_size()}, frozen blocks {cfg.freeze_backbone_blocks}, lr {cfg.lr}")
         return 0
-    save_sweep_table(sweep, run_sweep(sweep, root, args.candidates, args.seeds, progress=not args.quiet))
+    table = run_sweep(sweep, root, args.candidates, args.seeds, progress=not args.quiet)
+    # a few candidates or seeds add to the sweep's table; they never replace the rows of the others
+    save_sweep_table(sweep, table, partial=bool(args.candidates or args.seeds))
     return 0
