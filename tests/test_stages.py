@@ -128,8 +128,9 @@ def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a
 def test_run_concurrency_comes_from_the_profile_and_is_checked():
     from mdbd.errors import ConfigError
 
-    assert load_config("laptop", dataset="cuhk").concurrent_runs == 2
-    assert load_config("laptop").concurrent_runs == 1
+    # the laptop profile trains two runs at a time on both datasets (the main job's budget); the others one
+    assert load_config("laptop", dataset="cuhk").concurrent_runs == 2 == load_config("laptop").concurrent_runs
+    assert load_config("paper").concurrent_runs == 1
     with pytest.raises(ConfigError, match="concurrent_runs must be an integer >= 1, got 0"):
         load_config("smoke", concurrent_runs=0)
     assert ablation.threads_per_run(load_config("smoke", device="cpu"), 1) is None
