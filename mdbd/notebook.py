@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdbd.checkpoint import CHECKPOINT_NAME
 from mdbd.config import RunConfig, load_config
 from mdbd.errors import ConfigError
 from mdbd.paths import REPO_ROOT
 from mdbd.provenance import device_name, resolve_device
-from mdbd.report import results_dir, save_figure, save_table
+from mdbd.report import results_dir, save_figure, save_table, table_path
+from mdbd.rundir import RunDir
 from mdbd.stages.common import display_path
 from mdbd.train import seed_everything
 
@@ -131,7 +131,7 @@ class NotebookContext:
     def checkpoints(self, configs: dict[str, RunConfig], made_by: str) -> dict[str, Path]:
         """The checkpoints of upstream runs, by label: each configuration's run folder (its identity) holds the one
         that notebook `made_by` trained. A ConfigError lists every missing one and names the notebook to run first."""
-        paths = {label: cfg.resolved_run_dir() / CHECKPOINT_NAME for label, cfg in configs.items()}
+        paths = {label: RunDir.of(cfg).checkpoint for label, cfg in configs.items()}
         missing = [display_path(p) for p in paths.values() if not p.is_file()]
         if missing:
             raise ConfigError(f"missing checkpoint(s) {', '.join(missing)}: run {made_by} with "
@@ -145,7 +145,7 @@ class NotebookContext:
     def upstream_table(self, name: str) -> pd.DataFrame:
         """A table an earlier notebook wrote into this results folder; that notebook is the one whose number the
         table's name starts with (every table is named after its notebook). A ConfigError names it when missing."""
-        path = self.results / "tables" / f"{name}.csv"
+        path = table_path(name, self.profile, self.cfg.results_label())
         if not path.is_file():
             maker = next((n for n in NOTEBOOK_INFO if name.startswith(n[:3])), "the notebook that writes it")
             raise ConfigError(f"{display_path(path)} is missing: run {maker} with profile={self.profile!r} "

@@ -91,6 +91,11 @@ def beside_paper(ours: pd.DataFrame, table: str, *, paper_dataset: str) -> pd.Da
     return merged
 
 
+def table_path(name: str, profile: str, dataset: str) -> Path:
+    """results/<profile>/<dataset>/tables/<name>.csv: where save_table writes a table (its .md beside it)."""
+    return results_dir(profile, dataset) / "tables" / f"{name}.csv"
+
+
 def save_table(df: pd.DataFrame, name: str, *, profile: str, dataset: str, title: str, provenance: dict[str, Any],
                required: Iterable[str] = ("dataset", "split", "profile", "device", "seed")) -> dict[str, Path]:
     """Write results/<profile>/<dataset>/tables/<name>.csv and .md (title + provenance + table), atomically.
@@ -106,8 +111,8 @@ def save_table(df: pd.DataFrame, name: str, *, profile: str, dataset: str, title
     missing = [c for c in required if c not in out.columns]
     if missing:
         raise ConfigError(f"table {name!r} lacks provenance columns {missing}")
-    folder = results_dir(profile, dataset) / "tables"
-    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    csv_path = table_path(name, profile, dataset)
+    md_path = csv_path.with_suffix(".md")
     atomic_write_text(csv_path, out.to_csv(index=False))
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in prov.items()]

@@ -39,7 +39,7 @@ from mdbd.model import build_model
 from mdbd.model.multianet import count_flops
 import mdbd.paths as paths
 from mdbd.paths import display_path
-from mdbd.report import results_dir, save_table
+from mdbd.report import save_table, table_path
 from mdbd.scoring import evaluate_runs
 from mdbd.threads import torch_threads
 from mdbd.train import train
@@ -303,7 +303,7 @@ def merged_with_kept(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
     """`table` (some candidates x seeds of the sweep) with the rows of every OTHER candidate x seed its kept table
     holds, in the sweep's candidate order: a run of a few candidates adds to the sweep's table instead of replacing
     it."""
-    kept_path = results_dir(sweep.profile, sweep.dataset) / "tables" / f"{sweep.name}.csv"
+    kept_path = table_path(sweep.name, sweep.profile, sweep.dataset)
     if not kept_path.is_file():
         return table
     kept = pd.read_csv(kept_path)

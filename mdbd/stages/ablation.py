@@ -120,15 +120,10 @@ def launch_order(configs: Sequence[RunConfig]) -> list[int]:
     of a batch of concurrent runs is a short one."""
     def key(index: int) -> tuple[bool, int]:
         cfg = configs[index]
-        return (not _looks_finished(cfg), -len(PRESETS[cfg.preset].modules))
+        # finished: a guess for ordering only (a checkpoint and a log of all its epochs); train() checks the identity
+        return (not RunDir.of(cfg).looks_finished(cfg.epochs), -len(PRESETS[cfg.preset].modules))
 
     return sorted(range(len(configs)), key=key)
-
-
-def _looks_finished(cfg: RunConfig) -> bool:
-    """Whether the run's folder holds a checkpoint and a log of all its epochs (a guess for ordering only: train()
-    checks the identity)."""
-    return RunDir.of(cfg).looks_finished(cfg.epochs)
 
 
 def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
