@@ -165,17 +165,26 @@ def sweep_configs(sweep: Sweep, data_root: str | Path, candidates: list[str] | N
 
 def run_sweep(sweep: Sweep, cuhk_root: str | Path, candidates: list[str] | None = None,
               seeds: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Train (or find) and score every candidate x seed on the held-out split; the long table (see the module)."""
-    root = holdout_root(sweep, cuhk_root)
-    jobs = sweep_configs(sweep, root, candidates, seeds)
-    if sweep.concurrent > 1:
+    """Train (or find) and score every candidate x seed on the held-out split; the long table (see the module).
+    Some `candidates` or `seeds` (an empty list: none) give the sweep's whole table all the same: their rows, and
+    every other candidate x seed's from the kept table (merged_with_kept), so that a partial run adds to the table
+    instead of replacing it, and `candidates=[]` rebuilds what derives from the table without training."""
+    # no candidate: nothing to train, so the held-out copy of the images is not made either
+    jobs = [] if candidates == [] else sweep_configs(sweep, holdout_root(sweep, cuhk_root), candidates, seeds)
+    if sweep.concurrent > 1 and jobs:
         with ProcessPoolExecutor(sweep.concurrent) as pool:
             tables = list(pool.map(_run_one, [sweep] * len(jobs), *zip(*jobs), [progress] * len(jobs)))
     else:
         tables = [_run_one(sweep, name, cfg, progress) for name, cfg in jobs]
-    table = pd.concat(tables, ignore_index=True)
-    table["split"] = sweep.split_label()
-    table["data_root"] = f"cuhk ({display_path(Path(cuhk_root))}) held out as {sweep.split_label()}"
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if tables:
+        table["split"] = sweep.split_label()
+        table["data_root"] = f"cuhk ({display_path(Path(cuhk_root))}) held out as {sweep.split_label()}"
+    if candidates is not None or seeds is not None:
+        table = merged_with_kept(sweep, table)
+    if table.empty:
+        raise ConfigError(f"sweep {sweep.name}: no candidate to run and no kept table at "
+                          f"{display_path(table_path(sweep.name, sweep.profile, sweep.dataset))}")
     return table
 
 
@@ -307,6 +316,8 @@ def merged_with_kept(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
     if not kept_path.is_file():
         return table
     kept = pd.read_csv(kept_path)
+    if table.empty:
+        return kept
     ran = set(zip(table["candidate"], table["seed"]))
     others = kept[[(c, s) not in ran for c, s in zip(kept["candidate"], kept["seed"])]]
     merged = pd.concat([others, table], ignore_index=True)
@@ -316,15 +327,11 @@ def merged_with_kept(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def save_sweep_table(sweep: Sweep, table: pd.DataFrame, leading: list[str] | None = None,
-                     partial: bool = False) -> dict[str, Path]:
-    """The sweep's table under results/<profile>/cuhk/tables/<sweep name> (CSV and Markdown) with its held-out
-    provenance, `leading` columns first; printed. `partial`: `table` holds only some candidates or seeds, merged
-    into the kept table (merged_with_kept) rather than replacing it."""
+def save_sweep_table(sweep: Sweep, table: pd.DataFrame, leading: list[str] | None = None) -> dict[str, Path]:
+    """The sweep's table (run_sweep's: whole, even after a partial run) under results/<profile>/cuhk/tables/<sweep
+    name> (CSV and Markdown) with its held-out provenance, `leading` columns first; printed."""
     leading = leading or ["candidate", "seed", "protocol", "metric", "value", "ci_low", "ci_high", "cpu_minutes",
                           "train_flops"]
-    if partial:
-        table = merged_with_kept(sweep, table)
     table = table[leading + [c for c in table.columns if c not in leading]]
     paths = save_table(table, sweep.name, profile=sweep.profile, dataset=sweep.dataset, title=sweep.title,
                        provenance={"dataset": sweep.dataset, "source": "trained here"})

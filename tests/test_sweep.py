@@ -92,11 +92,15 @@ def test_frontier_keeps_only_runs_that_improve_with_budget_and_extrapolates_a_li
 
 
 def test_a_run_of_some_candidates_adds_to_the_sweeps_table_instead_of_replacing_it(tmp_path, monkeypatch):
-    """`mdbd sweep NAME --candidates X` writes X's rows into the kept table, keeping every other candidate's."""
-    from mdbd.sweep import save_sweep_table
+    """`mdbd sweep NAME --candidates X` (and notebook 09's `candidates`) give X's rows merged into the kept table,
+    keeping every other candidate's; no candidate at all gives the kept table, without training or a held-out copy."""
+    from mdbd.sweep import merged_with_kept, save_sweep_table
 
     monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path / "data")
     sweep = load_sweep(_sweep_file(tmp_path))
+    with pytest.raises(ConfigError, match="no candidate to run and no kept table"):
+        run_sweep(sweep, tmp_path / "no-cuhk-here", candidates=[])
 
     def rows(candidate, seed, value):
         return pd.DataFrame({"candidate": [candidate] * 2, "seed": seed, "protocol": "sod-blur",
@@ -104,11 +108,14 @@ def test_a_run_of_some_candidates_adds_to_the_sweeps_table_instead_of_replacing_
                              "cpu_minutes": 1.0, "train_flops": 1e12, "split": "holdout", "device": "cpu"})
 
     save_sweep_table(sweep, pd.concat([rows("short", 0, 0.5), rows("short", 1, 0.6), rows("frozen", 0, 0.7)]))
-    save_sweep_table(sweep, rows("short", 1, 0.9), partial=True)
-    table = pd.read_csv(tmp_path / "results" / "smoke" / "cuhk" / "tables" / "test_sweep.csv")
+    merged = merged_with_kept(sweep, rows("short", 1, 0.9))
     expected = {"short": [("short", 0, 0.5)] * 2 + [("short", 1, 0.9)] * 2, "frozen": [("frozen", 0, 0.7)] * 2}
-    assert list(zip(table["candidate"], table["seed"], table["value"])) == [
+    assert list(zip(merged["candidate"], merged["seed"], merged["value"])) == [
         row for name in sweep.candidates for row in expected[name]]  # in the sweep file's candidate order
+    kept = run_sweep(sweep, tmp_path / "no-cuhk-here", candidates=[])
+    assert list(zip(kept["candidate"], kept["seed"], kept["value"])) == [
+        ("short", 0, 0.5)] * 2 + [("short", 1, 0.6)] * 2 + [("frozen", 0, 0.7)] * 2
+    assert not (tmp_path / "data").exists()  # nothing trained, no held-out copy made
     save_sweep_table(sweep, rows("frozen", 0, 0.1))  # a whole run replaces the table
     assert set(pd.read_csv(tmp_path / "results" / "smoke" / "cuhk" / "tables" / "test_sweep.csv")["candidate"]) \
         == {"frozen"}

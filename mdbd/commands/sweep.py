@@ -40,6 +40,5 @@ def _run(args) -> int:
                   f"{cfg.resolved_source_size()}, frozen blocks {cfg.freeze_backbone_blocks}, lr {cfg.lr}")
         return 0
     table = run_sweep(sweep, root, args.candidates, args.seeds, progress=not args.quiet)
-    # a few candidates or seeds add to the sweep's table; they never replace the rows of the others
-    save_sweep_table(sweep, table, partial=bool(args.candidates or args.seeds))
+    save_sweep_table(sweep, table)  # whole: a few candidates or seeds add to the kept table (run_sweep)
     return 0
