@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from mdbd import __version__
-from mdbd.errors import MdbdError
+from mdbd.core.errors import MdbdError
 
 COMMANDS = ("model", "weights", "data", "train", "ablation", "predict", "evaluate", "baseline", "published", "bench",
             "reproduce", "verify", "sweep", "report")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 
 #: ITU-R BT.601 luma weights, as MATLAB's rgb2gray (which both reference implementations call).
 _LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float64)

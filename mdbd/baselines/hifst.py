@@ -33,8 +33,8 @@ from skimage.filters.rank import entropy
 from threadpoolctl import threadpool_limits
 
 from mdbd.baselines.common import check_image, downscaled_shape, finish_map, min_max, resize_to, to_gray
-from mdbd.errors import ConfigError
-from mdbd.threads import torch_threads
+from mdbd.core.errors import ConfigError
+from mdbd.core.threads import torch_threads
 
 WINDOW_SIZES = (7, 15, 31, 63)
 #: Bytes of DCT coefficients held at once per strip of rows (the memory bound).

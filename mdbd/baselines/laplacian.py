@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from mdbd.baselines.common import check_image, finish_map, to_gray
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 
 
 def laplacian_energy_map(image_u8: np.ndarray, *, sigma: float = 1.0, window: int = 15,

@@ -25,7 +25,7 @@ import torch
 from scipy import ndimage
 
 from mdbd.baselines.common import check_image, downscaled_shape, finish_map, min_max, resize_to, to_gray
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 
 WINDOW_SIZES = (11, 15, 21)
 T_LBP = 0.016

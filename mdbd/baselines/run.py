@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-import mdbd.io
+import mdbd.core.io
 from mdbd.baselines.hifst import hifst_map
 from mdbd.baselines.laplacian import laplacian_energy_map
 from mdbd.baselines.lbp import lbp_map
 from mdbd.data.readers import IMAGE_EXTS, read_image
-from mdbd.errors import ConfigError, DataError
-from mdbd.hashing import stable_key
-from mdbd.io import atomic_write, sha256_file
-from mdbd.paths import results_dir
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.core.hashing import stable_key
+from mdbd.core.io import atomic_write, sha256_file
+from mdbd.core.paths import results_dir
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "hifst": hifst_map,
@@ -69,7 +69,7 @@ def cache_key(name: str, resolved_params: dict, image_digest: str) -> str:
 def save_map_png(sharpness: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a [0, 1] map as an 8-bit greyscale PNG (255 = in focus), atomically."""
     # rounded in float64 as baseline PNGs always were: float32 rounds a few near-half-level values the other way
-    return mdbd.io.save_map_png(np.asarray(sharpness, dtype=np.float64), path)
+    return mdbd.core.io.save_map_png(np.asarray(sharpness, dtype=np.float64), path)
 
 
 def expand_images(items: list[str]) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES
+from mdbd.runs.config import PROFILES
 
 
 def add_results_folder_options(parser) -> None:

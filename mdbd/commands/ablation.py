@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES, cli_overrides, load_config
-from mdbd.paths import as_parameter, command_line_path
-from mdbd.provenance import device_name, resolve_device
-from mdbd.names import REAL_DATASETS
-from mdbd.report import save_table, table_title
+from mdbd.runs.config import PROFILES, cli_overrides, load_config
+from mdbd.core.paths import as_parameter, command_line_path
+from mdbd.core.provenance import device_name, resolve_device
+from mdbd.core.names import REAL_DATASETS
+from mdbd.evaluation.report import save_table, table_title
 
 
 def register(sub) -> None:
@@ -34,10 +34,10 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.stages.ablation import (  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.stages.ablation import (  # lazy: keeps torch out of mdbd --help
         ablation_table, ordering_verdict, paired_ablation_table, run_ablation, table_iii_title, variant_suffix,
         verdict_text)
-    from mdbd.stages.common import HEADLINE, display_path  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.stages.common import HEADLINE, display_path  # lazy: keeps torch out of mdbd --help
 
     named = {"dataset": args.dataset, "data_root": as_parameter(args.data_root), "device": args.device,
              "ablation.seeds": args.seeds, "ablation.epochs": args.epochs}

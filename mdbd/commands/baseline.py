@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mdbd.errors import DataError
-from mdbd.paths import command_line_path
+from mdbd.core.errors import DataError
+from mdbd.core.paths import command_line_path
 
 #: The keys of mdbd.baselines.BASELINES, spelled out so that `mdbd --help` does not import numpy and scipy.
 METHODS = ("hifst", "laplacian", "lbp")

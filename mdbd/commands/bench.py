@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mdbd.io import atomic_write_text
-from mdbd.paths import command_line_path, resolve, results_dir
+from mdbd.core.io import atomic_write_text
+from mdbd.core.paths import command_line_path, resolve, results_dir
 
 
 def register(sub) -> None:
@@ -18,7 +18,7 @@ def register(sub) -> None:
                    help="instead: where one optimised training step spends its time (top operators)")
     p.add_argument("--cpu-training", action="store_true",
                    help="instead: CPU training steps per size x frozen blocks x fp32/bf16 x layout x runs at once "
-                        "(mdbd.cpu_training_bench; with --quick the chain's recipe only)")
+                        "(mdbd.bench.cpu_training; with --quick the chain's recipe only)")
     p.add_argument("--partial", default=None, help="CSV rewritten after every row (kept if the run is cut off)")
     p.set_defaults(func=_run)
 
@@ -34,7 +34,7 @@ def _write(table, args, prefix: str, suffix: str = ""):
 
 
 def _run(args) -> int:
-    from mdbd.bench import BenchSettings, run_bench  # lazy: keeps torch out of mdbd --help
+    from mdbd.bench.optimised import BenchSettings, run_bench  # lazy: keeps torch out of mdbd --help
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     if args.cpu_training:
@@ -54,7 +54,7 @@ def _run(args) -> int:
 
 
 def _profile(args, settings) -> int:
-    from mdbd.bench import profile_training_step  # lazy: keeps torch out of mdbd --help
+    from mdbd.bench.optimised import profile_training_step  # lazy: keeps torch out of mdbd --help
 
     table = profile_training_step(args.preset, settings.size, settings.train_batch, args.device)
     out = _write(table, args, "profile-training")
@@ -68,7 +68,7 @@ def _profile(args, settings) -> int:
 
 
 def _cpu_training(args) -> int:
-    from mdbd.cpu_training_bench import CpuTrainingGrid, cpu_training_rows  # lazy: keeps torch out of mdbd --help
+    from mdbd.bench.cpu_training import CpuTrainingGrid, cpu_training_rows  # lazy: keeps torch out of mdbd --help
 
     grid = CpuTrainingGrid.quick() if args.quick else CpuTrainingGrid()
     print(f"CPU training steps, batch {grid.batch}, {grid.threads} threads shared by the runs at once:")

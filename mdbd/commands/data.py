@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from mdbd.config import PROFILES, load_config
+from mdbd.runs.config import PROFILES, load_config
 from mdbd.data.carry import CARRY_DATASETS, DEFAULT_MAX_SIDE, DEFAULT_QUALITY, make_carry, verify_carry
 from mdbd.data.download import fetch_cuhk, fetch_dut
 from mdbd.data.readers import available_splits, dataset_root, open_cuhk, open_dataset, summarize
 from mdbd.data.subset import evenly_spaced, make_cuhk_subset
-from mdbd.errors import DataError
-from mdbd.names import DATASETS, POLARITIES, REAL_DATASETS
-from mdbd.paths import command_line_path, resolve
+from mdbd.core.errors import DataError
+from mdbd.core.names import DATASETS, POLARITIES, REAL_DATASETS
+from mdbd.core.paths import command_line_path, resolve
 
 
 def register(sub) -> None:

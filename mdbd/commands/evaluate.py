@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mdbd.errors import DataError
-from mdbd.evaluate import GT_POLARITIES, check_output_csv, resolve_gt_polarity, write_results
-import mdbd.evaluate
+from mdbd.core.errors import DataError
+from mdbd.evaluation.evaluate import GT_POLARITIES, check_output_csv, resolve_gt_polarity, write_results
+import mdbd.evaluation.evaluate
 from mdbd.metrics import DEFAULT_PROTOCOL, POSITIVE_CLASSES, PROTOCOLS
-from mdbd.paths import command_line_path
-from mdbd.published import MAP_POLARITIES, evaluate_published_folder
+from mdbd.core.paths import command_line_path
+from mdbd.evaluation.published import MAP_POLARITIES, evaluate_published_folder
 
 
 def register(sub) -> None:
@@ -72,7 +72,7 @@ def _run(args) -> int:
             print(f"note: {result.table['resized_maps'].iloc[0]} map(s) resized to their GT's size: "
                   f"{result.table['resized_ids'].iloc[0]}")
     else:
-        result = mdbd.evaluate.evaluate_folders(  # read when called: a test stubs it
+        result = mdbd.evaluation.evaluate.evaluate_folders(  # read when called: a test stubs it
             args.pred, args.gt, gt_polarity=polarity, gt_polarity_from=polarity_from, resize=args.resize, **options)
     written = write_results(result, args.out, per_image=args.per_image)
     with pd.option_context("display.width", 120, "display.max_columns", 10, "display.max_rows", 200):

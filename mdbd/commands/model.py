@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from mdbd.config import ATTENTION_SCALES
+from mdbd.runs.config import ATTENTION_SCALES
 from mdbd.data import open_dataset
 from mdbd.data.readers import MASK_EXTS, read_image, read_mask
-from mdbd.errors import ConfigError, DataError
-from mdbd.io import atomic_write_text
-from mdbd.names import POLARITIES
-from mdbd.paths import command_line_path
-from mdbd.provenance import device_name, resolve_device
-from mdbd.threads import torch_threads
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.core.io import atomic_write_text
+from mdbd.core.names import POLARITIES
+from mdbd.core.paths import command_line_path
+from mdbd.core.provenance import device_name, resolve_device
+from mdbd.core.threads import torch_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,8 +76,8 @@ def measure_cost(model, size: int = 320, threads: int = 2, runs: int = 3) -> dic
     """Forward FLOPs (backbone / decoder share) and the median CPU forward time at batch 1."""
     import torch
 
-    # mdbd.bench imports pandas: only when costs are asked for.
-    from mdbd.bench import median_seconds  # lazy: keeps torch out of mdbd --help
+    # mdbd.bench.optimised imports pandas: only when costs are asked for.
+    from mdbd.bench.optimised import median_seconds  # lazy: keeps torch out of mdbd --help
     from mdbd.model.multianet import count_flops  # lazy: keeps torch out of mdbd --help
 
     if size < 16 or runs < 1 or threads < 1:
@@ -127,8 +127,8 @@ def attention_inputs(args: argparse.Namespace) -> tuple[list, list | None, list[
     """(images, masks or None, ids, provenance) from IMAGE arguments (+ --masks) or from --dataset."""
     from pathlib import Path
 
-    from mdbd.predict import expand_image_paths  # lazy: keeps torch out of mdbd --help
-    from mdbd.stages.common import display_path  # lazy: keeps torch out of mdbd --help
+    from mdbd.runs.predict import expand_image_paths  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.stages.common import display_path  # lazy: keeps torch out of mdbd --help
 
     if args.dataset:
         if args.images or args.masks:
@@ -168,10 +168,10 @@ def attention_inputs(args: argparse.Namespace) -> tuple[list, list | None, list[
 
 
 def run_attention_stats(args: argparse.Namespace) -> int:
-    from mdbd.checkpoint import load_checkpoint  # lazy: keeps torch out of mdbd --help
+    from mdbd.runs.checkpoint import load_checkpoint  # lazy: keeps torch out of mdbd --help
     from mdbd.model.diagnostics import (  # lazy: keeps torch out of mdbd --help
         attention_statistics, attention_table, with_attention_scale)
-    from mdbd.stages.common import display_path  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.stages.common import display_path  # lazy: keeps torch out of mdbd --help
 
     if not args.checkpoint:
         raise ConfigError("--attention-stats needs --checkpoint (a run's last.pt)")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mdbd.errors import ConfigError
-from mdbd.paths import command_line_path
+from mdbd.core.errors import ConfigError
+from mdbd.core.paths import command_line_path
 
 
 def register(sub) -> None:
@@ -26,7 +26,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     import time
 
-    from mdbd.predict import predict_files  # lazy: keeps torch out of mdbd --help
+    from mdbd.runs.predict import predict_files  # lazy: keeps torch out of mdbd --help
 
     if args.checkpoint is None:
         raise ConfigError("--checkpoint is required: a trained run's last.pt. Train one with `mdbd train --profile "

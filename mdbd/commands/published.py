@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mdbd.paths import command_line_path
-from mdbd.published import PUBLISHED_METHODS, fetch_published, find_published_folder
+from mdbd.core.paths import command_line_path
+from mdbd.evaluation.published import PUBLISHED_METHODS, fetch_published, find_published_folder
 
 
 def register(sub) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from mdbd.commands import add_results_folder_options
-from mdbd.errors import ConfigError
-from mdbd.paths import REPO_ROOT, command_line_path, resolve
+from mdbd.core.errors import ConfigError
+from mdbd.core.paths import REPO_ROOT, command_line_path, resolve
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write REPORT.md and report.html for a results folder",
                        description="Write results/<profile>/<dataset>/REPORT.md and report.html from the tables "
-                                   "and figures in that folder (mdbd.report_md): the study's findings in order, every "
+                                   "and figures in that folder (mdbd.chain.report_md): the study's findings in order, every "
                                    "table and figure inline with its provenance, quoted numbers marked. `mdbd "
                                    "reproduce` does this at the end of a chain. A planned table or figure the folder "
                                    "lacks is listed (exit status 1 with --strict). --check-browser then opens "
@@ -32,7 +32,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from pathlib import Path
 
-    from mdbd.report_md import check_in_browser, write_report  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.report_md import check_in_browser, write_report  # lazy: keeps torch out of mdbd --help
 
     result = write_report(args.profile, args.dataset, folder=resolve(args.folder) if args.folder else None)
     print(f"wrote {result.markdown}\nwrote {result.html}\n{len(result.tables)} tables, {len(result.figures)} figures")

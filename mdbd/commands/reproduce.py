@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES, parse_overrides
-from mdbd.names import DATASETS
-from mdbd.paths import as_parameter, command_line_path
+from mdbd.runs.config import PROFILES, parse_overrides
+from mdbd.core.names import DATASETS
+from mdbd.core.paths import as_parameter, command_line_path
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.reproduce import print_summary, run_chain  # lazy: keeps torch out of mdbd --help
+    from mdbd.chain.reproduce import print_summary, run_chain  # lazy: keeps torch out of mdbd --help
 
     result = run_chain(args.profile, args.only, dataset=args.dataset, data_root=as_parameter(args.data_root),
                        out_dir=args.out, params=parse_overrides(args.param), prepare_only=args.prepare_only,

@@ -1,11 +1,11 @@
-"""`mdbd sweep`: a held-out sweep (mdbd.sweep) from the command line: train and score its candidates, write its
+"""`mdbd sweep`: a held-out sweep (mdbd.runs.sweep) from the command line: train and score its candidates, write its
 table."""
 
 from __future__ import annotations
 
 from mdbd.data.locate import find_cuhk_root
-from mdbd.errors import DataError
-from mdbd.paths import command_line_path
+from mdbd.core.errors import DataError
+from mdbd.core.paths import command_line_path
 
 
 def register(sub) -> None:
@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.sweep import (  # lazy: keeps torch out of mdbd --help
+    from mdbd.runs.sweep import (  # lazy: keeps torch out of mdbd --help
         load_sweep, run_sweep, save_sweep_table, sweep_configs)
 
     sweep = load_sweep(args.sweep)

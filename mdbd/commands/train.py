@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mdbd.config import PROFILES, cli_overrides, load_config
-from mdbd.io import check_output_folder
-from mdbd.paths import as_parameter, command_line_path
-from mdbd.provenance import usable_device
+from mdbd.runs.config import PROFILES, cli_overrides, load_config
+from mdbd.core.io import check_output_folder
+from mdbd.core.paths import as_parameter, command_line_path
+from mdbd.core.provenance import usable_device
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--run-dir", type=command_line_path, default=None,
-                   help="where last.pt, log.csv and config.yaml go (mdbd.rundir; default "
+                   help="where last.pt, log.csv and config.yaml go (mdbd.runs.rundir; default "
                                                   "results/runs/<profile>/<preset>-<dataset>-seed<N>-<identity hash>)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished run in run_dir, or continue an interrupted one; refused, naming the "
@@ -35,8 +35,8 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from mdbd.rundir import RunDir  # lazy: torch (mdbd.checkpoint), out of mdbd --help
-    from mdbd.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
+    from mdbd.runs.rundir import RunDir  # lazy: torch (mdbd.runs.checkpoint), out of mdbd --help
+    from mdbd.runs.train import DistInfo, train  # lazy: keeps torch out of mdbd --help
 
     named = {"preset": args.preset, "dataset": args.dataset, "data_root": as_parameter(args.data_root),
              "epochs": args.epochs, "seed": args.seed, "device": args.device, "run_dir": as_parameter(args.run_dir)}

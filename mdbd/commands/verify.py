@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mdbd.commands import add_results_folder_options
-from mdbd.paths import REPO_ROOT, command_line_path, resolve
-from mdbd.report import results_dir
-from mdbd.verify import DEFAULT_ATOL, compare_folders, csv_tables, reproduces, tracked_tables
+from mdbd.core.paths import REPO_ROOT, command_line_path, resolve
+from mdbd.evaluation.report import results_dir
+from mdbd.evaluation.verify import DEFAULT_ATOL, compare_folders, csv_tables, reproduces, tracked_tables
 
 
 def register(sub) -> None:

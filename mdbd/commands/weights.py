@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from mdbd.paths import command_line_path, resolve
+from mdbd.core.paths import command_line_path, resolve
 
 DATA_DIR_HELP = "data folder holding weights/ (default: $MDBD_DATA_DIR, else the repository's data/)"
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from mdbd import weights  # lazy: keeps torch out of mdbd --help
+    from mdbd.core import weights  # lazy: keeps torch out of mdbd --help
 
     start = time.perf_counter()
     if args.source == "torchvision":
@@ -55,7 +55,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     import torch
 
-    from mdbd import weights  # lazy: keeps torch out of mdbd --help
+    from mdbd.core import weights  # lazy: keeps torch out of mdbd --help
 
     out = resolve(args.out)
     count, cache = weights.export_oxford(out, getattr(torch, args.dtype), data_dir=args.data_dir)
@@ -65,7 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from mdbd import weights  # lazy: keeps torch out of mdbd --help
+    from mdbd.core import weights  # lazy: keeps torch out of mdbd --help
 
     report = weights.verify_oxford_cache(data_dir=args.data_dir)
     print(f"cache: {report.cache}")

@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from mdbd.data.readers import PairDataset
-from mdbd.errors import DataError
-from mdbd.hashing import stable_key
-from mdbd.io import atomic_write
-from mdbd.paths import data_dir
+from mdbd.core.errors import DataError
+from mdbd.core.hashing import stable_key
+from mdbd.core.io import atomic_write
+from mdbd.core.paths import data_dir
 
 log = logging.getLogger(__name__)
 

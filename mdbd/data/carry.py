@@ -39,10 +39,10 @@ from PIL import Image
 
 from mdbd.data.readers import (CARRY_FORMAT, CARRY_MANIFEST, CUHK_SPLITS, PairDataset, open_cuhk,
                                read_carry_manifest)
-from mdbd.errors import ConfigError, DataError
-from mdbd.io import atomic_write_text, sha256_file
-from mdbd.paths import SHARED_DATA_ENV, shared_data_root
-from mdbd.provenance import code_version
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.core.io import atomic_write_text, sha256_file
+from mdbd.core.paths import SHARED_DATA_ENV, shared_data_root
+from mdbd.core.provenance import code_version
 
 DEFAULT_MAX_SIDE = 352
 #: JPEG quality 85, not 92: the working tree, the fp16 backbone and the carry must travel together within the GPU

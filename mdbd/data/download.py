@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 from mdbd.data.readers import CUHK_DEFOCUS_COUNT, DUT_LAYOUTS
-from mdbd.errors import DataError
-from mdbd.io import atomic_write_text, sha256_file
-from mdbd.paths import data_dir
+from mdbd.core.errors import DataError
+from mdbd.core.io import atomic_write_text, sha256_file
+from mdbd.core.paths import data_dir
 
 CUHK_BASE_URL = "http://www.cse.cuhk.edu.hk/leojia/projects/dblurdetect/data/"
 CUHK_ARCHIVES = {"image": "BlurDatasetImage.zip", "gt": "BlurDatasetGT.zip"}

@@ -1,7 +1,7 @@
 """Where the real datasets live on this machine: the folder named by $MDBD_SHARED_DATA (laid out like
 ../shared/data: `cuhk-full/`, `dut-samples/`, `published-maps/`), else the dataset's folder under data/.
 
-Kept free of configuration and generator imports, so that mdbd.config, mdbd.identity and mdbd.data.synth can all
+Kept free of configuration and generator imports, so that mdbd.runs.config, mdbd.runs.identity and mdbd.data.synth can all
 use it (the synthetic benchmark's mask origin enters a run's name and identity).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mdbd.errors import DataError
-from mdbd.paths import data_dir, shared_data_root
+from mdbd.core.errors import DataError
+from mdbd.core.paths import data_dir, shared_data_root
 
 #: the complete defocus part of Shi's dataset inside $MDBD_SHARED_DATA (official image/ + gt/ layout)
 SHARED_CUHK = "cuhk-full"

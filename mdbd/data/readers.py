@@ -30,9 +30,9 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import mdbd.paths
-from mdbd.errors import DataError
-from mdbd.names import DATASETS, POLARITIES  # noqa: F401  (re-exported: mdbd.data offers them)
+import mdbd.core.paths
+from mdbd.core.errors import DataError
+from mdbd.core.names import DATASETS, POLARITIES  # noqa: F401  (re-exported: mdbd.data offers them)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
@@ -126,7 +126,7 @@ def read_mask_levels(path: str | Path, *, white_is_infocus: bool = True) -> np.n
     """A mask's grey levels as stored, in the internal polarity (high = in focus): uint8 0..255 for 8-bit and 1-bit
     files, float64 in [0, 1] for 16-bit and float ones. Graded masks keep their levels: this is what scoring reads
     (each protocol binarises with its own rule; mdbd.metrics.inputs.binarize_gt), in every route, since
-    mdbd.evaluate.load_ground_truth reads GT files with it too. Any mode is converted (RGBA: alpha dropped)."""
+    mdbd.evaluation.evaluate.load_ground_truth reads GT files with it too. Any mode is converted (RGBA: alpha dropped)."""
     path = Path(path)
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -553,7 +553,7 @@ def dataset_root(name: str, root: str | Path | None) -> str | Path:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if root is None:
-        return mdbd.paths.DATA_DIR / name  # read when called: tests point it elsewhere
+        return mdbd.core.paths.DATA_DIR / name  # read when called: tests point it elsewhere
     return root
 
 

@@ -1,5 +1,5 @@
 """What the data layer is told, without numpy or torch: the synthetic benchmark's sizes (a profile's `synth:` section)
-and the generator's version. mdbd.config builds its RunConfig from these; mdbd.data.synth generates from them."""
+and the generator's version. mdbd.runs.config builds its RunConfig from these; mdbd.data.synth generates from them."""
 
 from __future__ import annotations
 

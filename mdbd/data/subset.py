@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mdbd.data.readers import SUBSET_MANIFEST, open_cuhk
-from mdbd.errors import DataError
-from mdbd.io import atomic_folder, sha256_file
+from mdbd.core.errors import DataError
+from mdbd.core.io import atomic_folder, sha256_file
 
 SUBSET_FORMAT = "mdbd-cuhk-subset/1"
 

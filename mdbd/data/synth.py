@@ -35,8 +35,8 @@ from mdbd.data import spec as data_spec
 from mdbd.data.locate import find_cuhk_gt, synthetic_mask_origin
 from mdbd.data.readers import CUHK_SPLITS, read_mask
 from mdbd.data.spec import GENERATOR_VERSION, SynthConfig  # noqa: F401 (re-exported: defined without numpy there)
-from mdbd.errors import DataError
-from mdbd.io import atomic_folder
+from mdbd.core.errors import DataError
+from mdbd.core.io import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ def manifest_matches(root: str | Path, synth: SynthConfig, profile: str, seed: i
 
 
 class SyntheticRun(Protocol):
-    """What ensure_synthetic reads of a run's configuration (mdbd.config.RunConfig is one)."""
+    """What ensure_synthetic reads of a run's configuration (mdbd.runs.config.RunConfig is one)."""
 
     profile: str
     seed: int

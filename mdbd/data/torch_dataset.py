@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from mdbd.data.augment import apply_augment, augment_params, identity_params
 from mdbd.data.cache import CachedPairs, cache_side, load_or_build
 from mdbd.data.readers import PairDataset
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 def _tensors(cached: CachedPairs, i: int) -> tuple[torch.Tensor, torch.Tensor]:

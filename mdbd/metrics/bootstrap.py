@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 from mdbd.metrics.base import Metric
 
 #: at most this many (resample x image) weights in memory at once

@@ -12,7 +12,7 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from mdbd.errors import ConfigError, DataError
+from mdbd.core.errors import ConfigError, DataError
 
 POSITIVE_CLASSES = ("infocus", "blur")
 

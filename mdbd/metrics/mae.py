@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 from mdbd.metrics.base import NORMALIZATIONS, Metric, joint_histogram, normalize_map, uint8_values, weighted_mean
 from mdbd.metrics.inputs import GT_RULES, RESIZE_METHODS, binarize_gt, resize_to, to_float
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 from mdbd.metrics.base import BETA2, Metric
 from mdbd.metrics.fmeasure import AdaptiveFmeasure, DDFFNetFmeasure, FixedFmeasure, SODFmeasure, ZhaoFmeasure
 from mdbd.metrics.inputs import check_positive

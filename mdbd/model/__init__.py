@@ -5,7 +5,7 @@
     prob = to_probability(model(images))  # images: float RGB in [0, 1], (B, 3, H, W)
 
 Importing the package stays torch-free: the option names and presets come from mdbd.model.spec, the torch modules
-are loaded on first use of one of their names (as mdbd.data does), so that mdbd.config can import mdbd.model.spec.
+are loaded on first use of one of their names (as mdbd.data does), so that mdbd.runs.config can import mdbd.model.spec.
 """
 
 from mdbd.model.spec import ATTENTION_SCALES, PRESETS, SPATIAL_GATES, ModelSpec, get_spec

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 
 # torchvision's configuration "D": channel counts, "M" = 2x2 max-pool.
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)

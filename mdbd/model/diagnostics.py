@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdbd.errors import ConfigError, DataError
+from mdbd.core.errors import ConfigError, DataError
 from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale
 
 ONE_HOT_THRESHOLD = 0.99  # a row of A whose maximum exceeds this counts as one-hot
@@ -194,7 +194,7 @@ def with_attention_scale(model: nn.Module, scale: str) -> nn.Module:
 
 
 def _image_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """(1, 3, size, size) float in [0, 1], resized as mdbd.predict does (bilinear, antialiased)."""
+    """(1, 3, size, size) float in [0, 1], resized as mdbd.runs.predict does (bilinear, antialiased)."""
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div_(255.0)  # a copy: inputs may be read-only
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 

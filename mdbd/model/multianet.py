@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 from mdbd.model.attention import ChannelAttention, SpatialAttention, check_attention_scale, check_spatial_gate
 from mdbd.model.backbone import TAP_CHANNELS, VGG16Backbone
 # the presets and option defaults live without torch in mdbd.model.spec; re-exported here, where they were first
 from mdbd.model.spec import (DEFAULT_ATTENTION_SCALE, DEFAULT_SPATIAL_GATE, PRESETS, SWITCHES, ModelSpec,  # noqa: F401
                              get_spec, spec_for_switches)
-from mdbd.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+from mdbd.core.weights import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
 MIN_INPUT_SIZE = 16  # four 2x2 max-pools down to conv5_3
 
@@ -176,7 +176,7 @@ class MultiANet(nn.Module):
 
     def trunk(self, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
         """The taps of the first `blocks` backbone blocks for input `x` (checked and normalised as by forward): the
-        part several models with the same frozen blocks can share (mdbd.predict.predict_arrays_many)."""
+        part several models with the same frozen blocks can share (mdbd.runs.predict.predict_arrays_many)."""
         self._check_input(x)
         return self.backbone(self.normalise(x), 0, blocks)
 
@@ -225,7 +225,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def build_model(preset: str = "multianet", backbone_weights: str = "none", **switch_overrides: Any) -> MultiANet:
     """A preset (Table III row) with optional constructor overrides (switches, widths, `attention_scale`,
     `spatial_gate`), its backbone initialised from `backbone_weights` ("none", "oxford", "torchvision" or a .pth
-    path; see mdbd.weights)."""
+    path; see mdbd.core.weights)."""
     spec = get_spec(preset)
     allowed = set(SWITCHES) | {"hl_channels", "ll_channels", "head_channels", "sa_channels", "sa_dilations",
                                "fuse_channels", "attention_scale", "spatial_gate"}

@@ -1,4 +1,4 @@
-"""What a model is, without torch: the option names and their defaults, and the Table III presets. `mdbd.config`
+"""What a model is, without torch: the option names and their defaults, and the Table III presets. `mdbd.runs.config`
 checks a run's configuration against these and `mdbd.model` builds from them, so a configuration is checked, and a
 run's identity computed, without importing the model (or torch)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mdbd.errors import ConfigError
+from mdbd.core.errors import ConfigError
 
 # Scales of the channel-attention energies (their forms: mdbd.model.attention)
 ATTENTION_SCALES = ("none", "n", "sqrt_n", "cosine")
@@ -25,7 +25,7 @@ SPATIAL_GATES = ("sigmoid", "centred")
 # well on held-out real images.
 DEFAULT_SPATIAL_GATE = "centred"
 # The values older checkpoints (and runs) were trained with, before an option existed, are declared on the option's
-# RunConfig field (mdbd.config: `legacy=`), with its section and how it enters a run's identity (mdbd.sections).
+# RunConfig field (mdbd.runs.config: `legacy=`), with its section and how it enters a run's identity (mdbd.runs.sections).
 # What the paper's own form of each option is called, for the error that names the choices
 PAPER_FORMS = {"attention_scale": "none = eq. 1 as the paper writes it",
                "spatial_gate": "sigmoid = eq. 3 as the paper writes it"}
