@@ -14,7 +14,7 @@ DATA_ROOT ?=
 EXTRAS ?=
 STAMP := $(VENV)/.mdbd-installed
 # The real CUHK/DUT pieces: $MDBD_SHARED_DATA, or, left unset, a folder laid out like ../shared/data (cuhk-full/,
-# dut-samples/, published-maps/) beside the repository, found by mdbd itself (mdbd.paths.DEFAULT_SHARED_DATA) for make
+# dut-samples/, published-maps/) beside the repository, found by mdbd itself (mdbd.core.paths.DEFAULT_SHARED_DATA) for make
 # and a bare mdbd command alike.
 
 .PHONY: install reproduce test nbval-refs lab bench report report-check
@@ -61,7 +61,7 @@ NBVAL_STATE := build/nbval-state
 # The CPU kernels are not pinned: another CPU (AVX-512, ARM, one without AVX2) picks other float kernels whose last
 # digits differ (5.4091e-01 for 5.4083e-01), so printed decimals are compared to a stated tolerance instead (half a
 # unit of the third significant digit, or one unit of the last digit printed; tests/nbval/conftest.py,
-# mdbd/nbval_tolerance.py), everything else exactly. (The references were once compared digit for digit, which held
+# mdbd/chain/nbval_tolerance.py), everything else exactly. (The references were once compared digit for digit, which held
 # only with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 on an x86 CPU.)
 NBVAL_ENV := MDBD_SHARED_DATA= MDBD_DATA_DIR=$(abspath $(NBVAL_STATE))/data \
 	MDBD_RESULTS_DIR=$(abspath $(NBVAL_STATE))/results OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
@@ -81,7 +81,7 @@ test: $(STAMP)
 nbval-refs: $(STAMP)
 	$(VENV)/bin/mdbd weights fetch --source oxford
 	$(NBVAL_FRESH_STATE)
-	$(NBVAL_ENV) $(PY) -m mdbd.notebook_refs write
+	$(NBVAL_ENV) $(PY) -m mdbd.chain.notebook_refs write
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mdbd --display-name "Python (mdbd)"

@@ -1,5 +1,5 @@
 """Issue 13's evidence for the default attention_scale: the sweep mdbd/sweeps/attention_scale.yaml (held-out
-training images only) run by the library's sweep runner (mdbd.sweep), plus each run's learnt alphas and
+training images only) run by the library's sweep runner (mdbd.runs.sweep), plus each run's learnt alphas and
 temperatures, table 13_attention_scale_selection.
 
     .venv/bin/python scripts/attention_scale_selection.py --cuhk $MDBD_SHARED_DATA/cuhk-full
@@ -12,8 +12,8 @@ import argparse
 import pandas as pd
 import torch
 
-from mdbd.paths import resolve
-from mdbd.sweep import load_sweep, run_sweep, save_sweep_table
+from mdbd.core.paths import resolve
+from mdbd.runs.sweep import load_sweep, run_sweep, save_sweep_table
 
 
 def learnt_weights(checkpoint: str) -> dict[str, float]:

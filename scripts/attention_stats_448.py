@@ -28,16 +28,16 @@ SIZE = 448
 def main() -> int:
     import pandas as pd
 
-    from mdbd.checkpoint import load_checkpoint
-    from mdbd.config import load_config
+    from mdbd.runs.checkpoint import load_checkpoint
+    from mdbd.runs.config import load_config
     from mdbd.data import open_dataset
-    from mdbd.errors import DataError
+    from mdbd.core.errors import DataError
     from mdbd.model.diagnostics import attention_statistics
-    from mdbd.paths import display_path
-    from mdbd.provenance import device_name
-    from mdbd.report import save_table
-    from mdbd.rundir import RunDir
-    from mdbd.scoring import evaluate_checkpoint
+    from mdbd.core.paths import display_path
+    from mdbd.core.provenance import device_name
+    from mdbd.evaluation.report import save_table
+    from mdbd.runs.rundir import RunDir
+    from mdbd.runs.scoring import evaluate_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuhk", required=True, help="Shi's dataset in the official layout (e.g. cuhk-full)")

@@ -1,5 +1,5 @@
 """Issue 10's evidence for the real-CUHK training settings: the sweep mdbd/sweeps/cuhk_setting.yaml (held-out
-training images only), run by the library's one sweep runner (mdbd.sweep), table 10_cuhk_setting_selection.
+training images only), run by the library's one sweep runner (mdbd.runs.sweep), table 10_cuhk_setting_selection.
 
     .venv/bin/python scripts/cuhk_setting_selection.py --cuhk $MDBD_SHARED_DATA/cuhk-full [--candidates ...]
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mdbd.sweep import load_sweep, run_sweep, save_sweep_table
+from mdbd.runs.sweep import load_sweep, run_sweep, save_sweep_table
 
 
 def main() -> int:

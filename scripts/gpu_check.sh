@@ -43,7 +43,7 @@ SHM_MB=$(df -m --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
 echo "/dev/shm free: ${SHM_MB:-?} MB"
 if [ -z "$SHM_MB" ] || [ "$SHM_MB" -lt 1024 ]; then SET_ARGS+=(num_workers=0); fi
 "$PY" - <<'PY' 2>&1 | tail -2
-from mdbd.config import load_config
+from mdbd.runs.config import load_config
 from mdbd.data import ensure_synthetic
 import time; t = time.time()
 root = ensure_synthetic(load_config("paper", **{"synth.train_images": 604}), progress=False)

@@ -3,10 +3,10 @@
 
 It trains MultiANet, the HL baseline and the other Table III presets with the paper profile (320x320, batch 6,
 Adam 4e-4, the whole VGG-16, 60 epochs) on the 604 real training images of a carry, several runs at once
-(mdbd.parallel: processes sharing the GPU), scores every run on the 100 real test images at the ground truth's size
-under every protocol (the headline: mdbd.stages.common.HEADLINE, protocol 1), and writes Table I's and Table III's
+(mdbd.runs.parallel: processes sharing the GPU), scores every run on the 100 real test images at the ground truth's size
+under every protocol (the headline: mdbd.chain.stages.common.HEADLINE, protocol 1), and writes Table I's and Table III's
 rows with their provenance to results/<profile>/cuhk/tables/gpu_*.csv|md (and a copy under $OUT), with the time of
-every stage. Before training it measures which way of sharing the GPU pays (mdbd.concurrency_bench: sequential,
+every stage. Before training it measures which way of sharing the GPU pays (mdbd.bench.concurrency: sequential,
 processes, threads on CUDA streams, CUDA graphs on streams; and processes under MPS when the machine has it, which
 it then keeps for the training if it is faster). A deadline stops everything cleanly: runs still training are
 stopped and scored at their last checkpoint (every 5 epochs), marked with the epochs they reached.
@@ -38,7 +38,7 @@ there `python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-di
 the optional two (with the q92 carry of 2026-12-05 they did not: 6.5 + 54.2 + 4.3 = 65.0 MiB; the q85 carry saves 6.5).
 What stops it is time, not size: the chain's paper profile is 01 (~1.5 min) + 02 (~5 min: two trainings) + 03
 (21 runs) + 04 (HiFST on 100 full-size images, ~30 min) + 06; in one 10-minute call at most 01 and 02 fit, and a
-session has 15 minutes of device time in all. So this script runs the notebooks' library calls (mdbd.stages)
+session has 15 minutes of device time in all. So this script runs the notebooks' library calls (mdbd.chain.stages)
 instead; docs/training.md has the details.
 """
 
@@ -106,7 +106,7 @@ def code_provenance() -> dict:
         return {"code_commit": stamp["commit"], "code_verified": True, "source_digest": digest,
                 "code_version": f"{stamp['version']}+{stamp['commit'][:7]}{'-dirty' if stamp['dirty'] else ''} "
                                 f"(commit {state}; source digest verified here)"}
-    from mdbd.provenance import code_version
+    from mdbd.core.provenance import code_version
 
     why = "no code stamp" if stamp is None else "the source differs from the stamp's"
     return {"code_commit": _git("rev-parse", "HEAD") or "unknown", "code_verified": False, "source_digest": digest,
@@ -129,7 +129,7 @@ def travelling_bytes(extra: list[Path]) -> tuple[int, int]:
 def prepare(args) -> int:
     from mdbd import __version__
     from mdbd.data.carry import make_carry, verify_carry
-    from mdbd.weights import export_oxford
+    from mdbd.core.weights import export_oxford
     import torch
 
     carry, weights = REPO / args.carry, REPO / WEIGHTS
@@ -194,7 +194,7 @@ class Stages:
 def machine_provenance(device: str) -> dict:
     import torch
 
-    from mdbd.provenance import device_name
+    from mdbd.core.provenance import device_name
 
     info = {"device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
             "cpu_cores": os.cpu_count(), "host": platform.node()}
@@ -206,14 +206,6 @@ def machine_provenance(device: str) -> dict:
                              capture_output=True, text=True, timeout=30)
         info["nvidia_smi"] = out.stdout.strip()
     return info
-
-
-def shm_megabytes() -> int | None:
-    try:
-        stat = os.statvfs("/dev/shm")
-        return stat.f_bavail * stat.f_frsize // 2**20
-    except OSError:
-        return None
 
 
 class Mps:
@@ -249,13 +241,13 @@ class Mps:
 
 
 def measure_forms(args, cfg, presets, out: Path, stages: Stages, mps: Mps, threads: int) -> tuple[object, bool]:
-    """mdbd.concurrency_bench in a child process (a hard time limit); then, on CUDA with MPS available, the
+    """mdbd.bench.concurrency in a child process (a hard time limit); then, on CUDA with MPS available, the
     processes form again under MPS. Returns (the table, whether to keep MPS for the training)."""
     import pandas as pd
 
     def bench(forms, label, seconds):
         csv = out / f"forms-{label or 'plain'}.csv"
-        cmd = [sys.executable, "-m", "mdbd.concurrency_bench", "--presets", *presets, "--forms", *forms,
+        cmd = [sys.executable, "-m", "mdbd.bench.concurrency", "--presets", *presets, "--forms", *forms,
                "--batch", str(cfg.batch_size), "--size", str(cfg.image_size), "--steps", str(args.forms_steps),
                "--warmup", str(args.forms_warmup), "--seconds", str(seconds), "--out", str(csv)]
         if cfg.device:
@@ -292,7 +284,7 @@ def _cuda() -> bool:
 
 
 def base_config(args):
-    from mdbd.config import load_config, parse_overrides
+    from mdbd.runs.config import load_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     weights = args.weights if args.weights == "none" else str((REPO / args.weights).resolve())
@@ -308,18 +300,14 @@ def training_order() -> tuple[str, ...]:
 
 
 def run_configs(cfg, presets, seeds, concurrent: int):
-    """The ablation's configurations (mdbd.stages.ablation.ablation_configs: `presets` x `seeds` at the profile's
+    """The ablation's configurations (mdbd.chain.stages.ablation.ablation_configs: `presets` x `seeds` at the profile's
     epochs, each in the default folder of its identity), started seed by seed in the order of `presets`; the loader
-    workers shared out over the CPU."""
-    from mdbd.stages.ablation import ablation_configs
+    workers shared out over the CPU (mdbd.runs.parallel.loader_workers)."""
+    from mdbd.chain.stages.ablation import ablation_configs
+    from mdbd.core.provenance import resolve_device
+    from mdbd.runs.parallel import loader_workers
 
-    cores = os.cpu_count() or 1
-    workers = cfg.num_workers
-    cuda = cfg.device == "cuda" or (cfg.device is None and _cuda())
-    if cuda:
-        shm = shm_megabytes()
-        workers = 0 if shm is not None and shm < 1024 else max(1, min(cfg.num_workers or 1, (cores - concurrent)
-                                                                      // concurrent))
+    workers = loader_workers(cfg.num_workers, concurrent, resolve_device(cfg.device))
     table_iii = cfg.replace(ablation={"epochs": cfg.epochs, "seeds": list(seeds), "presets": list(presets)})
     configs = sorted(ablation_configs(table_iii), key=lambda c: (list(seeds).index(c.seed), presets.index(c.preset)))
     return [c.replace(num_workers=workers) for c in configs]
@@ -333,7 +321,7 @@ def headline_rows(results, scored: dict, device_type: str):
     """One headline row (F_beta, MAE with intervals) per scored run, with the run's status and epochs."""
     import pandas as pd
 
-    from mdbd.stages.ablation import run_rows
+    from mdbd.chain.stages.ablation import run_rows
 
     rows = []
     for result in results:
@@ -355,10 +343,10 @@ def write_tables(cfg, results, scored, provenance: dict, stages: Stages, forms, 
     """Every table under results/<profile>/cuhk/tables/gpu_*; returns (written CSVs, notes, the headline rows)."""
     import pandas as pd
 
-    from mdbd.report import save_table, table_title
-    from mdbd.stages.ablation import ablation_table, ordering_verdict, verdict_text
-    from mdbd.stages.common import HEADLINE
-    from mdbd.stages.comparison import table_one
+    from mdbd.evaluation.report import save_table, table_title
+    from mdbd.chain.stages.ablation import ablation_table, ordering_verdict, verdict_text
+    from mdbd.chain.stages.common import HEADLINE
+    from mdbd.chain.stages.comparison import table_one
 
     protocol = HEADLINE["fbeta"][0]  # the protocol the Table I audit selected (docs/metrics.md)
     runs = headline_rows(results, scored, device_type)
@@ -409,7 +397,7 @@ def write_tables(cfg, results, scored, provenance: dict, stages: Stages, forms, 
             notes["table_i"] = "Table I not written: MultiANet was not scored"
     if forms is not None:
         forms.to_csv(out / "forms.csv", index=False)
-        save(forms, "gpu_concurrency_forms", "Ways of sharing the GPU between trainings (mdbd.concurrency_bench)",
+        save(forms, "gpu_concurrency_forms", "Ways of sharing the GPU between trainings (mdbd.bench.concurrency)",
              dataset_note="random tensors, no data", split="n/a")
     stage_table = pd.DataFrame(stages.rows)
     stage_table.to_csv(out / "timings.csv", index=False)
@@ -425,7 +413,7 @@ def summary_text(provenance, stages, results, runs, notes, written, forms=None) 
     lines += [f"| {r.label} | {r.status} | {_epochs_reached(r)}/{r.job.config.epochs} | {r.train_seconds:.0f} | "
               f"{r.seconds:.0f} |" for r in results]
     if len(runs):
-        from mdbd.stages.common import HEADLINE
+        from mdbd.chain.stages.common import HEADLINE
 
         lines += ["", f"## Headline ({HEADLINE['fbeta'][0]}: protocol 1 max F beta^2 0.3 and MAE, the positive class "
                       "the Table I audit selected; 95% bootstrap CI)", ""]
@@ -442,8 +430,8 @@ def summary_text(provenance, stages, results, runs, notes, written, forms=None) 
 
 def pack(out: Path, cfg, results) -> Path:
     """results.tar.gz: the tables and every run's logs (not the checkpoints), paths relative to the repository."""
-    from mdbd.paths import RESULTS_DIR
-    from mdbd.report import results_dir
+    from mdbd.core.paths import RESULTS_DIR
+    from mdbd.evaluation.report import results_dir
 
     target = out / "results.tar.gz"
     with tarfile.open(target, "w:gz") as tar:
@@ -465,9 +453,9 @@ def run(args) -> int:
     import pandas as pd
 
     from mdbd.data.carry import verify_carry
-    from mdbd.io import atomic_write_text, sha256_file
-    from mdbd.parallel import Job, describe_form, prepare_shared_inputs, run_jobs
-    from mdbd.provenance import resolve_device
+    from mdbd.core.io import atomic_write_text, sha256_file
+    from mdbd.runs.parallel import Job, describe_form, prepare_shared_inputs, run_jobs, threads_per_run
+    from mdbd.core.provenance import resolve_device
 
     stages = Stages(args.seconds)
     out = Path(args.out or os.environ.get("OUT") or REPO / "results" / "gpu-paper-cuhk")
@@ -500,7 +488,7 @@ def run(args) -> int:
         configs = run_configs(cfg, presets, args.seeds, args.concurrent)
         concurrent = min(args.concurrent, len(configs))
         cores = os.cpu_count() or 1
-        threads = args.threads or max(1, cores // (concurrent * (2 if device.startswith("cuda") else 1)))
+        threads = args.threads or threads_per_run(device, concurrent)
         # seven runs compiling at once would each start a pool of one compile worker per core
         os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(max(1, cores // max(concurrent, 1))))
         if carry is not None and args.forms and args.forms_seconds > 0 and stages.left() > args.reserve + 60:
@@ -554,7 +542,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from mdbd.concurrency_bench import FORMS
+    from mdbd.bench.concurrency import FORMS
     from mdbd.data.carry import DEFAULT_MAX_SIDE, DEFAULT_QUALITY
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,5 +1,5 @@
 """Issue 13's evidence for the default spatial_gate: the sweep mdbd/sweeps/spatial_gate.yaml (held-out training
-images only) run by the library's sweep runner (mdbd.sweep), plus the statistics of each run's gate Z at the
+images only) run by the library's sweep runner (mdbd.runs.sweep), plus the statistics of each run's gate Z at the
 prediction size 448 on the first three validation images, table 13_spatial_gate_selection.
 
     .venv/bin/python scripts/spatial_gate_selection.py --cuhk $MDBD_SHARED_DATA/cuhk-full
@@ -11,11 +11,11 @@ import argparse
 
 import pandas as pd
 
-from mdbd.checkpoint import load_checkpoint
+from mdbd.runs.checkpoint import load_checkpoint
 from mdbd.data import open_dataset
 from mdbd.model.diagnostics import attention_statistics
-from mdbd.paths import resolve
-from mdbd.sweep import holdout_root, load_sweep, run_sweep, save_sweep_table
+from mdbd.core.paths import resolve
+from mdbd.runs.sweep import holdout_root, load_sweep, run_sweep, save_sweep_table
 
 Z_IMAGES, Z_SIZE = 3, 448
 Z_STATISTICS = ("z_mean", "z_mean_infocus", "z_mean_blurred", "z_below_0.05", "z_above_0.95")

@@ -1,4 +1,5 @@
-"""Test-only notebooks for the chain runner (mdbd.reproduce): a kernelspec, the tagged parameters cell, then cells."""
+"""Test-only notebooks for the chain runner (mdbd.chain.reproduce): a kernelspec, the tagged parameters cell, then
+cells."""
 
 from __future__ import annotations
 

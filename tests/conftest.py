@@ -11,7 +11,7 @@ from cuhk_ids import CUHK_TEST_IDS, CUHK_TRAIN_IDS
 @pytest.fixture
 def shared_data() -> Path:
     """$MDBD_SHARED_DATA (the real CUHK/DUT pieces), or skip with the reason."""
-    from mdbd.paths import SHARED_DATA_ENV, shared_data_root
+    from mdbd.core.paths import SHARED_DATA_ENV, shared_data_root
 
     root = shared_data_root()
     if root is None:
@@ -38,7 +38,7 @@ def data_dir(tmp_path_factory) -> Path:
 def private_data_dir(monkeypatch, data_dir) -> Path:
     """mdbd's data folder, here and in the processes a test starts, pointed at `data_dir` (never data/ of the
     checkout). Modules that train opt in with `pytestmark = pytest.mark.usefixtures("private_data_dir")`."""
-    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))  # mdbd.paths.data_dir() reads it when called
+    monkeypatch.setenv("MDBD_DATA_DIR", str(data_dir))  # mdbd.core.paths.data_dir() reads it when called
     return data_dir
 
 
@@ -57,7 +57,7 @@ def cuhk_full(shared_data) -> Path:
 def cuhk_subset(tmp_path_factory) -> Path:
     """A declared CUHK subset of the named pairs above (12 train, 4 test), copied once per session."""
     from mdbd.data.subset import make_cuhk_subset
-    from mdbd.paths import shared_data_root
+    from mdbd.core.paths import shared_data_root
 
     shared = shared_data_root()
     if shared is None or not (shared / "cuhk-full" / "gt").is_dir():
@@ -70,13 +70,13 @@ def cuhk_subset(tmp_path_factory) -> Path:
 def tiny_multianet(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoint, synthetic data root) of a 2-epoch multianet run (attention_scale none) at 32 px on 6 synthetic
     images, one step per epoch: after step 2, alpha is non-zero. A few seconds."""
-    import mdbd.paths
-    from mdbd.config import load_config
-    from mdbd.train import train
+    import mdbd.core.paths
+    from mdbd.runs.config import load_config
+    from mdbd.runs.train import train
 
     data = tmp_path_factory.mktemp("tiny-multianet")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mdbd.paths, "DATA_DIR", data)
+        mp.setattr(mdbd.core.paths, "DATA_DIR", data)
         cfg = load_config("smoke", preset="multianet", backbone_weights="none", attention_scale="none", image_size=32,
                           epochs=2,
                           batch_size=6, data_root=str(data / "synth"), run_dir=str(data / "run"),

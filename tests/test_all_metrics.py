@@ -1,5 +1,5 @@
-"""The wide 'all metrics' table of Table I's methods (mdbd.stages.comparison.all_metrics_table): one row per method,
-the field's full metric set under sod-blur and sod, read from the long table without changing a value."""
+"""The wide 'all metrics' table of Table I's methods (mdbd.chain.stages.comparison.all_metrics_table): one row per
+method, the field's full metric set under sod-blur and sod, read from the long table without changing a value."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.evaluate import evaluate_maps
-from mdbd.stages.common import ALL_METRICS
-from mdbd.stages.comparison import all_metrics_table
+from mdbd.evaluation.evaluate import evaluate_maps
+from mdbd.chain.stages.common import ALL_METRICS
+from mdbd.chain.stages.comparison import all_metrics_table
 
 
 def _maps(seed: int, n: int = 6):

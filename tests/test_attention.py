@@ -133,7 +133,7 @@ def _attention_and_softmax_gradient(scale: str, x: torch.Tensor) -> tuple[torch.
 
 
 def test_attention_scale_is_validated():
-    from mdbd.errors import ConfigError
+    from mdbd.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'sqrtn'.*none, n, sqrt_n, cosine"):
         ChannelAttention("sqrtn")

@@ -116,7 +116,7 @@ REAL_ID = "out_of_focus0605"
 def test_literal_attention_saturates_on_real_features_and_cosine_does_not(shared_data):
     from mdbd.data import open_dataset
     from mdbd.model import build_model
-    from mdbd.weights import oxford_cache_path
+    from mdbd.core.weights import oxford_cache_path
 
     if not oxford_cache_path().is_file():
         pytest.skip(f"Oxford VGG-16 weights not cached at {oxford_cache_path()}: `mdbd weights fetch --source oxford`")

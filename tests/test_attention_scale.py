@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdbd.checkpoint import load_checkpoint, read_checkpoint
-from mdbd.config import load_config
-from mdbd.errors import CheckpointError, ConfigError
-from mdbd.train import train
+from mdbd.runs.checkpoint import load_checkpoint, read_checkpoint
+from mdbd.runs.config import load_config
+from mdbd.core.errors import CheckpointError, ConfigError
+from mdbd.runs.train import train
 
 pytestmark = pytest.mark.usefixtures("private_data_dir")
 
@@ -35,7 +35,7 @@ def cosine_run(tmp_path_factory, data_dir) -> Path:
 
 
 def test_every_profile_and_the_model_use_the_declared_default_and_the_papers_form_stays_available():
-    from mdbd.config import DEFAULT_ATTENTION_SCALE
+    from mdbd.runs.config import DEFAULT_ATTENTION_SCALE
     from mdbd.model import build_model
 
     assert DEFAULT_ATTENTION_SCALE == "cosine"

@@ -19,8 +19,8 @@ from mdbd.baselines import hifst as hifst_mod
 from mdbd.baselines.hifst import domain_transform_filter, high_frequency_mask, sliding_dct, sorted_layers
 from mdbd.baselines.lbp import lbp_codes, lbp_sharpness, multiscale_inference
 from mdbd.commands.baseline import METHODS
-from mdbd.errors import ConfigError, DataError
-from mdbd.paths import shared_data_root
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.core.paths import shared_data_root
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Sharp random texture (uint8 RGB) with detail at several scales."""

@@ -43,7 +43,7 @@ def test_quick_bench_table(tmp_path, capsys):
 
 
 def test_flop_count_grows_with_area():
-    from mdbd.bench import count_flops
+    from mdbd.bench.optimised import count_flops
     from mdbd.model import build_model
 
     model = build_model("hl", backbone_weights="none")
@@ -52,7 +52,7 @@ def test_flop_count_grows_with_area():
 
 
 def test_fastest_keeps_the_others_when_a_candidate_fails():
-    from mdbd.bench import fastest
+    from mdbd.bench.optimised import fastest
 
     def broken():
         raise RuntimeError("capture failed\nsecond line")
@@ -85,7 +85,7 @@ def test_compile_candidates_run_in_each_runner(monkeypatch):
     """The torch.compile candidates (on a GPU by default, skipped by --quick) go through the runners' own code: with
     torch.compile stood in by the identity they run on CPU in seconds, are listed beside eager, and the compiled
     module is used for the output check."""
-    from mdbd import bench
+    from mdbd.bench import optimised as bench
 
     monkeypatch.setattr(bench.torch, "compile", lambda model, **kwargs: model)
     settings = bench.BenchSettings(size=32, preset="hl", latency_iters=1, throughput_images=2, throughput_batch=2,

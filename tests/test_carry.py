@@ -16,8 +16,8 @@ from mdbd.cli import main
 from mdbd.data import open_dataset
 from mdbd.data.carry import carried_size, make_carry, verify_carry
 from mdbd.data.readers import CARRY_MANIFEST, available_splits
-from mdbd.errors import ConfigError, DataError
-from mdbd.io import sha256_file
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.core.io import sha256_file
 
 SPLITS = {"train": [1, 2, 3, 4], "test": [605, 606]}
 SIZES = {1: (120, 80), 2: (80, 120), 3: (50, 40), 4: (96, 70), 605: (130, 90), 606: (72, 72)}  # (width, height)
@@ -81,8 +81,8 @@ def test_keep_aspect_scales_both_axes_by_one_factor():
 
 
 def test_reader_resizes_carried_images_to_their_masks_and_uses_the_manifests_splits(source, tmp_path):
-    from mdbd.config import load_config
-    from mdbd.stages.data import check_dataset
+    from mdbd.runs.config import load_config
+    from mdbd.chain.stages.data import check_dataset
 
     out = tmp_path / "carry"
     _carry(source, out)
@@ -225,7 +225,7 @@ REAL = {"train": [11, 80], "test": [605, 650]}
 def test_real_cuhk_images_carry_close_to_what_the_network_sees(shared_data, tmp_path):
     import torch.nn.functional as F
 
-    from mdbd.predict import _as_float_batch
+    from mdbd.runs.predict import _as_float_batch
 
     root = shared_data / "cuhk-full"
     if not (root / "image").is_dir():

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.config import load_config
+from mdbd.runs.config import load_config
 from mdbd.metrics import PROTOCOLS
-from mdbd.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
-from mdbd.report import PAPER_TABLES, results_dir
+from mdbd.core.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
+from mdbd.evaluation.report import PAPER_TABLES, results_dir
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def smoke_results() -> Path:
     marker = folder / "tables" / "06_table_ii.csv"  # the last table of the chain
     figure = folder / "figures" / "07_visual.png"
     if not (marker.is_file() and figure.is_file() and figure.stat().st_mtime > _newest_source_mtime()):
-        from mdbd.reproduce import run_chain
+        from mdbd.chain.reproduce import run_chain
 
         run_chain("smoke", progress=False)
     return folder
@@ -58,7 +58,7 @@ def _table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def _paper(table: str) -> pd.DataFrame:
-    """The transcription, read here directly (not through mdbd.report), to check what the tables quote."""
+    """The transcription, read here directly (not through mdbd.evaluation.report), to check what the tables quote."""
     df = pd.read_csv(PAPER_TABLES, dtype={"table": str})
     return df[df["table"] == table]
 
@@ -85,7 +85,7 @@ def test_the_trained_model_beats_a_constant_map_on_the_same_test_masks(smoke_res
     so its protocol-1 max F is mean_i 1.3 p_i / (0.3 p_i + 1), and its MAE that of a flat 0.5. Scored here on the
     masks the chain's test split holds, through the same evaluate_maps."""
     from mdbd.data import open_dataset
-    from mdbd.evaluate import evaluate_maps
+    from mdbd.evaluation.evaluate import evaluate_maps
 
     df = _table(smoke_results, "02_metrics_multianet")
     assert set(df["protocol"]) == set(PROTOCOLS)
@@ -136,7 +136,7 @@ def test_table_i(smoke_results):
         want = [quoted.get((m, k), np.nan) for m, k in zip(key, df["metric"])]
         np.testing.assert_array_equal(df[f"paper (quoted): {ds}"].to_numpy(dtype=float), np.array(want, float))
     # the same checkpoint scored by 02 and by 04 through the one scoring path: the same number
-    from mdbd.stages.common import HEADLINE
+    from mdbd.chain.stages.common import HEADLINE
 
     ours = df[df["method"] == "MultiANet (ours)"].set_index("metric")["value"]
     metrics = _table(smoke_results, "02_metrics_multianet")
@@ -179,7 +179,7 @@ def test_report_on_the_smoke_chain(smoke_results, tmp_path):
     import re
     import shutil
 
-    from mdbd.report_md import QUOTED_MARK, write_report
+    from mdbd.chain.report_md import QUOTED_MARK, write_report
 
     folder = tmp_path / "results"
     shutil.copytree(smoke_results, folder, ignore=shutil.ignore_patterns("REPORT.md", "report.html"))

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.config import load_config
-from mdbd.report import results_dir
+from mdbd.runs.config import load_config
+from mdbd.evaluation.report import results_dir
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real_chain(cuhk_subset, tmp_path_factory):
-    from mdbd.reproduce import run_chain
+    from mdbd.chain.reproduce import run_chain
 
     synthetic = results_dir("smoke", load_config("smoke").results_label())
     laptop = results_dir("laptop", "cuhk")  # the tracked real reference set

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mdbd.cli import main
-from mdbd.errors import WeightsError
+from mdbd.core.errors import WeightsError
 
 
 def _one_error_line(capsys, command: str) -> str:
@@ -20,9 +20,9 @@ def _one_error_line(capsys, command: str) -> str:
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import mdbd.train
+    import mdbd.runs.train
 
-    monkeypatch.setattr(mdbd.train, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(mdbd.runs.train, "train", lambda *a, **k: pytest.fail("training started"))
 
 
 TRAIN_CASES = {
@@ -44,10 +44,10 @@ def test_train_override_errors(case, capsys, no_training, tmp_path):
 
 
 def test_lr_as_an_integer_is_still_a_float_field(capsys, monkeypatch, tmp_path):
-    import mdbd.train
+    import mdbd.runs.train
 
     seen = {}
-    monkeypatch.setattr(mdbd.train, "train", lambda cfg, **k: seen.setdefault("cfg", cfg) and pytest.skip("ok"))
+    monkeypatch.setattr(mdbd.runs.train, "train", lambda cfg, **k: seen.setdefault("cfg", cfg) and pytest.skip("ok"))
     with pytest.raises(pytest.skip.Exception):
         main(["train", "--run-dir", str(tmp_path / "run"), "--set", "lr=1", "epochs=1"])
     assert seen["cfg"].lr == 1 and seen["cfg"].epochs == 1
@@ -70,9 +70,9 @@ def test_train_on_cuda_without_a_gpu(capsys, no_training, tmp_path):
 
 
 def test_ablation_field_given_twice(capsys, monkeypatch):
-    import mdbd.stages.ablation
+    import mdbd.chain.stages.ablation
 
-    monkeypatch.setattr(mdbd.stages.ablation, "run_ablation", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(mdbd.chain.stages.ablation, "run_ablation", lambda *a, **k: pytest.fail("ran"))
     assert main(["ablation", "--epochs", "2", "--set", "ablation.epochs=3"]) == 2
     assert "ablation.epochs given twice" in _one_error_line(capsys, "ablation")
 
@@ -103,7 +103,7 @@ def test_weights_fetch_names_what_it_accepts(source, expect, capsys, tmp_path):
 
 
 def test_a_corrupt_pth_gets_no_weights_only_advice(tmp_path):
-    from mdbd.weights import _features_state_from_file
+    from mdbd.core.weights import _features_state_from_file
 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"PK\x03\x04 not a zip at all")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from mdbd.config import load_config, parse_overrides
-from mdbd.errors import ConfigError
+from mdbd.runs.config import load_config, parse_overrides
+from mdbd.core.errors import ConfigError
 
 
 def test_the_paper_profile_compiles_on_cuda_only_and_the_cpu_profiles_never():
@@ -33,8 +33,8 @@ def test_on_and_off_from_yaml_or_the_command_line_are_the_words_not_booleans():
 @pytest.mark.parametrize("setting, compiled", [("auto", False), ("on", True)])
 def test_a_cpu_run_compiles_only_when_told_to_and_records_the_setting_and_the_outcome(tmp_path, monkeypatch,
                                                                                        setting, compiled):
-    from mdbd.checkpoint import read_checkpoint
-    from mdbd.train import train
+    from mdbd.runs.checkpoint import read_checkpoint
+    from mdbd.runs.train import train
 
     monkeypatch.setenv("MDBD_DATA_DIR", str(tmp_path / "data"))
     cfg = load_config("smoke", compile=setting, device="cpu", image_size=32, backbone_weights="none", epochs=1,

@@ -1,4 +1,4 @@
-"""The concurrency-form measurement (mdbd.concurrency_bench) at tiny sizes on CPU: every form runs or says why not.
+"""The concurrency-form measurement (mdbd.bench.concurrency) at tiny sizes on CPU: every form runs or says why not.
 What pays on a GPU is measured there (scripts/gpu_paper_cuhk.py), never asserted here."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from mdbd.concurrency_bench import FORMS, measure_forms
-from mdbd.errors import ConfigError
+from mdbd.bench.concurrency import FORMS, measure_forms
+from mdbd.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 

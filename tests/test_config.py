@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from mdbd.config import PROFILES, load_config, parse_overrides
-from mdbd.errors import ConfigError
+from mdbd.runs.config import PROFILES, load_config, parse_overrides
+from mdbd.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -64,7 +64,7 @@ def test_mask_polarity_is_the_configured_one_for_folder_datasets_only():
 
 
 def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
-    from mdbd.paths import REPO_ROOT
+    from mdbd.core.paths import REPO_ROOT
 
     monkeypatch.chdir(tmp_path)  # the caller's folder must not matter
     cfg = load_config("smoke", seed=3)
@@ -75,7 +75,7 @@ def test_run_dirs_are_anchored_at_the_repository(monkeypatch, tmp_path):
 
 def test_synthetic_variants_never_share_a_folder(monkeypatch, tmp_path):
     """A model trained on the CUHK-mask variant must not be reused on the procedural one (and vice versa)."""
-    from mdbd import config
+    from mdbd.runs import config
 
     folders = {}
     for origin in ("cuhk", "procedural"):
@@ -87,7 +87,7 @@ def test_synthetic_variants_never_share_a_folder(monkeypatch, tmp_path):
 
 
 def test_a_profile_declares_per_dataset_settings_and_explicit_overrides_win(tmp_path, monkeypatch):
-    from mdbd import config
+    from mdbd.runs import config
 
     (tmp_path / "smoke.yaml").write_text("image_size: 64\nepochs: 2\n"
                                          "datasets:\n  cuhk: {image_size: 96, freeze_backbone_blocks: 3}\n")

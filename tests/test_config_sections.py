@@ -1,4 +1,4 @@
-"""Issue 24 item 2: the run configuration in sections (mdbd.sections). Every RunConfig field declares one section;
+"""Issue 24 item 2: the run configuration in sections (mdbd.runs.sections). Every RunConfig field declares one section;
 a run's identity is every section but runtime and ablation, each field entering as it declares; the model is built
 from the model section; checkpoints store it and older ones (flat config only) still load."""
 
@@ -10,13 +10,13 @@ import warnings
 import pytest
 import torch
 
-from mdbd.checkpoint import load_checkpoint, model_section, read_checkpoint
-from mdbd.config import LEGACY_CONFIG_DEFAULTS, RunConfig, load_config
-from mdbd.errors import CheckpointError, ConfigError
-from mdbd.identity import identity_hash, run_identity
+from mdbd.runs.checkpoint import load_checkpoint, model_section, read_checkpoint
+from mdbd.runs.config import LEGACY_CONFIG_DEFAULTS, RunConfig, load_config
+from mdbd.core.errors import CheckpointError, ConfigError
+from mdbd.runs.identity import identity_hash, run_identity
 from mdbd.model import build_model, count_parameters
-from mdbd.paths import display_path
-from mdbd.sections import (DERIVED, IDENTITY_SECTIONS, SECTIONS, UNLESS_LEGACY, fields_by_section, option,
+from mdbd.core.paths import display_path
+from mdbd.runs.sections import (DERIVED, IDENTITY_SECTIONS, SECTIONS, UNLESS_LEGACY, fields_by_section, option,
                            section_of)
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

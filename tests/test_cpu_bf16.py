@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mdbd.checkpoint import read_checkpoint, recorded_training_precision
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
-from mdbd.frozen_features import check_usable
-from mdbd.identity import identity_hash, run_identity
-from mdbd.scoring import evaluate_checkpoint
-from mdbd.train import train
+from mdbd.runs.checkpoint import read_checkpoint, recorded_training_precision
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
+from mdbd.runs.frozen_features import check_usable
+from mdbd.runs.identity import identity_hash, run_identity
+from mdbd.runs.scoring import evaluate_checkpoint
+from mdbd.runs.train import train
 
 pytestmark = pytest.mark.usefixtures("private_data_dir")
 

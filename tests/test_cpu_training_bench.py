@@ -1,4 +1,4 @@
-"""The CPU training benchmark's grid (mdbd.cpu_training_bench): rows, ratios and the bf16 rule, at tiny sizes."""
+"""The CPU training benchmark's grid (mdbd.bench.cpu_training): rows, ratios and the bf16 rule, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-import mdbd.cpu_training_bench as ctb
-from mdbd.cpu_training_bench import CpuTrainingGrid, cpu_training_rows
+import mdbd.bench.cpu_training as ctb
+from mdbd.bench.cpu_training import CpuTrainingGrid, cpu_training_rows
 
 TINY = CpuTrainingGrid(sizes=(32,), frozen_blocks=(5, 0), precisions=("fp32", "bf16"), channels_last=(False, True),
                        runs_at_once=(1, 2), batch=2, steps=1, warmup=0)

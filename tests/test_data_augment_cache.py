@@ -13,7 +13,7 @@ from mdbd.data.augment import apply_augment, augment_params, identity_params
 from mdbd.data.cache import cache_key, cache_side, load_or_build
 from mdbd.data.readers import open_dataset
 from mdbd.data.torch_dataset import EvalDataset, TrainDataset, collate_eval
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 def test_params_are_a_function_of_seed_epoch_index():
@@ -114,10 +114,10 @@ def test_cache_needs_images(tmp_path):
 
 def test_patch_training_crops_a_larger_source_and_validates_whole_images_at_eval_size(smoke_synthetic, tmp_path,
                                                                                       monkeypatch):
-    from mdbd.checkpoint import inference_size
-    from mdbd.config import load_config
+    from mdbd.runs.checkpoint import inference_size
+    from mdbd.runs.config import load_config
     from mdbd.data import open_dataset
-    from mdbd.train import _train_dataset, _val_dataset
+    from mdbd.runs.train import _train_dataset, _val_dataset
 
     monkeypatch.setenv("MDBD_DATA_DIR", str(tmp_path))  # the uint8 cache goes to a temporary folder
     cfg = load_config("smoke", image_size=32, source_size=80, eval_size=48, crop_scale=(0.1, 0.2))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mdbd.commands import data as data_command
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 def _run(argv: list[str]) -> int:
@@ -34,7 +34,7 @@ def test_summary_default_root_finds_every_split(tmp_path, monkeypatch, capsys):
     import numpy as np
     from PIL import Image
 
-    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)
+    monkeypatch.setattr("mdbd.core.paths.DATA_DIR", tmp_path)
     for split, n in (("train", 3), ("test", 2)):
         for folder in ("images", "masks"):
             (tmp_path / "folder" / split / folder).mkdir(parents=True)

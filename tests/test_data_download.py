@@ -16,7 +16,7 @@ from PIL import Image
 
 from mdbd.data.download import download, fetch_cuhk, fetch_dut, verify_or_record
 from mdbd.data.readers import open_dataset
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):

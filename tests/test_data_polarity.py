@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mdbd.data.readers import CUHK_POLARITY_MIN_MASKS, open_dataset
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,8 @@ def test_too_few_masks_are_not_judged(tmp_path):
 
 
 def test_inverted_real_subset_is_refused_by_summary_and_the_pre_chain_check(cuhk_subset, tmp_path):
-    from mdbd.reproduce import chain_config
-    from mdbd.stages.data import check_dataset
+    from mdbd.chain.reproduce import chain_config
+    from mdbd.chain.stages.data import check_dataset
 
     bad = _inverted_copy(cuhk_subset, tmp_path / "inverted")
     with pytest.raises(DataError, match=r"look inverted.*0\.76\d in focus \(mean over 16 of 16 masks\)"):
@@ -69,7 +69,7 @@ def test_inverted_real_subset_is_refused_by_summary_and_the_pre_chain_check(cuhk
 
 
 def test_evaluate_refuses_an_inverted_folder_of_shi_masks(tmp_path):
-    from mdbd.evaluate import evaluate_folders
+    from mdbd.evaluation.evaluate import evaluate_folders
 
     root = _hand_made(tmp_path / "bad", CUHK_POLARITY_MIN_MASKS, blurred_share=0.3)
     (root / "pred").mkdir()

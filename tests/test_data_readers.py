@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mdbd.data.readers import available_splits, open_dataset, read_image, read_mask
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 def _png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -229,7 +229,7 @@ def test_folder_polarity_and_splits(tmp_path):
 
 
 def test_available_splits_default_root_and_partial_dut(tmp_path, monkeypatch):
-    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path)
+    monkeypatch.setattr("mdbd.core.paths.DATA_DIR", tmp_path)
     for split in ("test", "train", "val"):
         _folder(tmp_path / "folder" / split, n=1)
     assert available_splits("folder") == ["train", "val", "test"]  # root=None: data/folder, as open_dataset

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from mdbd.config import SynthConfig, load_config
+from mdbd.runs.config import SynthConfig, load_config
 from mdbd.data.readers import open_dataset
 from mdbd.data.synth import (TEST_SOURCES, defocus_composite, ensure_synthetic, generate_synthetic, pillbox_psf,
                              sharp_sources, sharpness_report)
-from mdbd.errors import DataError
+from mdbd.core.errors import DataError
 
 
 def _hashes(root):
@@ -86,7 +86,7 @@ def test_no_halo_across_boundary():
 
 def test_ensure_synthetic_regenerates_on_setting_change(tmp_path, monkeypatch):
     monkeypatch.setenv("MDBD_SHARED_DATA", "")  # empty: no real masks (unset would look beside the repository)
-    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path / "nodata")  # no data/cuhk/gt: procedural masks
+    monkeypatch.setattr("mdbd.core.paths.DATA_DIR", tmp_path / "nodata")  # no data/cuhk/gt: procedural masks
     cfg = load_config("smoke", data_root=str(tmp_path / "syn"), synth={"train_images": 4, "test_images": 2,
                                                                           "image_size": 48})
     root = ensure_synthetic(cfg, progress=False)

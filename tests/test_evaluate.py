@@ -1,4 +1,4 @@
-"""mdbd.evaluate and `mdbd evaluate`: tidy tables, provenance, folder pairing, bad input, atomic writing."""
+"""mdbd.evaluation.evaluate and `mdbd evaluate`: tidy tables, provenance, folder pairing, bad input, atomic writing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mdbd.errors import ConfigError, DataError
-from mdbd.evaluate import (CURVE_COLUMNS, TABLE_COLUMNS, curves_path, evaluate_folders, evaluate_maps,
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.evaluation.evaluate import (CURVE_COLUMNS, TABLE_COLUMNS, curves_path, evaluate_folders, evaluate_maps,
                            resolve_gt_polarity, write_results)
 from mdbd.metrics import SODFmeasure
 
@@ -246,7 +246,7 @@ def test_results_are_world_readable_and_previous_files_replaced(tmp_path):
 
 @pytest.mark.parametrize("case", ["folder", "under_a_file", "curves_name_is_a_folder"])
 def test_a_bad_out_is_refused_before_scoring(case, tmp_path, monkeypatch, capsys):
-    import mdbd.evaluate
+    import mdbd.evaluation.evaluate
     from mdbd.cli import main
 
     pred_dir, gt_dir = _write_folder(tmp_path, *_maps(3))
@@ -255,7 +255,7 @@ def test_a_bad_out_is_refused_before_scoring(case, tmp_path, monkeypatch, capsys
            "curves_name_is_a_folder": tmp_path / "e.csv"}[case]
     if case == "curves_name_is_a_folder":
         (tmp_path / "e_curves.csv").mkdir()
-    monkeypatch.setattr(mdbd.evaluate, "evaluate_folders", lambda *a, **k: pytest.fail("scored"))
+    monkeypatch.setattr(mdbd.evaluation.evaluate, "evaluate_folders", lambda *a, **k: pytest.fail("scored"))
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt-polarity", "infocus_white",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err

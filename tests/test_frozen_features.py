@@ -1,4 +1,4 @@
-"""The frozen-feature cache (mdbd.frozen_features): cached runs train the same model as uncached ones, later runs
+"""The frozen-feature cache (mdbd.runs.frozen_features): cached runs train the same model as uncached ones, later runs
 read instead of computing, and a half-built or unusable cache never feeds a run."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
-from mdbd.frozen_features import FrozenFeatureCache, check_usable, frozen_cache_dir
-from mdbd.identity import run_identity
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
+from mdbd.runs.frozen_features import FrozenFeatureCache, check_usable, frozen_cache_dir
+from mdbd.runs.identity import run_identity
 from mdbd.model.multianet import MultiANet
-from mdbd.train import train
+from mdbd.runs.train import train
 
 pytestmark = pytest.mark.usefixtures("private_data_dir")
 
@@ -117,7 +117,7 @@ def test_a_cache_of_other_settings_is_not_read_and_stale_keys_go(data_dir, tmp_p
 def test_no_disk_room_trains_on_without_the_cache(data_dir, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from mdbd import frozen_features
+    from mdbd.runs import frozen_features
 
     cache = _cache(data_dir, tmp_path)
     usage = shutil.disk_usage(tmp_path)

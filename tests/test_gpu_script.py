@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from mdbd.data.carry import make_carry
-from mdbd.paths import REPO_ROOT
+from mdbd.core.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 SCRIPT = REPO_ROOT / "scripts" / "gpu_paper_cuhk.py"
@@ -91,7 +91,7 @@ def test_the_script_trains_scores_and_writes_both_tables_with_provenance_and_tim
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert "results/smoke/cuhk/tables/gpu_table_i.csv" in names
-    # every run in the default folder of its identity (mdbd.identity), as the notebooks' runs
+    # every run in the default folder of its identity (mdbd.runs.identity), as the notebooks' runs
     run_dir = Path(status.loc[status["run"] == "multianet seed 0", "run_dir"].iloc[0])
     assert run_dir.parent == tmp_path / "results" / "runs" / "smoke" and run_dir.name.startswith("multianet-cuhk-")
     assert {f"results/runs/smoke/{run_dir.name}/{name}" for name in ("log.csv", "job.log")} <= set(names)

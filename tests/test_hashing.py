@@ -1,4 +1,4 @@
-"""mdbd.hashing.stable_key, the one "sha256 of a JSON payload": it gives every key exactly what the five inline
+"""mdbd.core.hashing.stable_key, the one "sha256 of a JSON payload": it gives every key exactly what the five inline
 copies it replaced gave (run folders, score files, the uint8, frozen-feature and baseline-map caches keep their
 names), and every such key in the library goes through it."""
 
@@ -9,8 +9,8 @@ import json
 import re
 from pathlib import Path
 
-from mdbd.hashing import stable_key
-from mdbd.paths import REPO_ROOT
+from mdbd.core.hashing import stable_key
+from mdbd.core.paths import REPO_ROOT
 
 PAYLOADS = [{"b": 1, "a": [1, 2.5, "x"], "c": {"z": None, "y": True}},
             {"method": "hifst", "version": 2, "params": {"max_side": 320, "scales": (3, 7)}, "image": "ab" * 32},

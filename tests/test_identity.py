@@ -1,5 +1,6 @@
-"""Run identity (mdbd.identity) and the reuse rule of mdbd.train: a finished run is reused only for the same identity,
-an interrupted one resumed only for the same identity; anything else is a new folder or an error naming the fields;
+"""Run identity (mdbd.runs.identity) and the reuse rule of mdbd.runs.train: a finished run is reused only for the same
+identity, an interrupted one resumed only for the same identity; anything else is a new folder or an error naming the
+fields;
 a fresh start moves the old run away first. Tiny in-process runs (32 px, 12 images, no backbone weights)."""
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mdbd.checkpoint import read_checkpoint
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
-from mdbd.identity import identity_hash, run_identity
-from mdbd.stages.training import train_or_resume
-from mdbd.train import train
+from mdbd.runs.checkpoint import read_checkpoint
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
+from mdbd.runs.identity import identity_hash, run_identity
+from mdbd.chain.stages.training import train_or_resume
+from mdbd.runs.train import train
 
 pytestmark = pytest.mark.slow
 # the HL preset on a frozen backbone: ~2 s a run on a busy 2-core machine (the rule does not depend on the model)
@@ -27,10 +28,10 @@ TINY = {"preset": "hl", "freeze_backbone_blocks": 5, "image_size": 32, "backbone
 @pytest.fixture(autouse=True)
 def _private_dirs(monkeypatch, data_dir, tmp_path):
     """Default data and run folders inside the test's own folders (the synthetic set is made once per module)."""
-    import mdbd.paths
+    import mdbd.core.paths
 
-    monkeypatch.setattr(mdbd.paths, "DATA_DIR", data_dir)
-    monkeypatch.setattr(mdbd.paths, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(mdbd.core.paths, "DATA_DIR", data_dir)
+    monkeypatch.setattr(mdbd.core.paths, "RESULTS_DIR", tmp_path / "results")
 
 
 def _cfg(**kw):
@@ -90,12 +91,12 @@ def test_data_changed_in_place_is_refused_naming_the_fingerprint(tmp_path, smoke
 
 def test_code_and_generator_versions_are_part_of_the_identity(monkeypatch, tmp_path):
     import mdbd.data.spec
-    import mdbd.identity
+    import mdbd.runs.identity
 
     cfg = _cfg(epochs=1, data_root=str(tmp_path / "synth"))
     first = train_or_resume(cfg, progress=False)
-    version = mdbd.identity.TRAINING_VERSION
-    monkeypatch.setattr(mdbd.identity, "TRAINING_VERSION", version + 1)
+    version = mdbd.runs.identity.TRAINING_VERSION
+    monkeypatch.setattr(mdbd.runs.identity, "TRAINING_VERSION", version + 1)
     assert cfg.resolved_run_dir() != first.run_dir
     with pytest.raises(ConfigError, match=rf"training_version: run {version}, now {version + 1}"):
         train(cfg.replace(run_dir=str(first.run_dir)), resume=True, progress=False)
@@ -106,7 +107,7 @@ def test_code_and_generator_versions_are_part_of_the_identity(monkeypatch, tmp_p
 
 
 def test_a_fresh_start_moves_the_old_run_away_before_a_crash_can_leave_it_to_resume(monkeypatch, tmp_path):
-    import mdbd.train
+    import mdbd.runs.train
 
     run_dir = str(tmp_path / "run")
     train(_cfg(run_dir=run_dir, epochs=1), progress=False)
@@ -114,7 +115,7 @@ def test_a_fresh_start_moves_the_old_run_away_before_a_crash_can_leave_it_to_res
     def crash(epoch, step):
         raise RuntimeError("simulated crash before the new run's first checkpoint")
 
-    monkeypatch.setattr(mdbd.train, "_maybe_kill", crash)
+    monkeypatch.setattr(mdbd.runs.train, "_maybe_kill", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(_cfg(run_dir=run_dir, epochs=2), progress=False)  # a fresh start of another run in that folder
     monkeypatch.undo()
@@ -141,12 +142,12 @@ def test_bookkeeping_leaves_the_identity_alone_and_the_device_type_does_not():
 def test_the_shared_data_folder_is_named_alike_with_and_without_the_variable(monkeypatch, tmp_path):
     """`make` sets $MDBD_SHARED_DATA, a bare `mdbd` command may not: with the folder at its default place both name
     the data folder "$MDBD_SHARED_DATA/cuhk-full", so both get one run folder (they once got two)."""
-    import mdbd.paths
-    from mdbd.paths import display_path, shared_data_root
+    import mdbd.core.paths
+    from mdbd.core.paths import display_path, shared_data_root
 
     shared = tmp_path / "shared" / "data"
     (shared / "cuhk-full").mkdir(parents=True)
-    monkeypatch.setattr(mdbd.paths, "DEFAULT_SHARED_DATA", shared)
+    monkeypatch.setattr(mdbd.core.paths, "DEFAULT_SHARED_DATA", shared)
     cfg = _cfg(dataset="cuhk", data_root=str(shared / "cuhk-full"))
     monkeypatch.setenv("MDBD_SHARED_DATA", str(shared))
     with_variable = run_identity(cfg)

@@ -2,7 +2,7 @@
 the options that enter an identity by special rules (attention scale, spatial gate, CPU bf16, a folder dataset's
 polarity). A restructuring of the configuration must leave every one of them as it is, or change this file in the
 same commit and say which move and why: a changed hash means every finished run of that configuration is trained
-again (results/runs/ folders are named by it, mdbd.identity).
+again (results/runs/ folders are named by it, mdbd.runs.identity).
 
 Regenerate on purpose only: MDBD_UPDATE_GOLDEN=1 pytest tests/test_identity_golden.py
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mdbd.config import ATTENTION_SCALES, PROFILES, SPATIAL_GATES, load_config
-from mdbd.identity import identity_hash, run_identity
+from mdbd.runs.config import ATTENTION_SCALES, PROFILES, SPATIAL_GATES, load_config
+from mdbd.runs.identity import identity_hash, run_identity
 from mdbd.model import PRESETS
 
 GOLDEN = Path(__file__).with_name("golden_identity_hashes.json")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mdbd.paths import REPO_ROOT
+from mdbd.core.paths import REPO_ROOT
 
 tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with Python 3.11's tomllib (make test's python)")
 

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
-from mdbd.stages.ablation import ablation_configs, ablation_presets
-from mdbd.train import KILL_ENV
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
+from mdbd.chain.stages.ablation import ablation_configs, ablation_presets
+from mdbd.runs.train import KILL_ENV
 
 SMOKE_LONG = {"ablation.presets": ["hl", "multianet"], "ablation.seeds": [0, 1], "ablation.epochs": 2,
               "synth.train_images": 12, "synth.test_images": 4,
@@ -21,8 +21,8 @@ SMOKE_LONG = {"ablation.presets": ["hl", "multianet"], "ablation.seeds": [0, 1],
 
 SCRIPT = """
 import json, sys
-from mdbd.config import load_config
-from mdbd.stages.ablation import paired_ablation_table, run_ablation
+from mdbd.runs.config import load_config
+from mdbd.chain.stages.ablation import paired_ablation_table, run_ablation
 cfg = load_config("smoke", device="cpu", **json.loads(sys.argv[1]))
 runs = run_ablation(cfg, progress=False, bootstrap=100, concurrent=1)
 paired = paired_ablation_table(cfg, bootstrap=100)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdbd.errors import DataError
-from mdbd.evaluate import evaluate_folders, read_prediction
+from mdbd.core.errors import DataError
+from mdbd.evaluation.evaluate import evaluate_folders, read_prediction
 
 N = 3
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdbd.errors import ConfigError, WeightsError
+from mdbd.core.errors import ConfigError, WeightsError
 from mdbd.model import (
     ATTENTION_SCALES,
     PRESETS,

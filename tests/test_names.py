@@ -1,4 +1,4 @@
-"""Issue 24 item 5, one home per fact: the datasets and the mask/map polarities are defined in mdbd.names; every
+"""Issue 24 item 5, one home per fact: the datasets and the mask/map polarities are defined in mdbd.core.names; every
 module that offers or checks them uses that definition."""
 
 from __future__ import annotations
@@ -7,23 +7,23 @@ import re
 
 import pytest
 
-from mdbd.names import DATASETS, POLARITIES
-from mdbd.paths import REPO_ROOT
+from mdbd.core.names import DATASETS, POLARITIES
+from mdbd.core.paths import REPO_ROOT
 
 
 def test_every_module_uses_the_home_s_names():
-    import mdbd.config
+    import mdbd.runs.config
     import mdbd.data
     import mdbd.data.readers
-    import mdbd.evaluate
-    import mdbd.published
-    import mdbd.report
-    from mdbd.names import REAL_DATASETS
+    import mdbd.evaluation.evaluate
+    import mdbd.evaluation.published
+    import mdbd.evaluation.report
+    from mdbd.core.names import REAL_DATASETS
 
-    assert mdbd.config.DATASETS is DATASETS and mdbd.published.MAP_POLARITIES is POLARITIES
+    assert mdbd.runs.config.DATASETS is DATASETS and mdbd.evaluation.published.MAP_POLARITIES is POLARITIES
     assert mdbd.data.readers.DATASETS is DATASETS and mdbd.data.DATASETS is DATASETS
-    assert mdbd.data.readers.POLARITIES is POLARITIES and mdbd.evaluate.GT_POLARITIES is POLARITIES
-    assert mdbd.report.REAL_DATASETS is REAL_DATASETS and set(REAL_DATASETS) < set(DATASETS)
+    assert mdbd.data.readers.POLARITIES is POLARITIES and mdbd.evaluation.evaluate.GT_POLARITIES is POLARITIES
+    assert mdbd.evaluation.report.REAL_DATASETS is REAL_DATASETS and set(REAL_DATASETS) < set(DATASETS)
 
 
 def test_the_commands_offer_the_home_s_choices():
@@ -44,8 +44,8 @@ def test_the_commands_offer_the_home_s_choices():
 
 
 def test_config_names_the_choices_it_refuses():
-    from mdbd.config import load_config
-    from mdbd.errors import ConfigError
+    from mdbd.runs.config import load_config
+    from mdbd.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="choose synthetic, cuhk, dut or folder"):
         load_config("smoke", dataset="kodak")
@@ -58,7 +58,7 @@ def test_no_new_literal_copies():
     new copy to drift."""
     literal = re.compile(r"\(\s*\"(?:infocus_white\"\s*,\s*\"blur_white|synthetic\"\s*,\s*\"cuhk\"\s*,\s*\"dut|"
                          r"cuhk\"\s*,\s*\"dut)\"")
-    known = {"mdbd/names.py"}
+    known = {"mdbd/core/names.py"}
     found = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "mdbd").rglob("*.py"))
              if literal.search(p.read_text()) and str(p.relative_to(REPO_ROOT)) not in known]
     assert found == []
@@ -66,18 +66,18 @@ def test_no_new_literal_copies():
 
 def test_the_two_default_protocols_are_declared_side_by_side_with_the_reason():
     """`mdbd evaluate`'s default and the tables' headline differ on purpose; both homes say so (issue 24 item 5)."""
-    import mdbd.stages.common as common
+    import mdbd.chain.stages.common as common
     from mdbd.metrics import DEFAULT_PROTOCOL
 
     assert (DEFAULT_PROTOCOL, common.HEADLINE["fbeta"][0]) == ("sod", "sod-blur")
     assert common.DEFAULT_PROTOCOL is DEFAULT_PROTOCOL
-    source = (REPO_ROOT / "mdbd" / "stages" / "common.py").read_text()
+    source = (REPO_ROOT / "mdbd" / "chain" / "stages" / "common.py").read_text()
     assert "Two defaults, on purpose" in source and "Two defaults, on purpose" in \
         (REPO_ROOT / "docs" / "metrics.md").read_text()
 
 
 def test_the_model_options_share_one_check_that_names_the_paper_s_form():
-    from mdbd.errors import ConfigError
+    from mdbd.core.errors import ConfigError
     from mdbd.model.attention import check_attention_scale, check_spatial_gate
     from mdbd.model.spec import ATTENTION_SCALES, SPATIAL_GATES
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mdbd.notebook_refs import REFERENCE_DIR, SANITIZE_FILE, reference_mismatches
-from mdbd.paths import REPO_ROOT
+from mdbd.chain.notebook_refs import REFERENCE_DIR, SANITIZE_FILE, reference_mismatches
+from mdbd.core.paths import REPO_ROOT
 
 
 def _clean(text: str) -> str:
@@ -118,7 +118,7 @@ def test_nbval_fails_on_the_one_cell_whose_printed_result_changed(tmp_path):
     assert "Cell outputs differ" in proc.stdout
 
 
-# -- printed decimals compared to a stated tolerance (mdbd.nbval_tolerance), so that the references hold on any CPU --
+# -- printed decimals compared to a stated tolerance (mdbd.chain.nbval_tolerance): the references hold on any CPU --
 
 def _compared_strings() -> list[str]:
     """Every string nbval compares in the references (streams and text data of cells not tagged nbval-ignore-output),
@@ -153,7 +153,7 @@ def test_every_printed_decimal_of_the_references_tolerates_its_last_digit_but_no
     """For each decimal number nbval compares (each one alone, in its whole output): one unit more or less in its
     last printed digit, as another CPU's kernels give, still agrees; a third significant digit changed by one (two
     when that is also the last digit printed: a three-digit value may flip its last digit on any change) fails."""
-    from mdbd.nbval_tolerance import FLOAT, texts_agree
+    from mdbd.chain.nbval_tolerance import FLOAT, texts_agree
 
     tolerated = failed = 0
     for text in _compared_strings():
@@ -174,7 +174,7 @@ def test_every_printed_decimal_of_the_references_tolerates_its_last_digit_but_no
 
 
 def test_the_tolerance_leaves_the_text_integers_and_signs_exact():
-    from mdbd.nbval_tolerance import floats_agree, texts_agree
+    from mdbd.chain.nbval_tolerance import floats_agree, texts_agree
 
     line = "epoch 2/3  loss 0.6682  lr 4.00e-04  | val loss 5.4083e-01  maxF 0.729  MAE 0.364  (24 pairs)"
     assert texts_agree(line, line.replace("0.6682", "0.6683").replace("5.4083e-01", "5.4091e-01")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mdbd.checkpoint import CHECKPOINT_NAME
-from mdbd.errors import ConfigError
-from mdbd.notebook import start
-from mdbd.paths import REPO_ROOT
+from mdbd.runs.checkpoint import CHECKPOINT_NAME
+from mdbd.core.errors import ConfigError
+from mdbd.chain.notebook import start
+from mdbd.core.paths import REPO_ROOT
 
 
 @pytest.fixture

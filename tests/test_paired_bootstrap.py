@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdbd.errors import ConfigError
-from mdbd.evaluate import evaluate_maps, paired_comparison
+from mdbd.core.errors import ConfigError
+from mdbd.evaluation.evaluate import evaluate_maps, paired_comparison
 from mdbd.metrics import MAE, SODFmeasure, paired_difference
-from mdbd.stages.ablation import contrast_text, where_in_interval
+from mdbd.chain.stages.ablation import contrast_text, where_in_interval
 
 SHAPE = (16, 16)
 

@@ -1,4 +1,4 @@
-"""Several runs at once (mdbd.parallel): the same weights as one at a time, every run's output visible, a failing
+"""Several runs at once (mdbd.runs.parallel): the same weights as one at a time, every run's output visible, a failing
 run named with its folder and log, a deadline that stops runs cleanly. Tiny runs: 32 px, random backbone, one
 epoch of two steps on 12 synthetic images."""
 
@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from mdbd.cli import main
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
-from mdbd.parallel import Job, RunsFailed, prepare_shared_inputs, raise_for_failures, run_jobs
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
+import mdbd.runs.parallel as parallel
+from mdbd.runs.parallel import (
+    Job, RunsFailed, loader_workers, prepare_shared_inputs, raise_for_failures, run_jobs, threads_per_run)
 
 pytestmark = pytest.mark.slow
 
@@ -97,8 +99,8 @@ def test_bad_arguments_are_refused_before_any_run_starts(tmp_path, data_dir):
 
 def test_references_train_in_the_background_beside_an_in_process_run_with_the_weights_of_one_at_a_time(
         tmp_path, data_dir):
-    from mdbd.parallel import Background
-    from mdbd.stages.training import train_or_resume
+    from mdbd.runs.parallel import Background
+    from mdbd.chain.stages.training import train_or_resume
 
     alone = run_jobs(_jobs(tmp_path, data_dir, "alone", presets=("hl",)), concurrent=1, threads=1, progress=False)[0]
     main_cfg = _jobs(tmp_path, data_dir, "beside", presets=("hl_ll",))[0].config
@@ -113,8 +115,8 @@ def test_references_train_in_the_background_beside_an_in_process_run_with_the_we
 
 
 def test_a_failing_background_run_is_raised_by_wait(tmp_path, data_dir, monkeypatch):
-    from mdbd.parallel import Background
-    from mdbd.train import KILL_ENV
+    from mdbd.runs.parallel import Background
+    from mdbd.runs.train import KILL_ENV
 
     (job,) = _jobs(tmp_path, data_dir, "broken", presets=("hl",))
     monkeypatch.setenv(KILL_ENV, "1:1")  # the worker dies after its first step (SIGKILL)
@@ -134,7 +136,7 @@ def test_every_run_keeps_the_thread_count_it_started_with(tmp_path, data_dir, ca
 
 
 def test_ablation_starts_finished_runs_then_the_longer_presets(tmp_path, data_dir):
-    from mdbd.stages.ablation import ablation_configs, launch_order
+    from mdbd.chain.stages.ablation import ablation_configs, launch_order
 
     cfg = load_config("smoke", data_root=str(data_dir / "synth"), **TINY)
     configs = [c.replace(run_dir=str(tmp_path / c.preset)) for c in ablation_configs(cfg)]
@@ -146,3 +148,16 @@ def test_ablation_starts_finished_runs_then_the_longer_presets(tmp_path, data_di
     assert order[0] == "hl_ll"  # found, not trained: out of the way first
     assert order[1] == "multianet" and order[-1] == "hl"  # five modules first, one last
     assert sorted(order) == sorted(c.preset for c in configs)
+
+
+def test_concurrent_runs_share_the_cpu_by_one_rule_for_the_chain_and_the_gpu_script(monkeypatch):
+    """mdbd.runs.parallel's thread and loader-worker arithmetic (the chain's stages and scripts/gpu_paper_cuhk.py)."""
+    assert threads_per_run("cpu", 1) is None  # one run: torch's default
+    assert threads_per_run("cpu", 2, cores=2) == 1 and threads_per_run("cpu", 3, cores=16) == 5
+    assert threads_per_run("cpu", 4, cores=2) == 1  # never below one
+    assert threads_per_run("cuda:0", 4, cores=16) == 2  # half the cores, the rest to the loaders
+    assert loader_workers(0, 4, "cpu") == 0 and loader_workers(3, 2, "cpu") == 3  # the configuration's on a CPU
+    monkeypatch.setattr(parallel, "shm_megabytes", lambda: 64 * 1024)
+    assert loader_workers(0, 4, "cuda", cores=16) == 1 and loader_workers(8, 4, "cuda", cores=16) == 3
+    monkeypatch.setattr(parallel, "shm_megabytes", lambda: 64)  # a container's default /dev/shm: no workers
+    assert loader_workers(8, 4, "cuda", cores=16) == 0

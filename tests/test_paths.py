@@ -1,4 +1,4 @@
-"""mdbd.paths reads $MDBD_DATA_DIR and $MDBD_RESULTS_DIR when a path is asked for, not at import (issue 24 item 5):
+"""mdbd.core.paths reads $MDBD_DATA_DIR and $MDBD_RESULTS_DIR when a path is asked for, not at import (issue 24 item 5):
 a test or notebook that points them elsewhere after import is obeyed by every module that asks."""
 
 from __future__ import annotations
@@ -7,16 +7,16 @@ import importlib
 import subprocess
 import sys
 
-import mdbd.paths as paths
-from mdbd.paths import REPO_ROOT
+import mdbd.core.paths as paths
+from mdbd.core.paths import REPO_ROOT
 
 
 def test_data_and_results_follow_the_environment_when_called(monkeypatch, tmp_path):
     from mdbd.baselines.run import default_cache_dir
-    from mdbd.config import load_config
+    from mdbd.runs.config import load_config
     from mdbd.data.cache import default_cache_dir as uint8_cache_dir
-    from mdbd.identity import default_run_dir
-    from mdbd.weights import weights_dir
+    from mdbd.runs.identity import default_run_dir
+    from mdbd.core.weights import weights_dir
 
     monkeypatch.setenv("MDBD_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "r"))
@@ -35,7 +35,7 @@ def test_data_and_results_follow_the_environment_when_called(monkeypatch, tmp_pa
 
 def test_a_module_that_binds_the_old_names_at_import_is_the_exception():
     """No module binds DATA_DIR or RESULTS_DIR at its import (frozen): every module asks when it needs the folder
-    (mdbd/report.py and mdbd/reproduce.py were the last two)."""
+    (mdbd/evaluation/report.py and mdbd/chain/reproduce.py were the last two)."""
     import re
 
     frozen = re.compile(r"^from mdbd\.paths import [^\n]*\b(?:DATA_DIR|RESULTS_DIR)\b", re.MULTILINE)
@@ -45,12 +45,12 @@ def test_a_module_that_binds_the_old_names_at_import_is_the_exception():
 
 
 def test_importing_mdbd_does_not_freeze_the_folders(tmp_path):
-    code = ("import os, mdbd.paths, mdbd.config; os.environ['MDBD_DATA_DIR'] = %r; "
-            "print(mdbd.config.load_config('smoke', dataset='dut').resolved_data_root())" % str(tmp_path))
+    code = ("import os, mdbd.core.paths, mdbd.runs.config; os.environ['MDBD_DATA_DIR'] = %r; "
+            "print(mdbd.runs.config.load_config('smoke', dataset='dut').resolved_data_root())" % str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": ""}).stdout.strip()
     assert out == str(tmp_path / "dut")
-    assert importlib.import_module("mdbd.paths") is paths
+    assert importlib.import_module("mdbd.core.paths") is paths
 
 
 def test_command_line_paths_are_relative_to_the_working_folder(monkeypatch, tmp_path):
@@ -97,7 +97,7 @@ def test_every_command_takes_relative_paths_from_the_working_folder(monkeypatch,
 def test_train_reads_a_relative_data_root_from_the_working_folder(monkeypatch, tmp_path):
     import pytest
 
-    import mdbd.train
+    import mdbd.runs.train
     from mdbd.cli import main
 
     seen = {}
@@ -106,7 +106,7 @@ def test_train_reads_a_relative_data_root_from_the_working_folder(monkeypatch, t
         seen["root"] = cfg.resolved_data_root()
         raise SystemExit(0)
 
-    monkeypatch.setattr(mdbd.train, "train", fake_train)
+    monkeypatch.setattr(mdbd.runs.train, "train", fake_train)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(SystemExit):

@@ -11,22 +11,22 @@ import torch
 from PIL import Image
 
 from mdbd.cli import main
-from mdbd.config import load_config
-from mdbd.errors import ConfigError
+from mdbd.runs.config import load_config
+from mdbd.core.errors import ConfigError
 from mdbd.model import build_model
-from mdbd.predict import predict_arrays, predict_arrays_many, predict_files, shared_trunk_blocks
-from mdbd.checkpoint import inference_size, load_checkpoint
-from mdbd.train import train
+from mdbd.runs.predict import predict_arrays, predict_arrays_many, predict_files, shared_trunk_blocks
+from mdbd.runs.checkpoint import inference_size, load_checkpoint
+from mdbd.runs.train import train
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A one-epoch 'hl' run at 32 px on 6 synthetic images: a real checkpoint in seconds."""
-    import mdbd.paths
+    import mdbd.core.paths
 
     data = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mdbd.paths, "DATA_DIR", data)
+        mp.setattr(mdbd.core.paths, "DATA_DIR", data)
         cfg = load_config("smoke", preset="hl", backbone_weights="none", image_size=32, epochs=1,
                           data_root=str(data / "synth"), run_dir=str(data / "run"),
                           **{"synth.train_images": 6, "synth.test_images": 2, "synth.image_size": 40})
@@ -100,7 +100,7 @@ def test_joint_prediction_refuses_no_models():
 
 
 def test_bad_arrays_are_refused():
-    from mdbd.errors import ConfigError, DataError
+    from mdbd.core.errors import ConfigError, DataError
 
     model = build_model("hl", backbone_weights="none")
     with pytest.raises(DataError, match=r"image 1 has shape \(8, 8\)"):
@@ -202,7 +202,7 @@ def test_inputs_are_streamed_one_full_size_image_at_a_time_in_batches(checkpoint
     """The network gets batches of at most batch_size resized inputs, and only one decoded full-size photo is held
     at a time (each is resized as soon as it is read), however many inputs and whatever the batch size; the maps are
     those predict_arrays gives."""
-    import mdbd.predict
+    import mdbd.runs.predict
 
     paths = []
     for k in range(5):
@@ -211,7 +211,7 @@ def test_inputs_are_streamed_one_full_size_image_at_a_time_in_batches(checkpoint
     import mdbd.data.readers as readers
 
     batches, alive, peak = [], [0], [0]
-    real_read, real_predict = readers.read_image, mdbd.predict._predict_resized
+    real_read, real_predict = readers.read_image, mdbd.runs.predict._predict_resized
 
     class Tracked(np.ndarray):
         def __del__(self):
@@ -227,7 +227,7 @@ def test_inputs_are_streamed_one_full_size_image_at_a_time_in_batches(checkpoint
         return real_predict(model, batch, shapes, *args)
 
     monkeypatch.setattr(readers, "read_image", read)
-    monkeypatch.setattr(mdbd.predict, "_predict_resized", spy)
+    monkeypatch.setattr(mdbd.runs.predict, "_predict_resized", spy)
     written = predict_files(checkpoint, paths, tmp_path / "out", batch_size=2)
     assert len(written) == 5 and batches == [2, 2, 1] and peak[0] == 1
     model, cfg, _ = load_checkpoint(checkpoint)
@@ -239,7 +239,7 @@ def test_inputs_are_streamed_one_full_size_image_at_a_time_in_batches(checkpoint
 def test_a_full_disk_leaves_no_partial_set_of_maps(checkpoint, tmp_path, monkeypatch):
     import errno
 
-    import mdbd.predict
+    import mdbd.runs.predict
 
     paths = []
     for k in range(3):
@@ -248,7 +248,7 @@ def test_a_full_disk_leaves_no_partial_set_of_maps(checkpoint, tmp_path, monkeyp
     out = tmp_path / "out"
     out.mkdir()
     (out / "1.png").write_bytes(b"an earlier map")
-    real, calls = mdbd.predict.save_map_png, []
+    real, calls = mdbd.runs.predict.save_map_png, []
 
     def full_disk(prob, path):
         calls.append(path)
@@ -256,7 +256,7 @@ def test_a_full_disk_leaves_no_partial_set_of_maps(checkpoint, tmp_path, monkeyp
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(prob, path)
 
-    monkeypatch.setattr(mdbd.predict, "save_map_png", full_disk)
+    monkeypatch.setattr(mdbd.runs.predict, "save_map_png", full_disk)
     assert main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out),
                  "--batch-size", "1"]) == 2
     assert sorted(p.name for p in out.iterdir()) == ["1.png"] and (out / "1.png").read_bytes() == b"an earlier map"
@@ -271,12 +271,12 @@ def test_maps_are_world_readable(checkpoint, tmp_path):
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_under_a_file", "size_0", "size_odd", "no_cuda"])
 def test_bad_options_are_refused_before_any_work(case, checkpoint, tmp_path, capsys, monkeypatch):
-    import mdbd.predict
+    import mdbd.runs.predict
 
     good = tmp_path / "good.png"
     Image.fromarray(_rgb(24, 40, 0)).save(good)
     (tmp_path / "afile").write_text("x")
-    monkeypatch.setattr(mdbd.predict, "predict_arrays", lambda *a, **k: pytest.fail("predicted"))
+    monkeypatch.setattr(mdbd.runs.predict, "predict_arrays", lambda *a, **k: pytest.fail("predicted"))
     out, extra, expect = tmp_path / "out", [], ""
     if case == "out_is_a_file":
         out, expect = tmp_path / "afile", f"output folder {tmp_path / 'afile'} is a file"

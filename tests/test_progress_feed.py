@@ -1,5 +1,5 @@
 """Issue 26 item 3: training steps and the time left reach `mdbd reproduce`'s terminal through a feed file
-(mdbd.progress_feed), from the kernels and their workers, where a tqdm bar would only reach a notebook cell."""
+(mdbd.core.progress_feed), from the kernels and their workers, where a tqdm bar would only reach a notebook cell."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import pytest
 
 from chain_notebooks import write_chain_notebook
-from mdbd import reproduce
-from mdbd.progress_feed import PROGRESS_FILE_ENV, FeedReader, ProgressFeed, describe_event
+from mdbd.chain import reproduce
+from mdbd.core.progress_feed import PROGRESS_FILE_ENV, FeedReader, ProgressFeed, describe_event
 
 
 def test_a_feed_writes_throttled_steps_and_every_epoch_end(tmp_path):
@@ -82,7 +82,7 @@ def test_the_chain_shows_a_line_per_epoch_and_between_them_once_a_minute(tmp_pat
 def test_a_notebook_kernel_feeds_the_chain(tmp_path, monkeypatch):
     """The variable reaches the kernel (and so its training workers): a cell that feeds steps is seen outside."""
     write_chain_notebook(tmp_path / "notebooks", [
-        "import time\nfrom mdbd.progress_feed import ProgressFeed\n"
+        "import time\nfrom mdbd.core.progress_feed import ProgressFeed\n"
         "feed = ProgressFeed('tiny-run', epochs=1, steps_per_epoch=2, interval=0)\n"
         "feed.step(0, 1)\ntime.sleep(2.5)\nfeed.step(0, 2)"])
     monkeypatch.setattr(reproduce, "NOTEBOOKS_DIR", tmp_path / "notebooks")

@@ -1,5 +1,5 @@
-"""mdbd.audit (which protocol reproduces a paper's numbers) and the 04 comparison stage: Table I's provenance, the
-CUHK-TE-1 table, "not available" off Shi's data."""
+"""mdbd.evaluation.audit (which protocol reproduces a paper's numbers) and the 04 comparison stage: Table I's
+provenance, the CUHK-TE-1 table, "not available" off Shi's data."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.audit import (F_VARIANTS, MAE_READINGS, MAE_VARIANTS, SIZES, AuditMethod, Candidate, audit_protocols,
+from mdbd.evaluation.audit import (F_VARIANTS, MAE_READINGS, MAE_VARIANTS, SIZES, AuditMethod, Candidate,
+audit_protocols,
                         audit_table, candidates, mae_readings_table)
-from mdbd.config import load_config
+from mdbd.runs.config import load_config
 from mdbd.metrics import POSITIVE_CLASSES
-from mdbd.report import DDFFNET_QUOTED, QUOTED
-from mdbd.stages import comparison, cuhk_te1
-from mdbd.stages.common import HEADLINE
+from mdbd.evaluation.report import DDFFNET_QUOTED, QUOTED
+from mdbd.chain.stages import comparison, cuhk_te1
+from mdbd.chain.stages.common import HEADLINE
 
 # Two 2x2 images (1 = in focus). A: the top row is in focus and the map ranks it first. C: one pixel in focus, the
 # map says everything is: protocol 3 (blur positive) finds no blur at all, D-DFFNet's all-positive quirk rescues it.
@@ -129,7 +130,7 @@ DBDF_IDS = ["out_of_focus0605", "out_of_focus0623", "out_of_focus0650", "out_of_
 
 def test_the_audit_on_real_dbdf_maps_has_one_row_per_candidate_with_its_distance(shared_data):
     from mdbd.data import open_dataset
-    from mdbd.published import open_known
+    from mdbd.evaluation.published import open_known
 
     test = open_dataset("cuhk", shared_data / "cuhk-full", "test")
     ds = test.subset([test.ids.index(image_id) for image_id in DBDF_IDS])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mdbd import __version__
-from mdbd.provenance import _code_version
+from mdbd.core.provenance import _code_version
 
 
 def _git(root: Path, *args: str) -> str:

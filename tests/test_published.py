@@ -1,4 +1,5 @@
-"""mdbd.published: another method's result maps as a method source, `mdbd evaluate --pred-pattern`, and fetching."""
+"""mdbd.evaluation.published: another method's result maps as a method source, `mdbd evaluate --pred-pattern`, and
+fetching."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from PIL import Image
 
 from mdbd.cli import main
-from mdbd.errors import ConfigError, DataError
-from mdbd.published import (PUBLISHED_METHODS, PublishedMethod, evaluate_published, fetch_published, open_known,
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.evaluation.published import (PUBLISHED_METHODS, PublishedMethod, evaluate_published, fetch_published,
+open_known,
                             open_published)
 
 IDS = ["im1", "im2", "im3"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mdbd.paths import REPO_ROOT
+from mdbd.core.paths import REPO_ROOT
 
 MARKER = re.compile(r"<!--\s*checked-table:\s*(\S+)[^>]*-->")
 HEADLINE_METHOD = "MultiANet (ours)"

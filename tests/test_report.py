@@ -8,8 +8,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from mdbd import report  # noqa: E402
-from mdbd.errors import ConfigError  # noqa: E402
+from mdbd.evaluation import report  # noqa: E402
+from mdbd.core.errors import ConfigError  # noqa: E402
 
 
 def test_paper_tables_transcription():

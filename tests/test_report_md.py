@@ -1,4 +1,4 @@
-"""The generated report (mdbd.report_md, `mdbd report`) on a small hand-made results folder written through the
+"""The generated report (mdbd.chain.report_md, `mdbd report`) on a small hand-made results folder written through the
 study's own save_table / save_figure: every table and figure file appears in REPORT.md, every inline image exists,
 quoted numbers are marked and only they, a planned figure that is missing is reported, the numbers come from the
 files; the tracked real reference set's REPORT.md and report.html are what the generator writes today; and, where
@@ -18,9 +18,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mdbd import report, report_md  # noqa: E402
+from mdbd.chain import report_md  # noqa: E402
+from mdbd.evaluation import report  # noqa: E402
 from mdbd.cli import main  # noqa: E402
-from mdbd.paths import REPO_ROOT  # noqa: E402
+from mdbd.core.paths import REPO_ROOT  # noqa: E402
 
 PROFILE, DATASET = "smoke", "cuhk"
 PROV = {"dataset": DATASET, "split": "test", "device": "cpu (test)", "seed": 0}
@@ -216,11 +217,11 @@ def test_run_chain_ends_by_writing_the_report(tmp_path, monkeypatch):
     """run_chain's last step, with papermill replaced by a stub that writes one table the way a notebook does."""
     import papermill
 
-    import mdbd.stages.data
-    from mdbd import reproduce
+    import mdbd.chain.stages.data
+    from mdbd.chain import reproduce
 
     monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setattr(mdbd.stages.data, "check_dataset", lambda cfg: None)
+    monkeypatch.setattr(mdbd.chain.stages.data, "check_dataset", lambda cfg: None)
 
     def fake_execute(source, target, **kwargs):
         shutil.copy(source, target)

@@ -4,8 +4,8 @@ import nbformat
 import pytest
 
 from chain_notebooks import write_chain_notebook
-from mdbd import reproduce
-from mdbd.errors import ConfigError
+from mdbd.chain import reproduce
+from mdbd.core.errors import ConfigError
 
 
 def test_every_notebook_of_the_chain_exists_with_a_tagged_parameters_cell_of_literals():
@@ -74,7 +74,7 @@ def test_further_parameters_go_to_the_notebooks_that_declare_them(tmp_path):
 
 
 def test_bad_data_is_reported_before_any_notebook_runs(tmp_path):
-    from mdbd.errors import DataError
+    from mdbd.core.errors import DataError
 
     out = tmp_path / "executed"
     with pytest.raises(DataError, match="not found"):
@@ -107,7 +107,7 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
 def test_executed_copies_keep_text_outputs_and_small_figures_and_drop_large_images(tmp_path):
     import nbformat
 
-    from mdbd.reproduce import SMALL_FIGURE_CHARS, drop_embedded_images
+    from mdbd.chain.reproduce import SMALL_FIGURE_CHARS, drop_embedded_images
 
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("fig")
@@ -199,18 +199,20 @@ def test_progress_on_a_terminal_is_a_bar_and_the_times_compare_with_the_expected
     progress.on_cell_start(cell=book.cells[0], cell_index=0)  # a markdown cell: nothing
     progress.notebook_end("02_train", 705)
     text = stream.getvalue()
-    assert "02_train (2/7, profile laptop; expected ~5 min) ..." in text
+    assert "02_train (2/7, profile laptop; expected ~4 min) ..." in text
     assert "Train | fit()" in text  # the bar's postfix
-    assert "02_train done in 705 s (11.8 min; expected ~5 min, 2.4x the expected)" in text
-    on_cuhk = reproduce.ChainProgress("smoke", "cuhk", stream=io.StringIO())
-    assert on_cuhk.expected("04_comparison") == "expected ~15 min on its first run on CUHK"
+    assert "02_train done in 705 s (11.8 min; expected ~4 min, 2.9x the expected)" in text
+    on_cuhk = reproduce.ChainProgress("laptop", "cuhk", stream=io.StringIO())
+    assert on_cuhk.expected("04_comparison") == "expected ~10 min on CUHK (a first run: the baselines' maps computed)"
+    assert on_cuhk.expected("03_ablation") == "expected ~21 min on CUHK"
+    assert reproduce.ChainProgress("smoke", "cuhk").expected("03_ablation") == "expected ~1 min"
     assert reproduce.ChainProgress("long").expected("02_train") == "no expected time for profile long"
 
 
 def test_expected_minutes_are_the_numbers_the_notebooks_print():
     import re
 
-    from mdbd.notebook import NOTEBOOK_INFO, expected_minutes
+    from mdbd.chain.notebook import NOTEBOOK_INFO, expected_minutes
 
     assert set(NOTEBOOK_INFO) == set(reproduce.ALL_NOTEBOOKS)
     for name, info in NOTEBOOK_INFO.items():
@@ -223,7 +225,7 @@ def test_expected_minutes_are_the_numbers_the_notebooks_print():
                 assert float(said.group(1)) == minutes, (name, profile)
         said = re.search(r"on CUHK[^~]*~ ?([\d.]+) min", info.typical)
         assert (float(said.group(1)) if said else None) == info.cuhk_minutes, name
-    assert expected_minutes("02_train", "laptop") == 5 and expected_minutes("04_comparison", "laptop", "cuhk") == 15
+    assert expected_minutes("02_train", "laptop") == 4 and expected_minutes("04_comparison", "laptop", "cuhk") == 10
     assert expected_minutes("02_train", "long") is None and expected_minutes("99_x", "smoke") is None
 
 
@@ -242,7 +244,7 @@ def test_cli_quiet_flag(tmp_path, capsys):
 def test_the_typical_time_line_the_notebooks_print_is_unchanged_in_their_nbval_references():
     from pathlib import Path
 
-    from mdbd.notebook import NOTEBOOK_INFO
+    from mdbd.chain.notebook import NOTEBOOK_INFO
 
     folder = Path(__file__).parent / "nbval"
     checked = 0
@@ -255,12 +257,12 @@ def test_the_typical_time_line_the_notebooks_print_is_unchanged_in_their_nbval_r
 
 
 def test_one_registry_names_every_notebook_its_role_and_its_stage():
-    """Issue 24 item 4: the chain, the extras and the by-name notebooks come from mdbd.notebook.NOTEBOOK_INFO, which
-    lists every notebook of notebooks/ with the library module it runs."""
+    """Issue 24 item 4: the chain, the extras and the by-name notebooks come from mdbd.chain.notebook.NOTEBOOK_INFO,
+    which lists every notebook of notebooks/ with the library module it runs."""
     import importlib
 
-    from mdbd.notebook import NOTEBOOK_INFO, ROLES, notebooks_in_role
-    from mdbd.paths import NOTEBOOKS_DIR
+    from mdbd.chain.notebook import NOTEBOOK_INFO, ROLES, notebooks_in_role
+    from mdbd.core.paths import NOTEBOOKS_DIR
 
     assert sorted(NOTEBOOK_INFO) == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     assert reproduce.ALL_NOTEBOOKS == sum((notebooks_in_role(role) for role in ROLES), ())

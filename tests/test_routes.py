@@ -9,9 +9,9 @@ import json
 import pytest
 
 from mdbd.cli import build_parser
-from mdbd.config import load_config
-from mdbd.paths import NOTEBOOKS_DIR
-from mdbd.stages.ablation import model_variant, table_iii_title, variant_suffix
+from mdbd.runs.config import load_config
+from mdbd.core.paths import NOTEBOOKS_DIR
+from mdbd.chain.stages.ablation import model_variant, table_iii_title, variant_suffix
 
 
 def test_the_cli_names_a_non_default_attention_form_like_notebook_03():

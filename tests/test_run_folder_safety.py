@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-import mdbd.train
-from mdbd.checkpoint import read_checkpoint
-from mdbd.config import load_config
-from mdbd.errors import CheckpointError, ConfigError
-from mdbd.paths import REPO_ROOT
-from mdbd.stages.common import evaluate_runs
-from mdbd.train import KILL_ENV, train
-from mdbd.writer_lock import LOCK_NAME, writer_lock
+import mdbd.runs.train
+from mdbd.runs.checkpoint import read_checkpoint
+from mdbd.runs.config import load_config
+from mdbd.core.errors import CheckpointError, ConfigError
+from mdbd.core.paths import REPO_ROOT
+from mdbd.chain.stages.common import evaluate_runs
+from mdbd.runs.train import KILL_ENV, train
+from mdbd.core.writer_lock import LOCK_NAME, writer_lock
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_data_dir")]
 
@@ -37,7 +37,7 @@ def _interrupted(data_dir: Path, run_dir: Path, monkeypatch):
         if (epoch, step) == (2, 1):
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(mdbd.train, "_maybe_kill", crash)
+    monkeypatch.setattr(mdbd.runs.train, "_maybe_kill", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(_cfg(data_dir, run_dir), progress=False)
     monkeypatch.undo()

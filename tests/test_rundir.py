@@ -1,4 +1,4 @@
-"""One run folder (mdbd.rundir.RunDir): its files by name, its state (finished, resumable, stale, empty) on real
+"""One run folder (mdbd.runs.rundir.RunDir): its files by name, its state (finished, resumable, stale, empty) on real
 smoke runs, moving it aside to previous/, the score-file rule, and train, the runners of many runs and the stages
 reading the same state. Tiny runs: 32 px, random backbone, 12 synthetic images, batch 6 (2 steps an epoch)."""
 
@@ -11,15 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import mdbd.checkpoint
-import mdbd.train
-from mdbd.config import load_config
-from mdbd.errors import CheckpointError, ConfigError
-from mdbd.parallel import Job, run_jobs
-from mdbd.rundir import PREVIOUS_DIR, RUN_FILES, SCORES_DIR, RunDir
-from mdbd.scoring import _score_file, evaluate_run
-from mdbd.stages.ablation import launch_order
-from mdbd.train import train
+import mdbd.runs.checkpoint
+import mdbd.runs.train
+from mdbd.runs.config import load_config
+from mdbd.core.errors import CheckpointError, ConfigError
+from mdbd.runs.parallel import Job, run_jobs
+from mdbd.runs.rundir import PREVIOUS_DIR, RUN_FILES, SCORES_DIR, RunDir
+from mdbd.runs.scoring import _score_file, evaluate_run
+from mdbd.chain.stages.ablation import launch_order
+from mdbd.runs.train import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_data_dir")]
 
@@ -59,7 +59,7 @@ def _interrupted(data_dir: Path, run_dir: Path, monkeypatch) -> RunDir:
         if (epoch, step) == (2, 1):
             raise RuntimeError("simulated kill")
 
-    monkeypatch.setattr(mdbd.train, "_maybe_kill", crash)
+    monkeypatch.setattr(mdbd.runs.train, "_maybe_kill", crash)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(_cfg(data_dir, run_dir, epochs=2), progress=False)
     monkeypatch.undo()
@@ -69,7 +69,7 @@ def _interrupted(data_dir: Path, run_dir: Path, monkeypatch) -> RunDir:
 
 def test_the_names_of_a_run_folders_files(tmp_path):
     run = RunDir(tmp_path / "run")
-    assert mdbd.checkpoint.CHECKPOINT_NAME == "last.pt" == run.checkpoint.name  # importable from its old home
+    assert mdbd.runs.checkpoint.CHECKPOINT_NAME == "last.pt" == run.checkpoint.name  # importable from its old home
     assert [run.log.name, run.config.name, run.identity.name] == ["log.csv", "config.yaml", "identity.json"]
     assert RUN_FILES == ("last.pt", "log.csv", "config.yaml", "identity.json")
     assert (run.previous, run.scores) == (tmp_path / "run" / PREVIOUS_DIR, tmp_path / "run" / SCORES_DIR)
@@ -79,7 +79,7 @@ def test_the_names_of_a_run_folders_files(tmp_path):
     assert run.score_file("test", "0123abcd") == tmp_path / "run" / "scores" / "test-0123abcd.pkl"
     cfg = load_config("smoke", device="cpu")
     assert RunDir.of(cfg).path == cfg.resolved_run_dir() and RunDir.of(cfg) == RunDir(cfg.resolved_run_dir())
-    assert mdbd.train.PREVIOUS_DIR == PREVIOUS_DIR and mdbd.train.RUN_FILES == RUN_FILES  # old homes
+    assert mdbd.runs.train.PREVIOUS_DIR == PREVIOUS_DIR and mdbd.runs.train.RUN_FILES == RUN_FILES  # old homes
 
 
 def test_a_missing_or_checkpointless_folder_is_empty_and_a_damaged_checkpoint_is_named(tmp_path, finished):

@@ -1,5 +1,6 @@
-"""One scoring path: the notebooks' route (mdbd.scoring.evaluate_checkpoint), `mdbd evaluate` on the maps that route
-scores, written as PNGs, and `mdbd predict` followed by `mdbd evaluate` give the same numbers for the same model and
+"""One scoring path: the notebooks' route (mdbd.runs.scoring.evaluate_checkpoint), `mdbd evaluate` on the maps that
+route scores, written as PNGs, and `mdbd predict` followed by `mdbd evaluate` give the same numbers for the same model
+and
 images under every protocol: on graded (DUT-like, resampled) masks, and on float maps vs their PNGs."""
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from mdbd.checkpoint import CHECKPOINT_FORMAT
+from mdbd.runs.checkpoint import CHECKPOINT_FORMAT
 from mdbd.cli import main as cli
-from mdbd.config import load_config
+from mdbd.runs.config import load_config
 from mdbd.data import open_dataset
-from mdbd.io import save_map_png
+from mdbd.core.io import save_map_png
 from mdbd.metrics import PROTOCOLS
 from mdbd.model import build_model
-from mdbd.predict import predict_arrays
-from mdbd.scoring import evaluate_checkpoint
+from mdbd.runs.predict import predict_arrays
+from mdbd.runs.scoring import evaluate_checkpoint
 
 SIZES = [(40, 52), (48, 48), (36, 60), (44, 40)]  # (H, W): every image resized to and from the 32 px network
 
@@ -112,7 +113,7 @@ def test_both_routes_read_the_gt_grey_levels_with_one_reader(tmp_path):
     """Datasets (the notebooks) and GT folders (`mdbd evaluate`) read masks with read_mask_levels: graded levels
     kept, polarity applied; the readers' 0.5 binarisation (load_mask) is for training only. The levels 26, 127, 128
     and 129 sit on the protocols' edges (zhao >= 0.1, sod > 128, the readers' >= 0.5 split them differently)."""
-    from mdbd.evaluate import load_ground_truth
+    from mdbd.evaluation.evaluate import load_ground_truth
 
     _, gt_dir = _write_dataset(tmp_path / "data", "folder-blur_white")
     pairs = open_dataset("folder", tmp_path / "data", "test", polarity="blur_white")
@@ -126,14 +127,14 @@ def test_both_routes_read_the_gt_grey_levels_with_one_reader(tmp_path):
 
 
 def test_scoring_predicts_in_fp32(checkpoint, tmp_path, monkeypatch):
-    import mdbd.predict
+    import mdbd.runs.predict
 
     seen = []
-    real = mdbd.predict.predict_arrays_many  # what scoring's predictions go through, one model or several
-    monkeypatch.setattr(mdbd.predict, "predict_arrays_many",
+    real = mdbd.runs.predict.predict_arrays_many  # what scoring's predictions go through, one model or several
+    monkeypatch.setattr(mdbd.runs.predict, "predict_arrays_many",
                         lambda *a, **k: seen.append(k.get("bf16")) or real(*a, **k))
-    streamed = mdbd.predict._predict_resized  # what `mdbd predict` goes through (one photo decoded at a time)
-    monkeypatch.setattr(mdbd.predict, "_predict_resized",
+    streamed = mdbd.runs.predict._predict_resized  # what `mdbd predict` goes through (one photo decoded at a time)
+    monkeypatch.setattr(mdbd.runs.predict, "_predict_resized",
                         lambda model, batch, shapes, device, bf16: seen.append(bf16) or streamed(model, batch, shapes,
                                                                                                  device, bf16))
     _write_dataset(tmp_path / "data", "dut")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mdbd.checkpoint import load_checkpoint, read_checkpoint
-from mdbd.config import DEFAULT_SPATIAL_GATE, SPATIAL_GATES, RunConfig, load_config
-from mdbd.errors import CheckpointError, ConfigError
+from mdbd.runs.checkpoint import load_checkpoint, read_checkpoint
+from mdbd.runs.config import DEFAULT_SPATIAL_GATE, SPATIAL_GATES, RunConfig, load_config
+from mdbd.core.errors import CheckpointError, ConfigError
 from mdbd.model import SpatialAttention, build_model
 
 SATURATED = 0.95
@@ -98,7 +98,7 @@ def test_at_initialisation_both_gates_start_near_one_half():
 
 
 def test_sigmoid_runs_keep_their_identity_and_runs_without_sa_are_shared_by_both_gates():
-    from mdbd.identity import run_identity
+    from mdbd.runs.identity import run_identity
 
     def identity(preset: str, gate: str) -> dict:
         return run_identity(load_config("smoke", preset=preset, spatial_gate=gate, device="cpu"))
@@ -139,7 +139,7 @@ def test_an_old_checkpoint_loads_as_eq_3_with_a_note_and_an_unknown_gate_is_refu
 
 
 def test_notebook_03_names_a_non_default_variant_beside_the_default_tables():
-    from mdbd.stages.ablation import model_variant
+    from mdbd.chain.stages.ablation import model_variant
 
     assert model_variant() == ({}, "")
     assert model_variant("none", "sigmoid") == ({"attention_scale": "none", "spatial_gate": "sigmoid"},

@@ -1,13 +1,14 @@
-"""The study's stages (mdbd.stages): Table I/III beside the paper, the Table III ordering verdict, shared helpers."""
+"""The study's stages (mdbd.chain.stages): Table I/III beside the paper, the Table III ordering verdict, shared
+helpers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mdbd.stages import ablation, comparison, common
-from mdbd.config import load_config
+from mdbd.chain.stages import ablation, comparison, common
+from mdbd.runs.config import load_config
 from mdbd.model import PRESETS
-from mdbd.report import QUOTED
+from mdbd.evaluation.report import QUOTED
 
 
 def _runs(fbeta: dict, mae: dict, dataset="synthetic") -> pd.DataFrame:
@@ -44,31 +45,32 @@ def test_ablation_configs_cover_every_preset_and_seed_in_separate_folders():
 
 
 def test_evaluate_run_reads_folder_masks_with_the_configured_polarity(monkeypatch, tmp_path):
-    import mdbd.scoring
+    import mdbd.runs.scoring
 
     seen = {}
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *args, **kwargs: seen.update(kwargs) or [None])
+    monkeypatch.setattr(mdbd.runs.scoring, "evaluate_checkpoints",
+                        lambda *args, **kwargs: seen.update(kwargs) or [None])
     cfg = load_config("smoke", dataset="folder", data_root=str(tmp_path), polarity="blur_white", device="cpu")
     common.evaluate_run(tmp_path / "last.pt", cfg, bootstrap=0)
     assert seen["polarity"] == "blur_white"
 
 
 def test_a_run_is_scored_once_until_its_checkpoint_or_the_scoring_changes(tiny_multianet, monkeypatch):
-    import mdbd.scoring
+    import mdbd.runs.scoring
 
     checkpoint, data_root = tiny_multianet
     cfg = load_config("smoke", data_root=str(data_root), device="cpu")
     first = common.evaluate_run(checkpoint, cfg, bootstrap=20)
     calls = []
-    real = mdbd.scoring.evaluate_checkpoints
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = mdbd.runs.scoring.evaluate_checkpoints
+    monkeypatch.setattr(mdbd.runs.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k) or real(*a, **k))
     again = common.evaluate_run(checkpoint, cfg, bootstrap=20)
     assert calls == [] and again.table.equals(first.table) and again.curves.equals(first.curves)
     other = common.evaluate_run(checkpoint, cfg, bootstrap=30)  # another setting: scored afresh
     assert len(calls) == 1 and len(other.table) == len(first.table)
     common.evaluate_run(checkpoint, cfg.replace(seed=1), bootstrap=20)  # the bootstrap's seed too
     assert len(calls) == 2
-    monkeypatch.setattr(mdbd.scoring, "_scoring_digest", lambda: "edited")  # an edit of the model or scoring code
+    monkeypatch.setattr(mdbd.runs.scoring, "_scoring_digest", lambda: "edited")  # an edit of the model or scoring code
     common.evaluate_run(checkpoint, cfg, bootstrap=20)
     assert len(calls) == 3
 
@@ -79,7 +81,7 @@ def test_table_iii_scores_without_the_structure_metrics_unless_a_kept_result_has
     run on Shi's data), and a result kept with them (02's runs) serves without scoring again."""
     import shutil
 
-    import mdbd.scoring
+    import mdbd.runs.scoring
 
     checkpoint, data_root = tiny_multianet
     cfg = load_config("smoke", data_root=str(data_root), device="cpu")
@@ -93,7 +95,7 @@ def test_table_iii_scores_without_the_structure_metrics_unless_a_kept_result_has
     same = full.table[~full.table["metric"].isin(structure)].reset_index(drop=True)
     assert same[["protocol", "metric", "value"]].equals(plain.table[["protocol", "metric", "value"]])
     calls = []
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr(mdbd.runs.scoring, "evaluate_checkpoints", lambda *a, **k: calls.append(k))
     served = common.evaluate_runs([(checkpoint, cfg)], bootstrap=20, extended=False)[0]
     assert calls == [] and served.table.equals(full.table)
 
@@ -102,7 +104,7 @@ def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a
                                                                                         tmp_path):
     import shutil
 
-    import mdbd.scoring
+    import mdbd.runs.scoring
 
     checkpoint, data_root = tiny_multianet
     cfg = load_config("smoke", data_root=str(data_root), device="cpu")
@@ -112,8 +114,8 @@ def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a
         copies.append(shutil.copy(checkpoint, tmp_path / name / "last.pt"))
     alone = common.evaluate_run(copies[0], cfg, bootstrap=20)  # scored alone, and kept
     calls = []
-    real = mdbd.scoring.evaluate_checkpoints
-    monkeypatch.setattr(mdbd.scoring, "evaluate_checkpoints",
+    real = mdbd.runs.scoring.evaluate_checkpoints
+    monkeypatch.setattr(mdbd.runs.scoring, "evaluate_checkpoints",
                         lambda c, *a, **k: calls.append(list(c)) or real(c, *a, **k))
     both = common.evaluate_runs([(copies[0], cfg), (copies[1], cfg.replace(seed=3))], bootstrap=20)
     assert calls == [[copies[1]]]  # the first was kept; only the second is predicted
@@ -126,14 +128,13 @@ def test_runs_not_yet_scored_are_predicted_together_with_the_numbers_of_one_at_a
 
 
 def test_run_concurrency_comes_from_the_profile_and_is_checked():
-    from mdbd.errors import ConfigError
+    from mdbd.core.errors import ConfigError
 
     # the laptop profile trains two runs at a time on both datasets (the main job's budget); the others one
     assert load_config("laptop", dataset="cuhk").concurrent_runs == 2 == load_config("laptop").concurrent_runs
     assert load_config("paper").concurrent_runs == 1
     with pytest.raises(ConfigError, match="concurrent_runs must be an integer >= 1, got 0"):
         load_config("smoke", concurrent_runs=0)
-    assert ablation.threads_per_run(load_config("smoke", device="cpu"), 1) is None
     # not part of a run's identity: the same model, trained alone or beside another
     cfg = load_config("smoke", device="cpu")
     assert cfg.replace(concurrent_runs=2).resolved_run_dir() == cfg.resolved_run_dir()
@@ -195,7 +196,7 @@ def test_table_one_marks_quoted_only_rows_and_keeps_synthetic_apart():
 
 
 def test_display_path_hides_machine_specific_prefixes(monkeypatch, tmp_path):
-    from mdbd.paths import REPO_ROOT
+    from mdbd.core.paths import REPO_ROOT
 
     assert common.display_path(REPO_ROOT / "data" / "x") == "data/x"
     monkeypatch.setenv("MDBD_SHARED_DATA", str(tmp_path))
@@ -221,8 +222,8 @@ def test_the_interval_over_seeds_is_computed_over_seeds_not_from_the_bootstrap_b
 def test_the_reference_runs_of_02_are_scored_without_the_structure_metrics(tiny_multianet, monkeypatch):
     """02's references (HL) appear in headline rows only (02's comparison, Table III): their workers skip the S-, E-
     measure and weighted F, and the MultiANet's own scoring keeps them."""
-    import mdbd.stages.training as training
-    from mdbd.parallel import Job, run_job
+    import mdbd.chain.stages.training as training
+    from mdbd.runs.parallel import Job, run_job
 
     checkpoint, data_root = tiny_multianet
     cfg = load_config("smoke", data_root=str(data_root), device="cpu", run_dir=str(checkpoint.parent))

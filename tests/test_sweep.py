@@ -1,4 +1,4 @@
-"""The held-out sweep runner (mdbd.sweep) on a fixed, named subset of Shi's training images at smoke size."""
+"""The held-out sweep runner (mdbd.runs.sweep) on a fixed, named subset of Shi's training images at smoke size."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mdbd.errors import ConfigError
-from mdbd.sweep import extrapolate, frontier, load_sweep, run_sweep, sweep_configs
+from mdbd.core.errors import ConfigError
+from mdbd.runs.sweep import extrapolate, frontier, load_sweep, run_sweep, sweep_configs
 
 pytestmark = pytest.mark.usefixtures("private_data_dir")
 
@@ -94,10 +94,10 @@ def test_frontier_keeps_only_runs_that_improve_with_budget_and_extrapolates_a_li
 def test_a_run_of_some_candidates_adds_to_the_sweeps_table_instead_of_replacing_it(tmp_path, monkeypatch):
     """`mdbd sweep NAME --candidates X` (and notebook 09's `candidates`) give X's rows merged into the kept table,
     keeping every other candidate's; no candidate at all gives the kept table, without training or a held-out copy."""
-    from mdbd.sweep import merged_with_kept, save_sweep_table
+    from mdbd.runs.sweep import merged_with_kept, save_sweep_table
 
     monkeypatch.setenv("MDBD_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setattr("mdbd.paths.DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr("mdbd.core.paths.DATA_DIR", tmp_path / "data")
     sweep = load_sweep(_sweep_file(tmp_path))
     with pytest.raises(ConfigError, match="no candidate to run and no kept table"):
         run_sweep(sweep, tmp_path / "no-cuhk-here", candidates=[])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mdbd.threads import torch_threads
+from mdbd.core.threads import torch_threads
 
 
 def test_the_count_holds_inside_and_is_restored_after_an_error():

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mdbd.config import load_config
-from mdbd.errors import CheckpointError, ConfigError
-from mdbd.paths import REPO_ROOT
-from mdbd.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
-from mdbd.train import KILL_ENV, LOG_COLUMNS, DistInfo, atomic_write, train
-from mdbd.weights import oxford_cache_path
+from mdbd.runs.config import load_config
+from mdbd.core.errors import CheckpointError, ConfigError
+from mdbd.core.paths import REPO_ROOT
+from mdbd.runs.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from mdbd.runs.train import KILL_ENV, LOG_COLUMNS, DistInfo, atomic_write, train
+from mdbd.core.weights import oxford_cache_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_data_dir")]
 OXFORD = oxford_cache_path()  # the real cache, looked up before the tests point MDBD_DATA_DIR elsewhere
@@ -70,7 +70,7 @@ def _feed_file(run_dir: Path) -> Path:
 
 
 def test_a_training_feeds_its_steps_to_a_watcher(reference_run):
-    """Issue 26 item 3: the steps and the time left, for `mdbd reproduce` to show (mdbd.progress_feed)."""
+    """Issue 26 item 3: the steps and the time left, for `mdbd reproduce` to show (mdbd.core.progress_feed)."""
     events = [json.loads(line) for line in _feed_file(reference_run).read_text().splitlines()]
     assert {e["run"] for e in events} == {reference_run.name}
     ends = [e for e in events if e["step"] == e["steps"]]
@@ -281,7 +281,7 @@ def test_too_few_images_for_one_batch(data_dir, tmp_path):
 
 
 def test_evaluate_checkpoint_scores_the_test_split(reference_run, data_dir):
-    from mdbd.scoring import evaluate_checkpoint
+    from mdbd.runs.scoring import evaluate_checkpoint
 
     result = evaluate_checkpoint(reference_run / "last.pt", "synthetic", data_dir / "synth", bootstrap=0)
     table = result.table
@@ -293,10 +293,10 @@ def test_evaluate_checkpoint_scores_the_test_split(reference_run, data_dir):
 
 
 def test_val_every_zero_trains_without_validating(data_dir, tmp_path, monkeypatch):
-    import mdbd.train
+    import mdbd.runs.train
 
     calls = []
-    monkeypatch.setattr(mdbd.train, "validate", lambda *a, **k: calls.append(1) or {})
+    monkeypatch.setattr(mdbd.runs.train, "validate", lambda *a, **k: calls.append(1) or {})
     result = train(_tiny_cfg(data_dir, tmp_path / "r", epochs=1, val_every=0), progress=False)
     assert calls == [] and result.log["val_fmax"].isna().all() and result.metrics == {}
     assert result.checkpoint.is_file()

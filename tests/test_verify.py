@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from mdbd.cli import main
-from mdbd.errors import ConfigError, DataError
-from mdbd.verify import compare_folders, compare_frames, reproduces, tracked_tables
+from mdbd.core.errors import ConfigError, DataError
+from mdbd.evaluation.verify import compare_folders, compare_frames, reproduces, tracked_tables
 
 
 def _metrics(value=0.8177, seconds=161.1, code="0.1.0+aaaaaaa"):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
-from mdbd import weights
-from mdbd.errors import WeightsError
+from mdbd.core import weights
+from mdbd.core.errors import WeightsError
 from mdbd.model import build_model
 from mdbd.model.backbone import VGG16Backbone
 

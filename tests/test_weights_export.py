@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mdbd.cli import main
-from mdbd.weights import oxford_cache_path, verify_oxford_cache
+from mdbd.core.weights import oxford_cache_path, verify_oxford_cache
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
     table = measure_forms(["hl", "multianet"], device="cuda")     # one row per form: images/s over all models
     python -m mdbd.bench.concurrency --device cuda --out forms.csv   # the same, all seven presets
 
-Every form takes `steps` optimiser steps (the paper's recipe, mdbd.bench.optimised.training_step: bf16 autocast, fused Adam
-and channels_last on CUDA) of every model, on one random batch already on the device, after `warmup` steps:
+Every form takes `steps` optimiser steps (the paper's recipe, mdbd.bench.optimised.training_step: bf16 autocast, fused
+Adam and channels_last on CUDA) of every model, on one random batch already on the device, after `warmup` steps:
 - ``sequential``: one model after another in one process: the baseline (what one run at a time gets).
 - ``processes``: one process per model, all started, built and warmed up, then released together (what
   mdbd.runs.parallel does); the rate is all images over the span from the first start to the last end. Without NVIDIA's

@@ -33,10 +33,11 @@ class NotebookInfo:
     library module whose stage it runs (`stage`), what it needs and how long it takes.
 
     ``minutes``: the expected minutes per profile on the synthetic benchmark (smoke and laptop on a 2-core CPU, paper
-    on one GPU), the numbers `mdbd reproduce` sets beside each notebook's measured time; ``cuhk_minutes``: the
-    first run on CUHK where it dominates (maps computed, then cached: seconds after). ``typical``: the same times
-    as the notebook prints them at its start, with their context; kept verbatim because the executed notebooks and
-    their nbval references carry that line (tests/test_reproduce.py checks that its numbers are ``minutes``')."""
+    on one GPU), the numbers `mdbd reproduce` sets beside each notebook's measured time; ``cuhk_minutes``: its
+    first run on CUHK at the laptop profile, where that differs (longer trainings; maps computed, then cached).
+    CPU times as measured on the slower of the 2-core machine types (docs/results.md, "Time"). ``typical``: the same
+    times as the notebook prints them at its start, with their context; kept verbatim because the executed notebooks
+    and their nbval references carry that line (tests/test_reproduce.py checks that its numbers are ``minutes``')."""
 
     needs: str
     typical: str
@@ -57,21 +58,21 @@ NOTEBOOK_INFO: dict[str, NotebookInfo] = {
         stage="mdbd.chain.stages.data"),
     "02_train": NotebookInfo(
         "01_data (the dataset folder)",
-        "smoke < 0.5 min, laptop <= 5 min, paper ~ 6 min on an H200 (two trainings; one measured 2.5 min)",
-        {"smoke": 0.5, "laptop": 5, "paper": 6}, stage="mdbd.chain.stages.training"),
+        "smoke < 0.5 min, laptop ~ 4 min (on CUHK ~ 14 min), paper ~ 6 min on an H200 (two trainings; one measured "
+        "2.5 min)", {"smoke": 0.5, "laptop": 4, "paper": 6}, cuhk_minutes=14, stage="mdbd.chain.stages.training"),
     "03_ablation": NotebookInfo(
-        "01_data", "smoke ~ 1 min, laptop ~ 8 min, paper ~ 21 runs x ~2.5 min ~ 1 h on an H200",
-        {"smoke": 1, "laptop": 8, "paper": 60}, stage="mdbd.chain.stages.ablation"),
+        "01_data", "smoke ~ 1 min, laptop ~ 6 min (on CUHK ~ 21 min), paper ~ 21 runs x ~2.5 min ~ 1 h on an H200",
+        {"smoke": 1, "laptop": 6, "paper": 60}, cuhk_minutes=21, stage="mdbd.chain.stages.ablation"),
     "04_comparison": NotebookInfo(
         "02_train (the full model's checkpoint); on CUHK also DBDF's published maps (optional)",
-        "smoke ~ 0.5 min, laptop ~ 3 min, paper ~ 30 min (HiFST); on CUHK the first run computes HiFST "
-        "and LBP on the 100 test images (~15 min on 2 cores), seconds once cached",
-        {"smoke": 0.5, "laptop": 3, "paper": 30}, cuhk_minutes=15, stage="mdbd.chain.stages.comparison"),
+        "smoke ~ 0.5 min, laptop ~ 1 min, paper ~ 30 min (HiFST); on CUHK the first run computes HiFST "
+        "and LBP on the 100 test images (~ 10 min on 2 cores), seconds once cached",
+        {"smoke": 0.5, "laptop": 1, "paper": 30}, cuhk_minutes=10, stage="mdbd.chain.stages.comparison"),
     "05_curves": NotebookInfo("04_comparison (its curves CSV)", "under a minute for every profile", _every(1),
                               stage="mdbd.chain.stages.common"),
     "06_runtime": NotebookInfo(
         "nothing (times the model on random input; baselines on the test images)",
-        "smoke ~ 0.5 min, laptop ~ 2 min, paper ~ 5 min", {"smoke": 0.5, "laptop": 2, "paper": 5},
+        "smoke ~ 0.5 min, laptop ~ 0.5 min, paper ~ 5 min", {"smoke": 0.5, "laptop": 0.5, "paper": 5},
         stage="mdbd.chain.stages.runtime"),
     "07_visual": NotebookInfo("03_ablation and 04_comparison (checkpoints and baseline maps)",
                               "under a minute for every profile", _every(1), stage="mdbd.chain.stages.visual"),
@@ -95,12 +96,12 @@ def notebooks_in_role(role: str) -> tuple[str, ...]:
 
 
 def expected_minutes(name: str, profile: str, dataset: str = "synthetic") -> float | None:
-    """The expected minutes of notebook `name` under `profile` (on CUHK: its first run where that dominates);
+    """The expected minutes of notebook `name` under `profile` (on CUHK at the laptop profile: `cuhk_minutes`);
     None for an unknown notebook or profile."""
     info = NOTEBOOK_INFO.get(name)
     if info is None:
         return None
-    if dataset == "cuhk" and info.cuhk_minutes is not None:
+    if dataset == "cuhk" and profile == "laptop" and info.cuhk_minutes is not None:
         return info.cuhk_minutes
     return info.minutes.get(profile)
 

@@ -8,10 +8,10 @@ stops at the first failing notebook, naming it and the cell, and ends by writing
 report.html, mdbd.chain.report_md) and listing every table and figure the chain wrote.
 
 While it runs it shows (on stderr; `--quiet`: not at all) each notebook with its expected time per profile
-(mdbd.chain.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time beside
-the expected one, and the steps of every training with an estimate of the time left (ChainProgress, fed by the
-trainings through mdbd.core.progress_feed). The kernels talk to the runner over IPC, not TCP (kernel_transport_config), so
-ipykernel's "Kernel is running over TCP without encryption" warning has no cause to be printed.
+(mdbd.chain.notebook.NOTEBOOK_INFO), each code cell as it starts with its section, and each notebook's measured time
+beside the expected one, and the steps of every training with an estimate of the time left (ChainProgress, fed by the
+trainings through mdbd.core.progress_feed). The kernels talk to the runner over IPC, not TCP (kernel_transport_config),
+so ipykernel's "Kernel is running over TCP without encryption" warning has no cause to be printed.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class ChainProgress:
         minutes = expected_minutes(name, self.profile, self.dataset)
         if minutes is None:
             return f"no expected time for profile {self.profile}"
-        first = " on its first run on CUHK" if self.dataset == "cuhk" and NOTEBOOK_INFO[name].cuhk_minutes else ""
+        on_cuhk = self.dataset == "cuhk" and self.profile == "laptop" and NOTEBOOK_INFO[name].cuhk_minutes
+        first = " on CUHK (a first run: the baselines' maps computed)" if on_cuhk and name == "04_comparison" else \
+            " on CUHK" if on_cuhk else ""
         return f"expected ~{minutes:g} min{first}"
 
     def notebook_start(self, name: str, position: int, total: int) -> None:

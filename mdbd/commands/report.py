@@ -10,7 +10,8 @@ from mdbd.core.paths import REPO_ROOT, command_line_path, resolve
 def register(sub) -> None:
     p = sub.add_parser("report", help="write REPORT.md and report.html for a results folder",
                        description="Write results/<profile>/<dataset>/REPORT.md and report.html from the tables "
-                                   "and figures in that folder (mdbd.chain.report_md): the study's findings in order, every "
+                                   "and figures in that folder (mdbd.chain.report_md): the study's findings in "
+                                   "order, every "
                                    "table and figure inline with its provenance, quoted numbers marked. `mdbd "
                                    "reproduce` does this at the end of a chain. A planned table or figure the folder "
                                    "lacks is listed (exit status 1 with --strict). --check-browser then opens "

@@ -3,7 +3,8 @@
 The data and results folders follow $MDBD_DATA_DIR and $MDBD_RESULTS_DIR as they are when asked for (`data_dir()`,
 `results_dir()`), not as they were when mdbd was imported: a test or a notebook that points them elsewhere after
 import is obeyed. `DATA_DIR` and `RESULTS_DIR` are kept as names for the same calls (module `__getattr__`); a module
-that binds them at its own import (`from mdbd.core.paths import DATA_DIR` at the top) freezes them, so use the functions.
+that binds them at its own import (`from mdbd.core.paths import DATA_DIR` at the top) freezes them, so use the
+functions.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Where the real datasets live on this machine: the folder named by $MDBD_SHARED_DATA (laid out like
 ../shared/data: `cuhk-full/`, `dut-samples/`, `published-maps/`), else the dataset's folder under data/.
 
-Kept free of configuration and generator imports, so that mdbd.runs.config, mdbd.runs.identity and mdbd.data.synth can all
-use it (the synthetic benchmark's mask origin enters a run's name and identity).
+Kept free of configuration and generator imports, so that mdbd.runs.config, mdbd.runs.identity and mdbd.data.synth can
+all use it (the synthetic benchmark's mask origin enters a run's name and identity).
 """
 
 from __future__ import annotations

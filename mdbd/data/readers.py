@@ -126,7 +126,8 @@ def read_mask_levels(path: str | Path, *, white_is_infocus: bool = True) -> np.n
     """A mask's grey levels as stored, in the internal polarity (high = in focus): uint8 0..255 for 8-bit and 1-bit
     files, float64 in [0, 1] for 16-bit and float ones. Graded masks keep their levels: this is what scoring reads
     (each protocol binarises with its own rule; mdbd.metrics.inputs.binarize_gt), in every route, since
-    mdbd.evaluation.evaluate.load_ground_truth reads GT files with it too. Any mode is converted (RGBA: alpha dropped)."""
+    mdbd.evaluation.evaluate.load_ground_truth reads GT files with it too. Any mode is converted (RGBA: alpha
+    dropped)."""
     path = Path(path)
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

@@ -1,4 +1,5 @@
-"""Figures of the study. Each function returns a matplotlib Figure; notebooks save it with mdbd.evaluation.report.save_figure."""
+"""Figures of the study. Each function returns a matplotlib Figure; notebooks save it with
+mdbd.evaluation.report.save_figure."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ import numpy as np
 
 from mdbd.data.download import extract, obtain_archive
 from mdbd.core.errors import ConfigError, DataError
-from mdbd.evaluation.evaluate import GT_POLARITIES, evaluate_maps, ground_truth_files, load_ground_truth, load_prediction
+from mdbd.evaluation.evaluate import (
+    GT_POLARITIES, evaluate_maps, ground_truth_files, load_ground_truth, load_prediction)
 from mdbd.metrics.inputs import resize_to
 from mdbd.core.names import POLARITIES
 from mdbd.core.paths import data_dir, shared_data_root
@@ -186,8 +187,9 @@ def open_known(key: str, ids: Sequence[str], folder: str | os.PathLike | None = 
 # -- scoring ---------------------------------------------------------------------------------------
 
 def evaluate_published(maps: PublishedMaps, gts: Iterable[np.ndarray], pred_dir: str | None = None, **kwargs: Any):
-    """Score `maps` against their ground truths (1 = in focus, in the same order) with mdbd.evaluation.evaluate.evaluate_maps;
-    each map is brought to its GT's size, streaming. The rows carry the maps' provenance (source, folder as
+    """Score `maps` against their ground truths (1 = in focus, in the same order) with
+    mdbd.evaluation.evaluate.evaluate_maps; each map is brought to its GT's size, streaming. The rows carry the maps'
+    provenance (source, folder as
     `pred_dir` shows it, pattern, polarity, how many were resized)."""
     def pairs():
         for i, gt in enumerate(gts):

@@ -2,8 +2,8 @@
 
     model, cfg_dict, meta = load_checkpoint("results/runs/.../last.pt", expected_preset="multianet")
 
-Kept apart from training (mdbd.runs.train writes checkpoints) and prediction (mdbd.runs.predict reads them), so that neither
-imports the other.
+Kept apart from training (mdbd.runs.train writes checkpoints) and prediction (mdbd.runs.predict reads them), so that
+neither imports the other.
 """
 
 from __future__ import annotations

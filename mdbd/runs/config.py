@@ -258,8 +258,8 @@ class RunConfig:
         return _apply(self.to_dict(), overrides)
 
     def section(self, name: str) -> dict[str, Any]:
-        """The fields of one section (mdbd.runs.sections.SECTIONS) as `to_dict` writes them, e.g. the model's constructor
-        options: `build_model(**cfg.section("model"))`."""
+        """The fields of one section (mdbd.runs.sections.SECTIONS) as `to_dict` writes them, e.g. the model's
+        constructor options: `build_model(**cfg.section("model"))`."""
         if name not in SECTIONS:
             raise ConfigError(f"unknown configuration section {name!r}; sections: {', '.join(SECTIONS)}")
         d = self.to_dict()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+import torch
 
 from mdbd.runs.config import RunConfig
 from mdbd.data import ensure_synthetic, open_dataset
@@ -106,6 +107,39 @@ class JobResult:
     @property
     def checkpoint(self) -> Path:
         return self.job.run.checkpoint
+
+
+def threads_per_run(device: str, concurrent: int, cores: int | None = None) -> int | None:
+    """CPU threads of each of `concurrent` runs started together on `device` (None: one run, torch's default). On a
+    CPU the runs share its threads (torch's count: a user's OMP_NUM_THREADS limit holds); on a GPU machine they share
+    half of its `cores`, the other half left to their data-loader workers (loader_workers)."""
+    if concurrent <= 1:
+        return None
+    if device.split(":")[0] == "cpu":
+        return max(1, (cores or torch.get_num_threads()) // concurrent)
+    return max(1, (cores or os.cpu_count() or 1) // (2 * concurrent))
+
+
+def loader_workers(num_workers: int, concurrent: int, device: str, cores: int | None = None) -> int:
+    """Data-loader workers of each of `concurrent` runs: on a CPU the configuration's `num_workers` (the runs' threads
+    already share the cores); on a GPU machine at least one each, from the cores the runs leave, but none where
+    /dev/shm holds under 1 GiB (workers hand batches over through it, and a container's default 64 MiB fails)."""
+    if device.split(":")[0] == "cpu":
+        return num_workers
+    shm = shm_megabytes()
+    if shm is not None and shm < 1024:
+        return 0
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(num_workers or 1, (cores - concurrent) // concurrent))
+
+
+def shm_megabytes() -> int | None:
+    """Free MiB of /dev/shm (None: no such file system)."""
+    try:
+        stat = os.statvfs("/dev/shm")
+        return stat.f_bavail * stat.f_frsize // 2**20
+    except OSError:
+        return None
 
 
 def describe_form(concurrent: int, threads: int | None, in_process: bool | None = None) -> str:
@@ -411,7 +445,8 @@ def raise_for_failures(results: Sequence[JobResult]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m mdbd.runs.parallel RUN_DIR/job.json (started by mdbd.runs.parallel.run_jobs)", file=sys.stderr)
+        print("usage: python -m mdbd.runs.parallel RUN_DIR/job.json (started by mdbd.runs.parallel.run_jobs)",
+              file=sys.stderr)
         return 2
     try:
         return _worker(Path(args[0]))

@@ -1,5 +1,5 @@
-"""Scoring a trained model on a dataset split: predict every image, score the maps with mdbd.evaluation.evaluate; and a run's
-scores kept beside its checkpoint, so that the stages score one run once.
+"""Scoring a trained model on a dataset split: predict every image, score the maps with mdbd.evaluation.evaluate; and a
+run's scores kept beside its checkpoint, so that the stages score one run once.
 
     result = evaluate_checkpoint("results/runs/.../last.pt", "cuhk", "data/cuhk", split="test")
     result = evaluate_run(RunDir.of(cfg).checkpoint, cfg)  # the run's dataset and split, kept in run_dir/scores/
@@ -36,8 +36,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | torch.nn.Module, dataset
                         polarity: str | None = None, device: str | None = None, batch_size: int = 8,
                         profile: str | None = None, seed: int | None = None, **evaluate_kwargs: Any):
     """Predict every image of `dataset`/`split` at its original size and score the maps with
-    mdbd.evaluation.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights, profile,
-    device and seed as provenance. `size`: the network input side (default: the checkpoint's eval_size, else
+    mdbd.evaluation.evaluate.evaluate_maps (positive class: in focus), recording model, dataset, split, weights,
+    profile, device and seed as provenance. `size`: the network input side (default: the checkpoint's eval_size, else
     image_size).
 
     The one scoring path (docs/metrics.md): the network runs in fp32 (no bf16 autocast, also on CUDA), the maps are
@@ -129,8 +129,8 @@ def _score_file(checkpoint: Path, cfg: RunConfig, split: str, bootstrap: int, ex
 
 
 #: the code a score depends on: the model built from a checkpoint, prediction, the GT readers, scoring and metrics
-SCORING_CODE = ("mdbd/model", "mdbd/runs/checkpoint.py", "mdbd/runs/predict.py", "mdbd/data/readers.py", "mdbd/runs/scoring.py",
-                "mdbd/evaluation/evaluate.py", "mdbd/core/io.py", "mdbd/metrics")
+SCORING_CODE = ("mdbd/model", "mdbd/runs/checkpoint.py", "mdbd/runs/predict.py", "mdbd/data/readers.py",
+                "mdbd/runs/scoring.py", "mdbd/evaluation/evaluate.py", "mdbd/core/io.py", "mdbd/metrics")
 
 
 def _scoring_digest() -> str:

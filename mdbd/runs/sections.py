@@ -9,8 +9,8 @@ and one field) touches no other module for its section, its identity rule or its
     build_model(**cfg.section("model"))
 
 The sections (SECTIONS): run, data, model, optimisation, augmentation, ablation, runtime. A run's identity
-(mdbd.runs.identity) is every field of the IDENTITY_SECTIONS, each as its declaration says, plus the entries derived from
-the environment (device type, data folder, versions). `runtime` (where and how a run executes and writes) and
+(mdbd.runs.identity) is every field of the IDENTITY_SECTIONS, each as its declaration says, plus the entries derived
+from the environment (device type, data folder, versions). `runtime` (where and how a run executes and writes) and
 `ablation` (which runs the ablation stage trains, not what one run is) never enter it.
 
 How a field of an identity section enters (`identity=`):

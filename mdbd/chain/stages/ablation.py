@@ -15,7 +15,7 @@ from mdbd.core.errors import ConfigError
 from mdbd.evaluation.evaluate import paired_comparison
 from mdbd.model import PRESETS
 from mdbd.model.diagnostics import attention_statistics
-from mdbd.runs.parallel import Job, JobResult, raise_for_failures, run_jobs
+from mdbd.runs.parallel import Job, JobResult, raise_for_failures, run_jobs, threads_per_run
 from mdbd.core.provenance import resolve_device
 from mdbd.evaluation.report import QUOTED, beside_paper, table_title
 from mdbd.runs.rundir import RunDir
@@ -80,7 +80,7 @@ def run_ablation(cfg: RunConfig, progress: bool = True, bootstrap: int = 1000, c
     process's threads shared out between the runs). Same seeds, same results (on CPU bit for bit at equal
     `threads`)."""
     concurrent = concurrent or cfg.concurrent_runs
-    threads = threads or threads_per_run(cfg, concurrent)
+    threads = threads or threads_per_run(resolve_device(cfg.device), concurrent)
 
     # train (or find) every run first, then score them together: the runs share their frozen backbone blocks,
     # which are most of a prediction's cost (evaluate_runs)
@@ -124,15 +124,6 @@ def launch_order(configs: Sequence[RunConfig]) -> list[int]:
         return (not RunDir.of(cfg).looks_finished(cfg.epochs), -len(PRESETS[cfg.preset].modules))
 
     return sorted(range(len(configs)), key=key)
-
-
-def threads_per_run(cfg: RunConfig, concurrent: int) -> int | None:
-    """CPU threads of each of `concurrent` runs on a CPU (None: leave torch's default, one run or a GPU)."""
-    import torch
-
-    if concurrent <= 1 or resolve_device(cfg.device) != "cpu":
-        return None
-    return max(1, torch.get_num_threads() // concurrent)
 
 
 #: what ablation_table's interval columns mean (its `interval` column says which applies to a row)

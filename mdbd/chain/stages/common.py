@@ -17,8 +17,8 @@ from mdbd.evaluation.evaluate import evaluate_maps
 from mdbd.core.io import quantize_map
 from mdbd.metrics.protocols import DEFAULT_PROTOCOL  # noqa: F401 (declared beside HEADLINE, below)
 from mdbd.core.paths import display_path  # noqa: F401 (re-exported: the notebooks import it from here)
-# a run's score cache lives in the runs layer (mdbd.runs.scoring), where the runners of many runs use it too; re-exported
-# here, where the stages and notebooks import it from
+# a run's score cache lives in the runs layer (mdbd.runs.scoring), where the runners of many runs use it too;
+# re-exported here, where the stages and notebooks import it from
 from mdbd.runs.scoring import (EXTENDED_METRICS, SCORES_DIR, SCORING_CODE, evaluate_run, evaluate_runs,  # noqa: F401
                           require_finished)
 

@@ -50,8 +50,8 @@ class PublishedScores:
 def published_results(cfg: RunConfig, split: str = "test", *, keys: Sequence[str] = PUBLISHED,
                       protocols: Sequence[str] | None = None, bootstrap: int = 1000,
                       split_file: str | Path | None = None) -> PublishedScores:
-    """Each method's published maps (mdbd.evaluation.published) scored against `cfg`'s split like every other method. A method
-    whose maps do not exist for this dataset or are not on this machine is `unavailable` with the reason; an
+    """Each method's published maps (mdbd.evaluation.published) scored against `cfg`'s split like every other method. A
+    method whose maps do not exist for this dataset or are not on this machine is `unavailable` with the reason; an
     incomplete folder is an error (it names the missing ids)."""
     out = PublishedScores()
     for key in keys:

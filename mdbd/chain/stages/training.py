@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from mdbd.runs.config import RunConfig
-from mdbd.runs.parallel import Background, Job
+from mdbd.core.provenance import resolve_device
+from mdbd.runs.parallel import Background, Job, threads_per_run
 from mdbd.evaluation.plots import loss_curves
-from mdbd.chain.stages.ablation import threads_per_run
 from mdbd.chain.stages.common import HEADLINE_PROTOCOLS, evaluate_run, evaluate_runs, headline, score_baselines
 from mdbd.core.threads import torch_threads
 from mdbd.runs.train import train
@@ -61,7 +61,7 @@ def start_references(cfg: RunConfig, presets: Sequence[str], bootstrap: int = 10
     if cfg.concurrent_runs <= 1 or not presets:
         return None, None
     concurrent = min(cfg.concurrent_runs, len(presets) + 1)
-    threads = threads_per_run(cfg, concurrent)
+    threads = threads_per_run(resolve_device(cfg.device), concurrent)
     # the references' rows are headline only (here and in Table III): no structure metrics (EXTENDED_METRICS)
     jobs = [Job(cfg.replace(preset=p), bootstrap=bootstrap, label=f"{p} (reference)", extended=False)
             for p in presets]
