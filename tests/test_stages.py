@@ -235,3 +235,22 @@ def test_the_reference_runs_of_02_are_scored_without_the_structure_metrics(tiny_
     monkeypatch.setattr(training, "Background", lambda jobs, threads: started.extend(jobs) or "bg")
     background, _ = training.start_references(cfg.replace(concurrent_runs=2), ["multianet", "hl"])
     assert background == "bg" and [(j.config.preset, j.extended) for j in started] == [("hl", False)]
+
+
+def test_table_ii_times_the_full_model_with_the_runs_model_options(monkeypatch):
+    """Table II (06) builds MultiANet from the run's model section (its attention form), never a second default."""
+    import torch
+
+    from mdbd.chain.stages import runtime
+
+    built = {}
+
+    def fake_build_model(**options):
+        built.update(options)
+        return torch.nn.Conv2d(3, 1, 1)
+
+    monkeypatch.setattr(runtime, "build_model", fake_build_model)
+    cfg = load_config("smoke", device="cpu", preset="hl", attention_scale="none", spatial_gate="sigmoid")
+    assert runtime.model_seconds_per_image(cfg, size=8, iters=1) > 0
+    assert built == {"preset": "multianet", "backbone_weights": "none", "attention_scale": "none",
+                     "spatial_gate": "sigmoid"}

@@ -37,11 +37,12 @@ def time_baselines(cfg: RunConfig, names: Sequence[str] = ("hifst", "lbp", "lapl
 
 
 def model_seconds_per_image(cfg: RunConfig, size: int = 320, iters: int = 5) -> float:
-    """Seconds per image of the full model at `size`, batch 1, eager fp32 (the paper's Table II setting)."""
+    """Seconds per image of the full model at `size`, batch 1, eager fp32 (the paper's Table II setting), built with
+    `cfg`'s model options (its attention form; random weights: speed does not depend on them)."""
     import torch
 
     dev = torch.device(cfg.device or "cpu")
-    model = build_model("multianet", backbone_weights="none").to(dev).eval()
+    model = build_model(**{**cfg.section("model"), "preset": "multianet", "backbone_weights": "none"}).to(dev).eval()
     x = torch.rand(1, 3, size, size, device=dev)
     with torch.inference_mode():
         return median_seconds(lambda: model(x), iters, 1, dev)
