@@ -139,6 +139,8 @@ def test_executed_copies_of_a_run_with_further_parameters_sit_in_their_own_folde
     literal = {"attention_scale": "none", "spatial_gate": "sigmoid"}
     assert reproduce.params_folder(literal) == "attention-none_gate-sigmoid"  # the folder the tables' suffix names
     assert reproduce.params_folder({"epochs": 3, "spatial_gate": "sigmoid"}) == "gate-sigmoid_epochs-3"
+    assert reproduce.params_folder({"candidates": []}) == "candidates-none"  # no brackets in a folder name
+    assert reproduce.params_folder({"candidates": ["chain-e4", "chain-e6"]}) == "candidates-chain-e4+chain-e6"
     base = reproduce.executed_dir("laptop", "cuhk")
     assert reproduce.executed_dir("laptop", "cuhk", {}) == base
     assert reproduce.executed_dir("laptop", "cuhk", literal) == base / "attention-none_gate-sigmoid"

@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mdbd.core.paths
 import mdbd.chain.stages.data
@@ -268,9 +269,15 @@ def drop_embedded_images(path: Path, keep_below: int = SMALL_FIGURE_CHARS) -> No
 def params_folder(params: dict) -> str:
     """The subfolder of a run's executed copies for further notebook parameters ("" for none), as the tables name
     the variant: {"attention_scale": "none", "spatial_gate": "sigmoid"} gives "attention-none_gate-sigmoid" (03's
-    suffix, mdbd.chain.stages.ablation.model_variant); any other parameter adds "_<name>-<value>"."""
+    suffix, mdbd.chain.stages.ablation.model_variant); any other parameter adds "_<name>-<value>", a list its items
+    joined by "+" ("none" when empty: 09's candidates=[] gives "candidates-none")."""
+    def label(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return "+".join(map(str, value)) or "none"
+        return str(value)
+
     _, suffix = model_variant(params.get("attention_scale"), params.get("spatial_gate"))
-    others = "".join(f"_{k}-{params[k]}" for k in sorted(params) if k not in ("attention_scale", "spatial_gate"))
+    others = "".join(f"_{k}-{label(params[k])}" for k in sorted(params) if k not in ("attention_scale", "spatial_gate"))
     return (suffix + others).lstrip("_")
 
 
