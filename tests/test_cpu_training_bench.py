@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 import mdbd.bench.cpu_training as ctb
@@ -27,6 +28,25 @@ def test_every_point_is_a_row_with_its_ratio_and_bf16_is_skipped_without_native_
     assert len(measured) == 1 and measured.iloc[0]["frozen_blocks"] == 5 and not measured.iloc[0]["channels_last"]
     assert bf16["images_per_s"].isna().sum() == 7 and bf16["note"].str.contains("no native bf16").sum() == 7
     assert (table["cpu_bf16"] == "no native bf16, ATen AVX2").all()
+
+
+def test_a_partial_csv_holds_every_point_measured_so_far(monkeypatch, tmp_path):
+    """A full grid takes tens of minutes: a run cut off keeps its measured points."""
+    monkeypatch.setattr(ctb, "native_bf16", lambda: (False, "no native bf16, ATen AVX2"))
+    seen = []
+
+    def measure(point, grid):
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # cut off at the third point
+        seen.append(point)
+        return 1.0
+
+    monkeypatch.setattr(ctb, "_measure", measure)
+    partial = tmp_path / "partial.csv"
+    with pytest.raises(KeyboardInterrupt):
+        cpu_training_rows(TINY, log=lambda *_: None, partial_csv=str(partial))
+    kept = pd.read_csv(partial)
+    assert len(kept) == 2 and kept["images_per_s"].tolist() == [1.0, 1.0] and kept["size"].tolist() == [32, 32]
 
 
 def test_with_native_bf16_every_point_is_measured(monkeypatch):

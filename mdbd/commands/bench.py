@@ -72,7 +72,7 @@ def _cpu_training(args) -> int:
 
     grid = CpuTrainingGrid.quick() if args.quick else CpuTrainingGrid()
     print(f"CPU training steps, batch {grid.batch}, {grid.threads} threads shared by the runs at once:")
-    table = cpu_training_rows(grid)
+    table = cpu_training_rows(grid, partial_csv=args.partial)
     out = _write(table, args, "cpu-training", "-quick" if args.quick else "")
     shown = table[["size", "frozen_blocks", "precision", "channels_last", "runs_at_once", "images_per_s",
                    "ratio_to_fp32_nchw", "note"]]
