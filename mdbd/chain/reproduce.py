@@ -81,10 +81,10 @@ class ChainProgress:
         minutes = expected_minutes(name, self.profile, self.dataset)
         if minutes is None:
             return f"no expected time for profile {self.profile}"
-        on_cuhk = self.dataset == "cuhk" and self.profile == "laptop" and NOTEBOOK_INFO[name].cuhk_minutes
-        first = " on CUHK (a first run: the baselines' maps computed)" if on_cuhk and name == "04_comparison" else \
-            " on CUHK" if on_cuhk else ""
-        return f"expected ~{minutes:g} min{first}"
+        where = ""
+        if self.dataset == "cuhk" and self.profile == "laptop" and NOTEBOOK_INFO[name].cuhk_minutes:
+            where = " on CUHK (a first run: the baselines' maps computed)" if name == "04_comparison" else " on CUHK"
+        return f"expected ~{minutes:g} min{where}"
 
     def notebook_start(self, name: str, position: int, total: int) -> None:
         self._name, self._cells = name, {}

@@ -2,9 +2,8 @@
 
 Run folders (mdbd.runs.identity), score files (mdbd.chain.stages.common), the uint8 and frozen-feature caches and the
 baselines' map cache are all named this way; the value depends only on the payload's content (key order does not
-matter), so
-it is the same on every machine and in every Python session. Changing how a key is computed renames every run folder
-and cache: tests/test_identity.py pins the run folders' hashes.
+matter), so it is the same on every machine and in every Python session. Changing how a key is computed renames
+every run folder and cache: tests/test_identity.py pins the run folders' hashes.
 """
 
 from __future__ import annotations

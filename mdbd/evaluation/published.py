@@ -189,8 +189,7 @@ def open_known(key: str, ids: Sequence[str], folder: str | os.PathLike | None = 
 def evaluate_published(maps: PublishedMaps, gts: Iterable[np.ndarray], pred_dir: str | None = None, **kwargs: Any):
     """Score `maps` against their ground truths (1 = in focus, in the same order) with
     mdbd.evaluation.evaluate.evaluate_maps; each map is brought to its GT's size, streaming. The rows carry the maps'
-    provenance (source, folder as
-    `pred_dir` shows it, pattern, polarity, how many were resized)."""
+    provenance (source, folder as `pred_dir` shows it, pattern, polarity, how many were resized)."""
     def pairs():
         for i, gt in enumerate(gts):
             if i >= len(maps):

@@ -26,7 +26,8 @@ SPATIAL_GATES = ("sigmoid", "centred")
 DEFAULT_SPATIAL_GATE = "centred"
 # The values older checkpoints (and runs) were trained with, before an option existed, are declared on the option's
 # RunConfig field (mdbd.runs.config: `legacy=`), with its section and how it enters a run's identity
-# (mdbd.runs.sections). What the paper's own form of each option is called, for the error that names the choices
+# (mdbd.runs.sections).
+# What the paper's own form of each option is called, for the error that names the choices
 PAPER_FORMS = {"attention_scale": "none = eq. 1 as the paper writes it",
                "spatial_gate": "sigmoid = eq. 3 as the paper writes it"}
 

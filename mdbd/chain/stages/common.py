@@ -20,7 +20,7 @@ from mdbd.core.paths import display_path  # noqa: F401 (re-exported: the noteboo
 # a run's score cache lives in the runs layer (mdbd.runs.scoring), where the runners of many runs use it too;
 # re-exported here, where the stages and notebooks import it from
 from mdbd.runs.scoring import (EXTENDED_METRICS, SCORES_DIR, SCORING_CODE, evaluate_run, evaluate_runs,  # noqa: F401
-                          require_finished)
+                               require_finished)
 
 if TYPE_CHECKING:
     from mdbd.evaluation.evaluate import EvaluationResult
